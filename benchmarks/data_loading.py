@@ -1,0 +1,38 @@
+"""How long CIFAR-10 takes to load: decoding every image vs reading the uint8 cache.
+
+    python benchmarks/data_loading.py [--root DATA_FOLDER]
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from helpers.data import data_root, find_source, load_cifar10
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None)
+    args = parser.parse_args()
+    kind, folder = find_source(data_root(args.root)) or (None, None)
+    if folder is None:
+        raise SystemExit(f"No CIFAR-10 under {data_root(args.root)}; see README.md, 'Data'.")
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh cache, so the first load decodes
+        link = Path(tmp) / folder.name
+        link.symlink_to(folder.resolve())
+        rows = [(split, timed(lambda: load_cifar10(split, root=tmp, download=False)),
+                 timed(lambda: load_cifar10(split, root=tmp, download=False))) for split in ("train", "test")]
+    print(f"source: {kind} at {folder}\n")
+    print(f"{'split':6s} {'decode (s)':>11s} {'cached (s)':>11s} {'speed-up':>9s}")
+    for split, decode, cached in rows:
+        print(f"{split:6s} {decode:11.2f} {cached:11.2f} {decode / cached:8.0f}x")
+
+
+if __name__ == "__main__":
+    main()

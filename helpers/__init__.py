@@ -1,0 +1,25 @@
+"""The DeiT course's helpers: the tested, reusable version of what each notebook builds."""
+from helpers.profiles import Profile, get_profile, profile_name
+from helpers.data import CLASSES, DataError, load_cifar10
+
+__all__ = ["Profile", "get_profile", "profile_name", "CLASSES", "DataError", "load_cifar10",
+           "notebook_setup"]
+
+
+def notebook_setup(seed: int = 0) -> Profile:
+    """Call once at the top of a notebook: prints the profile, seeds, PNG figures."""
+    import random
+
+    import torch
+    from helpers.profiles import describe
+
+    profile = get_profile()
+    print(describe(profile))
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:  # PNG figures: SVG bloats notebooks and diffs
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        set_matplotlib_formats("png")
+    except ImportError:
+        pass
+    return profile

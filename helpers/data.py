@@ -1,0 +1,294 @@
+"""CIFAR-10 from either of its two common formats, decoded once and cached as uint8 tensors.
+
+Where the data may live (the first that exists wins):
+  * torchvision's format: ROOT/cifar-10-batches-py/ (what `datasets.CIFAR10(download=True)` makes)
+  * an image folder:      ROOT/cifar10-jpeg/{train,test}/<class>/*.jpg  or  ROOT/{train,test}/<class>/*
+ROOT is the `root` argument, else the environment variable DEIT_DATA, else the repo's `data/`.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from helpers.files import save_atomically
+
+DATA_ENV = "DEIT_DATA"
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+# Per-channel statistics of the CIFAR-10 training set (widely published values).
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+SPLITS = ("train", "test")
+_CACHE_VERSION = 1
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+class DataError(RuntimeError):
+    """CIFAR-10 could not be found or read; the message says how to fix it."""
+
+
+@dataclass
+class CIFAR10Arrays:
+    """Decoded images (N, 32, 32, 3) uint8 and labels (N,) int64, in CIFAR-10's label order."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple = CLASSES
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "CIFAR10Arrays":
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return CIFAR10Arrays(self.images[indices], self.labels[indices], self.classes)
+
+
+def data_root(root=None) -> Path:
+    """The folder searched for CIFAR-10: `root`, else $DEIT_DATA, else the repo's data/."""
+    return Path(root or os.environ.get(DATA_ENV) or REPO_DATA).expanduser()
+
+
+def _how_to_fix(root: Path) -> str:
+    return (
+        f"Put CIFAR-10 in {root} in one of these layouts:\n"
+        f"  {root}/cifar-10-batches-py/...          (torchvision's format; load_cifar10(download=True) makes it when online)\n"
+        f"  {root}/cifar10-jpeg/train/<class>/*.jpg  and .../test/<class>/*.jpg  (image folders)\n"
+        f"or point the environment variable {DATA_ENV} at the folder that holds them, e.g.\n"
+        f"  export {DATA_ENV}=/path/to/data\n"
+        f"An archive of the image folders unpacks with "
+        f"`python -m helpers.data extract ARCHIVE.tar.xz` (into {REPO_DATA})."
+    )
+
+
+def find_source(root) -> tuple[str, Path] | None:
+    """('torchvision', dir) or ('folder', dir) for the first CIFAR-10 copy under root, else None."""
+    root = Path(root)
+    for candidate in (root / "cifar-10-batches-py", root):
+        if (candidate / "batches.meta").exists() or (candidate / "data_batch_1").exists():
+            return "torchvision", candidate
+    for candidate in (root / "cifar10-jpeg", root / "cifar10", root):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return "folder", candidate
+    return None
+
+
+def _read_torchvision_split(folder: Path, split: str):
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+            raise DataError(
+                f"{path} is missing or corrupt ({type(err).__name__}: {err}).\n"
+                f"Delete {folder} and download again with load_cifar10(download=True), "
+                f"or use the image-folder copy instead.") from err
+    return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels)
+
+
+def _read_folder_split(folder: Path, split: str):
+    split_dir = folder / split
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if tuple(found) != CLASSES:
+        raise DataError(
+            f"{split_dir} should hold one folder per CIFAR-10 class {list(CLASSES)}, "
+            f"but holds {found}. Check that DEIT_DATA points at the right copy.")
+    images, labels = [], []
+    for label, name in enumerate(CLASSES):
+        files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{split_dir / name} has no images. Re-extract the data archive.")
+        for path in files:
+            try:
+                with Image.open(path) as img:
+                    array = np.asarray(img.convert("RGB"))
+            except OSError as err:
+                raise DataError(f"{path} is not a readable image ({err}). Re-extract the data archive.") from err
+            if array.shape != (32, 32, 3):
+                raise DataError(f"{path} is {array.shape[1]}x{array.shape[0]}, not a 32x32 CIFAR-10 image.")
+            images.append(array)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels)
+
+
+def _download(root: Path) -> None:
+    """torchvision's download, with a timeout so a blocked network cannot hang a live class."""
+    from torchvision.datasets import CIFAR10
+
+    print(f"Downloading CIFAR-10 (170 MB) into {root} ...")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        CIFAR10(root=str(root), train=True, download=True)
+    except Exception as err:  # urllib, socket, SSL and checksum errors all land here
+        raise DataError(f"CIFAR-10 is not in {root} and downloading it failed "
+                        f"({type(err).__name__}: {err}).\n\n{_how_to_fix(root)}") from err
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _cache_path(kind: str, folder: Path, split: str) -> Path:
+    name = f"{folder.name}-{kind}-{split}.v{_CACHE_VERSION}.pt"
+    if os.access(folder.parent, os.W_OK):
+        return folder.parent / ".cache" / name
+    return Path.home() / ".cache" / "deit-course" / name  # a read-only data folder
+
+
+def _load_cache(path: Path):
+    try:
+        blob = torch.load(path, weights_only=True)
+        return blob["images"], blob["labels"]
+    except Exception as err:  # a half-written or foreign file: it is derived data, so rebuild it
+        warnings.warn(f"Ignoring unreadable cache {path} ({err}); decoding the images again.")
+        return None
+
+
+def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None,
+                 seed: int = 0, download: bool = True) -> CIFAR10Arrays:
+    """CIFAR-10 `split` as uint8 arrays, decoded once and then read from a cache file.
+
+    n_per_class picks a deterministic, stratified subset (the same `seed` gives the same images).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}.")
+    root = data_root(root)
+    source = find_source(root) if root.is_dir() else None
+    if source is None:
+        if root.exists() and not root.is_dir():
+            raise DataError(f"{root} is a file, not a folder.\n\n{_how_to_fix(root)}")
+        if not download:
+            raise DataError(f"No CIFAR-10 found in {root}.\n\n{_how_to_fix(root)}")
+        _download(root)
+        source = find_source(root)
+    kind, folder = source
+    cache = _cache_path(kind, folder, split)
+    cached = _load_cache(cache) if cache.exists() else None
+    if cached is None:
+        reader = _read_torchvision_split if kind == "torchvision" else _read_folder_split
+        images, labels = reader(folder, split)
+        cached = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels).long()
+        save_atomically({"images": cached[0], "labels": cached[1]}, cache)
+    data = CIFAR10Arrays(*cached)
+    if n_per_class is not None:
+        data = data.subset(stratified_indices(data.labels, n_per_class, seed))
+    return data
+
+
+def stratified_indices(labels: torch.Tensor, n_per_class: int, seed: int = 0) -> torch.Tensor:
+    """n_per_class random indices of every class, sorted; the same seed gives the same indices."""
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().flatten()
+        if n_per_class > len(members):
+            raise ValueError(f"Class {c} has {len(members)} images; asked for {n_per_class}.")
+        picked.append(members[torch.randperm(len(members), generator=generator)[:n_per_class]])
+    return torch.cat(picked).sort().values
+
+
+class CIFAR10Dataset(torch.utils.data.Dataset):
+    """A map-style dataset of PIL images, so torchvision and timm transforms work unchanged.
+
+    It has torchvision.datasets.CIFAR10's `data`, `targets` and `classes` attributes.
+    """
+
+    def __init__(self, arrays: CIFAR10Arrays, transform=None, target_transform=None):
+        self.arrays = arrays
+        self.data = arrays.images.numpy()
+        self.targets = arrays.labels.tolist()
+        self.classes = list(arrays.classes)
+        self.transform, self.target_transform = transform, target_transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        image, target = Image.fromarray(self.data[index]), self.targets[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+
+class TensorBatches:
+    """Shuffled mini-batches of uint8 (B, 3, 32, 32) images straight from memory.
+
+    Much faster than a DataLoader of PIL images; augmentation then runs on whole batches
+    (see helpers.augment). The order depends only on (seed, epoch), so a resumed run
+    sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, arrays: CIFAR10Arrays, batch_size: int, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
+        self.images = arrays.images.permute(0, 3, 1, 2).contiguous()
+        self.labels = arrays.labels
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        else:
+            order = torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+def extract_archive(archive, dest=None) -> Path:
+    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest (default: repo data/)."""
+    archive, dest = Path(archive), Path(dest or REPO_DATA)
+    if not archive.is_file():
+        raise DataError(f"No archive at {archive}. Check the path.")
+    target = dest / "cifar10-jpeg"
+    if find_source(target):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    # Archives may hold train/ and test/ at the top or inside one folder.
+    if find_source(target) is None:
+        raise DataError(f"{archive} does not hold train/ and test/ image folders.")
+    return find_source(target)[1]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="CIFAR-10 data tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("extract", help="unpack an image-folder archive into the repo's data/")
+    ex.add_argument("archive")
+    ex.add_argument("--dest", default=None)
+    sub.add_parser("check", help="load both splits (building the cache) and print their sizes")
+    args = parser.parse_args()
+    if args.command == "extract":
+        print(extract_archive(args.archive, args.dest))
+    else:
+        for split in SPLITS:
+            print(split, len(load_cifar10(split, download=False)))

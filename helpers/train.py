@@ -1,0 +1,218 @@
+"""The training loop: AdamW, warmup + cosine, clipping, evaluation, checkpoints and resume.
+
+Defaults are DeiT's (Touvron et al., 2021, Table 9): AdamW, lr 5e-4 x batch/512, weight
+decay 0.05, 5 warmup epochs, cosine to 1e-5, label smoothing 0.1. Gradient clipping at 1.0
+keeps the short CPU runs stable.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.augment import normalize
+from helpers.files import save_atomically, write_json_atomically
+
+CHECKPOINT = "last.pt"
+HISTORY = "history.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be used; the message says what to do. The file is left in place."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-4  # for batch 512; scaled linearly with the batch size, as in DeiT
+    weight_decay: float = 0.05
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    clip_grad: float | None = 1.0
+    smoothing: float = 0.1  # used when targets are class indices; mixed targets carry their own
+    seed: int = 0
+
+    @property
+    def scaled_lr(self) -> float:
+        return self.lr * self.batch_size / 512
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: not on norms, biases, tokens or position embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("cls_token", "dist_token", "pos_embed"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float,
+          warmup_lr: float = 1e-6, min_lr: float = 1e-5) -> float:
+    """Linear warmup from warmup_lr to peak, then half a cosine from peak down to min_lr."""
+    if step < warmup_steps:
+        return warmup_lr + (peak - warmup_lr) * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability vector per sample (mixed or smoothed labels)."""
+    return torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+
+
+def classification_loss(outputs, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """CE for class indices (with label smoothing), soft-target CE for probability targets."""
+    if targets.is_floating_point():
+        return soft_cross_entropy(outputs, targets)
+    return F.cross_entropy(outputs, targets, label_smoothing=smoothing)
+
+
+def prepare_eval(images: torch.Tensor) -> torch.Tensor:
+    """uint8 batches become normalized floats; float batches (from PIL transforms) pass through."""
+    return images if images.is_floating_point() else normalize(images)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches, device=None) -> dict:
+    """Mean cross-entropy and accuracy (%) over all batches."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for images, labels in batches:
+        images, labels = prepare_eval(images.to(device)), labels.to(device)
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
+        correct += (logits.argmax(-1) == labels).sum().item()
+        count += len(labels)
+    return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(
+            f"Checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left "
+            f"untouched; delete it (or pass resume=False with another run_dir) to start over.") from err
+
+
+def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    if state.get("config") != asdict(config):
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT} was written by a run with another config:\n"
+            f"  saved: {state.get('config')}\n  now:   {asdict(config)}\n"
+            f"Use a new run_dir, or delete that folder to start over.")
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{run_dir / CHECKPOINT} does not fit this model ({err}). "
+                              f"Use a new run_dir for a different model.") from err
+    optimizer.load_state_dict(state["optimizer"])
+    return state["epoch"], state["history"]
+
+
+def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
+        batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
+        progress: bool = True, device=None) -> list[dict]:
+    """Train `model` and return its history: one dict per epoch.
+
+    train_batches yields (images, labels): uint8 images go through batch_transform (default:
+    normalize only), float images are used as they are. loss_fn(outputs, targets, images)
+    defaults to classification_loss. With run_dir, a checkpoint and history.json are written
+    every epoch and an existing checkpoint is resumed; every epoch's randomness is seeded from
+    (seed, epoch), so a resumed run ends with the same history as an uninterrupted one.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device else pick_device()
+    model.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.scaled_lr)
+    transform = batch_transform or (lambda images, labels: (normalize(images), labels))
+    if loss_fn is None:
+        def loss_fn(outputs, targets, images):
+            return classification_loss(outputs, targets, config.smoothing)
+    steps_per_epoch = len(train_batches)
+    total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+
+    start_epoch, history = 0, []
+    run_dir = Path(run_dir) if run_dir else None
+    if run_dir and (run_dir / CHECKPOINT).exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
+                                  f"or choose a new run_dir (nothing was overwritten).")
+        start_epoch, history = _restore(run_dir, model, optimizer, config)
+        if start_epoch and progress:
+            print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for epoch in range(start_epoch, config.epochs):
+        seed_everything(config.seed * 1000 + epoch)
+        if hasattr(train_batches, "set_epoch"):
+            train_batches.set_epoch(epoch)
+        model.train()
+        started, loss_sum = time.perf_counter(), 0.0
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        for i, (images, labels) in enumerate(bar):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step, total_steps, warmup_steps, config.scaled_lr, config.warmup_lr, config.min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            inputs, targets = (images, labels) if images.is_floating_point() else transform(images, labels)
+            with autocast:
+                loss = loss_fn(model(inputs), targets, inputs)
+            if not torch.isfinite(loss):
+                where = f" The last good checkpoint is {run_dir / CHECKPOINT}." if run_dir else ""
+                raise FloatingPointError(
+                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.2e}). "
+                    f"Lower the learning rate or check the inputs for NaN.{where}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+            optimizer.step()
+            loss_sum += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, **evaluate(model, val_batches, device),
+                  "lr": lr, "seconds": time.perf_counter() - started}
+        history.append(record)
+        if progress:
+            print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
+                  f"val loss {record['val_loss']:.3f}  val acc {record['val_acc']:5.1f}%  "
+                  f"({record['seconds']:.0f} s)", flush=True)
+        if run_dir:
+            save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "epoch": epoch + 1, "history": history, "config": asdict(config)},
+                            run_dir / CHECKPOINT)
+            write_json_atomically({"config": asdict(config), "history": history}, run_dir / HISTORY)
+    return history
+
+
+def best_accuracy(history: list[dict]) -> float:
+    return max(r["val_acc"] for r in history)

@@ -1,0 +1,187 @@
+import pickle
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+
+from helpers import data
+from helpers.data import (CLASSES, CIFAR10Dataset, DataError, TensorBatches, extract_archive,
+                          find_source, load_cifar10, stratified_indices)
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_cifar10("test")
+
+
+def write_torchvision_format(root, arrays, per_batch):
+    """A small copy of CIFAR-10 in torchvision's pickle layout, from real images."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    chunks = {f"data_batch_{i}": slice((i - 1) * per_batch, i * per_batch) for i in range(1, 6)}
+    chunks["test_batch"] = slice(5 * per_batch, 6 * per_batch)
+    for name, part in chunks.items():
+        entry = {"data": arrays.images[part].permute(0, 3, 1, 2).reshape(-1, 3072).numpy(),
+                 "labels": arrays.labels[part].tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f)
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES)}))
+    return folder
+
+
+def write_image_folder(root, arrays, split="train"):
+    from PIL import Image
+    for i, (image, label) in enumerate(zip(arrays.images, arrays.labels)):
+        folder = root / split / CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.numpy()).save(folder / f"{i:04d}.png")
+
+
+def test_image_folder_split_sizes_and_label_order(test_split):
+    assert test_split.images.shape == (10000, 32, 32, 3) and test_split.images.dtype == torch.uint8
+    assert test_split.labels.bincount().tolist() == [1000] * 10
+    assert test_split.classes == CLASSES
+
+
+def test_torchvision_format_gives_the_same_images(tmp_path, test_split):
+    source = test_split.subset(range(60))
+    write_torchvision_format(tmp_path, source, per_batch=10)
+    train = load_cifar10("train", root=tmp_path, download=False)
+    test = load_cifar10("test", root=tmp_path, download=False)
+    assert torch.equal(train.images, source.images[:50]) and torch.equal(train.labels, source.labels[:50])
+    assert torch.equal(test.images, source.images[50:])
+
+
+def test_environment_variable_chooses_the_folder(tmp_path, monkeypatch, test_split):
+    source = test_split.subset(range(60))
+    write_torchvision_format(tmp_path, source, per_batch=10)
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    assert len(load_cifar10("test", download=False)) == 10
+
+
+def test_second_load_reads_the_cache_not_the_images(tmp_path, monkeypatch, test_split):
+    write_image_folder(tmp_path / "cifar10-jpeg", test_split.subset(range(0, 10000, 500)), "train")
+    write_image_folder(tmp_path / "cifar10-jpeg", test_split.subset(range(1, 10000, 500)), "test")
+    first = load_cifar10("train", root=tmp_path)
+    assert list((tmp_path / ".cache").glob("*train*.pt"))
+
+    def no_decoding(*args):
+        raise AssertionError("images were decoded again")
+    monkeypatch.setattr(data, "_read_folder_split", no_decoding)
+    second = load_cifar10("train", root=tmp_path)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path, test_split):
+    write_torchvision_format(tmp_path, test_split.subset(range(60)), per_batch=10)
+    expected = load_cifar10("test", root=tmp_path)
+    cache = next((tmp_path / ".cache").glob("*test*.pt"))
+    cache.write_bytes(b"not a tensor file")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        again = load_cifar10("test", root=tmp_path)
+    assert torch.equal(again.images, expected.images)
+
+
+def test_no_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable (simulated)")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(DataError) as err:
+        load_cifar10("train", root=tmp_path / "empty", download=True)
+    message = str(err.value)
+    assert "downloading it failed" in message and "DEIT_DATA" in message and str(tmp_path / "empty") in message
+
+
+def test_no_data_without_download(tmp_path):
+    with pytest.raises(DataError, match="No CIFAR-10 found"):
+        load_cifar10("train", root=tmp_path, download=False)
+
+
+def test_root_that_is_a_file(tmp_path):
+    path = tmp_path / "cifar.tar"
+    path.write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        load_cifar10("train", root=path, download=False)
+
+
+def test_wrong_class_folders_are_named(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / split / "cats").mkdir(parents=True)
+    with pytest.raises(DataError, match="one folder per CIFAR-10 class"):
+        load_cifar10("train", root=tmp_path, download=False)
+
+
+def test_corrupt_image_is_named(tmp_path, test_split):
+    write_image_folder(tmp_path, test_split.subset(range(0, 10000, 1000)), "train")
+    (tmp_path / "test").mkdir()
+    broken = tmp_path / "train" / "cat" / "0003.png"
+    broken.write_bytes(b"\x89PNG broken")
+    with pytest.raises(DataError, match="0003.png"):
+        load_cifar10("train", root=tmp_path, download=False)
+
+
+def test_corrupt_torchvision_batch(tmp_path, test_split):
+    folder = write_torchvision_format(tmp_path, test_split.subset(range(60)), per_batch=10)
+    (folder / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="data_batch_3 is missing or corrupt"):
+        load_cifar10("train", root=tmp_path, download=False)
+
+
+def test_bad_split_name():
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        load_cifar10("validation")
+
+
+def test_stratified_subset_is_balanced_and_deterministic(test_split):
+    a = stratified_indices(test_split.labels, 7, seed=1)
+    assert test_split.labels[a].bincount().tolist() == [7] * 10
+    assert torch.equal(a, stratified_indices(test_split.labels, 7, seed=1))
+    assert not torch.equal(a, stratified_indices(test_split.labels, 7, seed=2))
+    with pytest.raises(ValueError, match="asked for 1001"):
+        stratified_indices(test_split.labels, 1001)
+
+
+def test_dataset_works_with_torchvision_transforms(test_split):
+    dataset = CIFAR10Dataset(test_split.subset(range(16)), transform=T.Compose([T.RandomCrop(32, 4), T.ToTensor()]))
+    images, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
+    assert images.shape == (8, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.tolist() == test_split.labels[:8].tolist()
+    assert dataset.classes == list(CLASSES) and len(dataset.targets) == 16
+
+
+def test_tensor_batches_cover_every_image_once_and_reshuffle(test_split):
+    small = test_split.subset(range(103))
+    batches = TensorBatches(small, batch_size=10, seed=3)
+    assert len(batches) == 11 and len(TensorBatches(small, 10, drop_last=True)) == 10
+    first = torch.cat([labels for _, labels in batches])
+    images, _ = next(iter(batches))
+    assert images.shape == (10, 3, 32, 32) and images.dtype == torch.uint8
+    order_epoch0 = [torch.cat([i.flatten(1) for i, _ in batches])]
+    batches.set_epoch(1)
+    order_epoch1 = torch.cat([i.flatten(1) for i, _ in batches])
+    assert sorted(first.tolist()) == sorted(small.labels.tolist())
+    assert not torch.equal(order_epoch0[0], order_epoch1)
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorBatches(small, batch_size=0)
+
+
+def test_extract_archive_errors_on_a_wrong_path(tmp_path):
+    with pytest.raises(DataError, match="No archive"):
+        extract_archive(tmp_path / "missing.tar.xz", tmp_path)
+
+
+def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
+    import tarfile
+    src = tmp_path / "src"
+    write_image_folder(src, test_split.subset(range(0, 10000, 1000)), "train")
+    write_image_folder(src, test_split.subset(range(1, 10000, 1000)), "test")
+    archive = tmp_path / "copy.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(src / "train", "train")
+        tar.add(src / "test", "test")
+    folder = extract_archive(archive, tmp_path / "out")
+    assert find_source(tmp_path / "out") == ("folder", folder)
+    assert len(load_cifar10("test", root=tmp_path / "out")) == 10

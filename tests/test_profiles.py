@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from helpers.profiles import describe, get_profile, profile_name
+
+
+def test_environment_variable_picks_the_profile(monkeypatch):
+    monkeypatch.setenv("DEIT_PROFILE", "CPU")
+    assert profile_name() == "cpu" and get_profile().epochs == get_profile("cpu").epochs
+
+
+def test_default_is_full_on_a_gpu_and_cpu_otherwise(monkeypatch):
+    monkeypatch.delenv("DEIT_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert profile_name() == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert profile_name() == "full"
+
+
+def test_unknown_profile_names_the_choices(monkeypatch):
+    monkeypatch.setenv("DEIT_PROFILE", "fast")
+    with pytest.raises(ValueError, match="ci, cpu, full"):
+        profile_name()
+
+
+def test_profiles_grow_from_ci_to_full():
+    ci, cpu, full = (get_profile(n) for n in ("ci", "cpu", "full"))
+    assert ci.train_size < cpu.train_size < full.train_size == 50_000
+    assert full.model == dict(embed_dim=192, depth=12, num_heads=3)
+
+
+def test_description_says_how_to_switch(monkeypatch):
+    monkeypatch.setenv("DEIT_PROFILE", "ci")
+    text = describe(get_profile())
+    assert text.startswith("Profile: ci") and "DEIT_PROFILE=" in text

@@ -1,0 +1,159 @@
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.data import TensorBatches, load_cifar10
+from helpers.models import build_vit
+from helpers.train import (CheckpointError, TrainConfig, classification_loss, fit, lr_at,
+                           param_groups, soft_cross_entropy)
+
+TINY = dict(embed_dim=16, depth=1, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return load_cifar10("train", n_per_class=12), load_cifar10("test", n_per_class=4)
+
+
+def run(small_data, run_dir=None, epochs=3, batches=None, seed=0, **kwargs):
+    train, test = small_data
+    torch.manual_seed(123)  # the same initial weights every time
+    model = build_vit(**TINY)
+    config = TrainConfig(epochs=epochs, batch_size=24, warmup_epochs=1, lr=4e-3, seed=seed)
+    history = fit(model, batches or TensorBatches(train, 24, seed=seed), TensorBatches(test, 40, shuffle=False),
+                  config, run_dir=run_dir, progress=False, device="cpu", **kwargs)
+    return model, history
+
+
+def without_time(history):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+class InterruptAt:
+    """Batches that raise KeyboardInterrupt at one (epoch, batch), as a user pressing stop."""
+
+    def __init__(self, batches, epoch, batch):
+        self.batches, self.stop, self.epoch = batches, (epoch, batch), 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.batches.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for i, item in enumerate(self.batches):
+            if (self.epoch, i) == self.stop:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_warmup_then_cosine():
+    assert lr_at(0, 100, 10, 1e-3, warmup_lr=1e-6) == pytest.approx(1e-6)
+    assert lr_at(10, 100, 10, 1e-3) == pytest.approx(1e-3)
+    assert lr_at(55, 100, 10, 1e-3, min_lr=1e-5) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)
+    assert lr_at(100, 100, 10, 1e-3, min_lr=1e-5) == pytest.approx(1e-5)
+    after = [lr_at(s, 100, 10, 1e-3) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+
+
+def test_lr_scales_with_batch_size():
+    assert TrainConfig(lr=5e-4, batch_size=1024).scaled_lr == pytest.approx(1e-3)
+
+
+def test_no_weight_decay_on_norms_biases_tokens_and_positions():
+    model = build_vit(**TINY)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert {"cls_token", "pos_embed", "norm.weight", "norm.bias", "head.bias", "blocks.0.attn.qkv.bias"} <= skipped
+    assert {names[id(p)] for p in decay["params"]} == {n for n, p in model.named_parameters() if n not in skipped}
+    assert all(p.ndim == 2 or p.ndim == 4 for p in decay["params"])
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+
+def test_soft_cross_entropy_matches_hard_and_smoothed_ce():
+    logits, labels = torch.randn(6, 10), torch.randint(0, 10, (6,))
+    one_hot = F.one_hot(labels, 10).float()
+    torch.testing.assert_close(soft_cross_entropy(logits, one_hot), F.cross_entropy(logits, labels))
+    smoothed = one_hot * 0.9 + 0.01
+    torch.testing.assert_close(classification_loss(logits, smoothed),
+                               classification_loss(logits, labels, smoothing=0.1))
+
+
+def test_training_learns_and_writes_history(small_data, tmp_path):
+    model, history = run(small_data, tmp_path, epochs=4)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"}
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["history"] == history and saved["config"]["epochs"] == 4
+
+
+def test_same_seed_gives_the_same_history(small_data):
+    _, a = run(small_data)
+    _, b = run(small_data)
+    _, c = run(small_data, seed=1)
+    assert without_time(a) == without_time(b)
+    assert without_time(a) != without_time(c)
+
+
+def test_interrupted_run_resumes_to_the_same_history(small_data, tmp_path):
+    reference_model, reference = run(small_data, tmp_path / "straight")
+    train, _ = small_data
+    with pytest.raises(KeyboardInterrupt):
+        run(small_data, tmp_path / "stopped", batches=InterruptAt(TensorBatches(train, 24), epoch=1, batch=2))
+    assert len(json.loads((tmp_path / "stopped" / "history.json").read_text())["history"]) == 1
+    resumed_model, resumed = run(small_data, tmp_path / "stopped")
+    assert without_time(resumed) == without_time(reference)
+    for a, b in zip(reference_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_finished_run_is_returned_without_training(small_data, tmp_path):
+    _, first = run(small_data, tmp_path)
+    _, again = run(small_data, tmp_path, batches=InterruptAt(TensorBatches(small_data[0], 24), epoch=0, batch=0))
+    assert again == first
+
+
+def test_corrupt_checkpoint_is_reported_and_kept(small_data, tmp_path):
+    run(small_data, tmp_path, epochs=1)
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="cannot be read.*left untouched"):
+        run(small_data, tmp_path)
+    assert checkpoint.read_bytes() == b"truncated"
+
+
+def test_checkpoint_from_another_config_is_refused(small_data, tmp_path):
+    run(small_data, tmp_path, epochs=1)
+    with pytest.raises(CheckpointError, match="another config"):
+        run(small_data, tmp_path, epochs=2)
+
+
+def test_existing_run_is_not_overwritten_without_resume(small_data, tmp_path):
+    run(small_data, tmp_path, epochs=1)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="nothing was overwritten"):
+        run(small_data, tmp_path, epochs=1, resume=False)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_nan_loss_stops_with_a_clear_message(small_data):
+    def poison(images, labels):
+        return torch.full(images.shape, math.nan), labels
+    with pytest.raises(FloatingPointError, match="loss became nan at epoch 1, step 1.*Lower the learning rate"):
+        run(small_data, batch_transform=poison)
+
+
+def test_float_batches_from_a_dataloader_are_used_as_they_are(small_data):
+    from helpers.augment import normalize
+    train, test = small_data
+    images = normalize(train.images.permute(0, 3, 1, 2))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, train.labels), batch_size=24)
+    _, history = run(small_data, batches=loader, epochs=1)
+    assert len(history) == 1 and math.isfinite(history[0]["train_loss"])
