@@ -226,35 +226,48 @@ class CIFAR10Dataset(torch.utils.data.Dataset):
 
 
 class TensorBatches:
-    """Shuffled mini-batches of uint8 (B, 3, 32, 32) images straight from memory.
+    """Mini-batches of uint8 (B, 3, 32, 32) images straight from memory.
 
     Much faster than a DataLoader of PIL images; augmentation then runs on whole batches
-    (see helpers.augment). The order depends only on (seed, epoch), so a resumed run
-    sees the same batches as an uninterrupted one.
+    (see helpers.augment). Training order comes from helpers.sampler.RepeatedAugSampler, so
+    this process's share under DDP (num_replicas, rank) and repeated augmentation
+    (num_repeats=3) come for free, and the order depends only on (seed, epoch): a resumed run
+    sees the same batches as an uninterrupted one. Without shuffle (evaluation) each process
+    takes every num_replicas-th image, with no padding, so summed metrics are exact.
     """
 
     def __init__(self, arrays: CIFAR10Arrays, batch_size: int, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False):
+                 seed: int = 0, drop_last: bool = False, num_replicas: int = 1, rank: int = 0,
+                 num_repeats: int = 1):
+        from helpers.sampler import RepeatedAugSampler
+
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
         self.images = arrays.images.permute(0, 3, 1, 2).contiguous()
         self.labels = arrays.labels
-        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        self.epoch = 0
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.sampler = RepeatedAugSampler(len(self.labels), num_replicas, rank, num_repeats, seed=seed)
+        self.num_replicas, self.rank = self.sampler.num_replicas, self.sampler.rank
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def to(self, device) -> "TensorBatches":
+        """Keep the whole (uint8) dataset on `device`: batches are then cut there, no copies."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
+    def indices(self) -> torch.Tensor:
+        if self.shuffle:
+            return torch.tensor(list(self.sampler), dtype=torch.long)
+        return torch.arange(self.rank, len(self.labels), self.num_replicas)
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = len(self.sampler) if self.shuffle else len(range(self.rank, len(self.labels), self.num_replicas))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        n = len(self.labels)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        else:
-            order = torch.arange(n)
+        order = self.indices().to(self.images.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]

@@ -1,6 +1,8 @@
 """Writing files so that an interrupted write never destroys the previous good copy."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -8,18 +10,30 @@ from pathlib import Path
 import torch
 
 
-def save_atomically(obj, path) -> None:
-    """torch.save to a temporary name, then rename: the old file survives a crash mid-write."""
+def _write_via_temporary(path, write) -> None:
+    """write(tmp_path), then rename over `path`: a crash mid-write leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def save_atomically(obj, path) -> None:
+    _write_via_temporary(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_text_atomically(text: str, path) -> None:
+    _write_via_temporary(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json_atomically(obj, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(json.dumps(obj, indent=1) + "\n", path)
+
+
+def write_csv_atomically(rows: list[dict], path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(buffer.getvalue(), path)

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.augment import normalize
-from helpers.files import save_atomically, write_json_atomically
+from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
+HISTORY_CSV = "history.csv"
 
 
 class CheckpointError(RuntimeError):
@@ -39,6 +40,7 @@ class TrainConfig:
     clip_grad: float | None = 1.0
     smoothing: float = 0.1  # used when targets are class indices; mixed targets carry their own
     seed: int = 0
+    compile: bool = False  # torch.compile; falls back to eager where it cannot compile
 
     @property
     def scaled_lr(self) -> float:
@@ -96,9 +98,27 @@ def prepare_eval(images: torch.Tensor) -> torch.Tensor:
     return images if images.is_floating_point() else normalize(images)
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun, (0, 1) in a single process."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(values: list[float], device) -> list[float]:
+    """Sum a few numbers over all processes (no-op in a single process)."""
+    if distributed()[1] == 1:
+        return values
+    import torch.distributed as dist
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, device=None) -> dict:
-    """Mean cross-entropy and accuracy (%) over all batches."""
+    """Mean cross-entropy and accuracy (%) over all batches (of all processes under DDP)."""
     device = device or next(model.parameters()).device
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
@@ -108,7 +128,21 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
         correct += (logits.argmax(-1) == labels).sum().item()
         count += len(labels)
+    loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], device)
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
+
+
+def compiled_or_eager(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """torch.compile(model) if it compiles and runs here; otherwise the model as it is, with a warning."""
+    import warnings
+    try:
+        compiled = torch.compile(model)
+        with torch.no_grad():
+            compiled(example)  # compilation happens on the first call: fail here, not mid-epoch
+        return compiled
+    except Exception as err:
+        warnings.warn(f"torch.compile is not usable here ({type(err).__name__}: {err}); training eagerly.")
+        return model
 
 
 def load_checkpoint(path) -> dict:
@@ -139,26 +173,36 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
 
 def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
-        progress: bool = True, device=None) -> list[dict]:
+        progress: bool = True, device=None, metadata: dict | None = None) -> list[dict]:
     """Train `model` and return its history: one dict per epoch.
 
     train_batches yields (images, labels): uint8 images go through batch_transform (default:
     normalize only), float images are used as they are. loss_fn(outputs, targets, images)
     defaults to classification_loss. With run_dir, a checkpoint and history.json are written
     every epoch and an existing checkpoint is resumed; every epoch's randomness is seeded from
-    (seed, epoch), so a resumed run ends with the same history as an uninterrupted one.
+    (seed, epoch, rank), so a resumed run ends with the same history as an uninterrupted one.
+    Under torchrun the model is wrapped in DistributedDataParallel, metrics are summed over
+    processes, and only rank 0 writes files and prints. `metadata` (e.g. the model's config)
+    is stored in the checkpoint and history.json.
     """
     from tqdm.auto import tqdm
 
+    rank, world = distributed()
     device = torch.device(device) if device else pick_device()
     model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.scaled_lr)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    peak_lr = config.scaled_lr * world  # DeiT scales by the global batch, all processes together
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr,
+                                  fused=device.type == "cuda")
     transform = batch_transform or (lambda images, labels: (normalize(images), labels))
     if loss_fn is None:
         def loss_fn(outputs, targets, images):
             return classification_loss(outputs, targets, config.smoothing)
     steps_per_epoch = len(train_batches)
     total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+    talk = progress and rank == 0
+    check_every = 50 if device.type == "cuda" else 1  # a NaN check waits for the GPU
 
     start_epoch, history = 0, []
     run_dir = Path(run_dir) if run_dir else None
@@ -167,52 +211,72 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
         start_epoch, history = _restore(run_dir, model, optimizer, config)
-        if start_epoch and progress:
+        if start_epoch and talk:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
 
+    network = model
+    if world > 1:
+        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile and start_epoch < config.epochs:
+        network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0][:2].to(device))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for epoch in range(start_epoch, config.epochs):
-        seed_everything(config.seed * 1000 + epoch)
+        seed_everything((config.seed * 1000 + epoch) * 1000 + rank)  # copies differ across ranks
         if hasattr(train_batches, "set_epoch"):
             train_batches.set_epoch(epoch)
-        model.train()
-        started, loss_sum = time.perf_counter(), 0.0
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        network.train()
+        started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not talk)
         for i, (images, labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
-            lr = lr_at(step, total_steps, warmup_steps, config.scaled_lr, config.warmup_lr, config.min_lr)
+            lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.warmup_lr, config.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             inputs, targets = (images, labels) if images.is_floating_point() else transform(images, labels)
             with autocast:
-                loss = loss_fn(model(inputs), targets, inputs)
-            if not torch.isfinite(loss):
-                where = f" The last good checkpoint is {run_dir / CHECKPOINT}." if run_dir else ""
-                raise FloatingPointError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (lr {lr:.2e}). "
-                    f"Lower the learning rate or check the inputs for NaN.{where}")
+                loss = loss_fn(network(inputs), targets, inputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad:
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
             optimizer.step()
-            loss_sum += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / steps_per_epoch, **evaluate(model, val_batches, device),
+            loss_sum += loss.detach()
+            if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            if i % check_every == 0 or i == steps_per_epoch - 1:
+                _stop_if_not_finite(loss, epoch, i, lr, run_dir)
+        train_loss = all_reduce_sum([loss_sum.item() / steps_per_epoch], device)[0] / world
+        record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
                   "lr": lr, "seconds": time.perf_counter() - started}
         history.append(record)
-        if progress:
+        if talk:
             print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
                   f"val loss {record['val_loss']:.3f}  val acc {record['val_acc']:5.1f}%  "
                   f"({record['seconds']:.0f} s)", flush=True)
-        if run_dir:
+        if run_dir and rank == 0:
             save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "epoch": epoch + 1, "history": history, "config": asdict(config)},
-                            run_dir / CHECKPOINT)
-            write_json_atomically({"config": asdict(config), "history": history}, run_dir / HISTORY)
+                             "epoch": epoch + 1, "history": history, "config": asdict(config),
+                             "metadata": metadata or {}}, run_dir / CHECKPOINT)
+            write_json_atomically({"config": asdict(config), "metadata": metadata or {}, "history": history},
+                                  run_dir / HISTORY)
+            write_csv_atomically(history, run_dir / HISTORY_CSV)
     return history
+
+
+def _stop_if_not_finite(loss: torch.Tensor, epoch: int, step: int, lr: float, run_dir) -> None:
+    if torch.isfinite(loss):
+        return
+    where = f" The last good checkpoint is {run_dir / CHECKPOINT}." if run_dir else ""
+    raise FloatingPointError(
+        f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:.2e}). "
+        f"Lower the learning rate or check the inputs for NaN.{where}")
 
 
 def best_accuracy(history: list[dict]) -> float:
     return max(r["val_acc"] for r in history)
+
+
+if __name__ == "__main__":
+    from helpers.cli import main
+    raise SystemExit(main())

@@ -11,7 +11,7 @@ from PIL import Image
 from timm.data import Mixup
 from timm.data.random_erasing import RandomErasing as TimmRandomErasing
 from timm.data import auto_augment as timm_aa
-from timm.data.mixup import mixup_target
+from timm.data.mixup import cutmix_bbox_and_lam, mixup_target
 from timm.loss import SoftTargetCrossEntropy
 from torchvision import transforms as T
 
@@ -163,9 +163,7 @@ def test_switch_lambda_distributions_and_frequency_match_timm():
     assert np.var(ours["mixup"]) == pytest.approx(1 / (4 * 2.6), abs=0.01)
     # CutMix's lambda is area-corrected, so compare with timm's corrected lambda on 8x8 images
     np.random.seed(1)
-    corrected = [timm_lambda for timm_lambda in
-                 (__import__("timm.data.mixup", fromlist=["x"]).cutmix_bbox_and_lam((8, 8), lam)[1]
-                  for lam in theirs[True])]
+    corrected = [cutmix_bbox_and_lam((8, 8), lam)[1] for lam in theirs[True]]
     assert ks_statistic(ours["cutmix"], corrected) < 0.06
 
 
@@ -218,13 +216,18 @@ def test_random_erasing_statistics_match_timm():
     random.seed(0)
     eraser = TimmRandomErasing(probability=0.25, mode="pixel", device="cpu")
     zeros = torch.zeros(n, 1, 32, 32)
-    their_area = (eraser(zeros) != 0).float().mean(dim=(1, 2, 3))
+    erased_masks = eraser(zeros)[:, 0] != 0
+    their_area = erased_masks.float().mean(dim=(1, 2))
     assert abs((our_area > 0).float().mean() - (their_area > 0).float().mean()) < 0.03
     ours_on, theirs_on = our_area[our_area > 0], their_area[their_area > 0]
     assert ks_statistic(ours_on, theirs_on) < 0.1
     assert 0.02 * 0.8 <= ours_on.min() and ours_on.max() <= 1 / 3 * 1.2
-    aspect = (ours[:, 2].float() / ours[:, 3].float())[our_area > 0]
-    assert aspect.min() >= 0.3 * 0.6 and aspect.max() <= 1 / 0.3 / 0.6
+    erased = their_area > 0  # timm's box sides, read back from its erased pixels
+    their_h = (eraser_out := erased_masks[erased]).any(dim=2).sum(1).float()
+    their_w = eraser_out.any(dim=1).sum(1).float()
+    our_aspect = (ours[:, 2].float() / ours[:, 3].float())[our_area > 0]
+    assert ks_statistic(our_aspect.log(), (their_h / their_w).log()) < 0.1
+    assert our_aspect.min() < 0.4 and our_aspect.max() > 2.5  # log-uniform over [0.3, 1/0.3]
 
 
 def test_random_erasing_fills_the_box_with_standard_normal_noise_and_leaves_the_rest():
@@ -240,6 +243,15 @@ def test_random_erasing_fills_the_box_with_standard_normal_noise_and_leaves_the_
     assert not torch.equal(out[mask], x[mask])
     assert out[mask].mean().abs() < 0.02 and (out[mask].std() - 1).abs() < 0.02
     assert torch.equal(A.RandomErasing(p=1.0, generator=gen(7))(x), out)
+
+
+def test_random_erasing_redraws_boxes_that_do_not_fit():
+    # Half the image in area: only aspect ratios in (1/2, 2) fit, about 58% of draws.
+    boxes = A.erase_boxes(2000, 32, 32, p=1.0, min_area=0.5, max_area=0.5, generator=gen(1))
+    erased = boxes[:, 2] > 0
+    assert erased.float().mean() > 0.99
+    assert boxes[erased, 2].max() < 32 and boxes[erased, 3].max() < 32
+    assert (boxes[:, 0] + boxes[:, 2]).max() <= 32 and (boxes[:, 1] + boxes[:, 3]).max() <= 32
 
 
 def test_random_erasing_single_image_and_errors():
@@ -277,7 +289,7 @@ def test_every_op_equals_timms_at_several_magnitudes_and_both_signs(name, monkey
     kwargs = dict(fillcolor=A.CIFAR_FILL, resample=Image.Resampling.BICUBIC)
     for sign in (1, -1):
         monkeypatch.setattr(timm_aa, "_randomly_negate", lambda v, s=sign: s * v)
-        for m in (0.0, 2.5, 5.0, 9.0, 9.7):
+        for m in (0.0, 2.5, 5.0, 7.0, 9.0, 9.7):
             if name == "Posterize" and m < 2.5:
                 continue  # timm asks Pillow for 0 bits here; covered by the regression test
             level_fn = timm_aa.LEVEL_TO_ARG[name]
@@ -372,7 +384,7 @@ def test_deit_train_and_eval_transforms_at_32px():
     img = cifar_like_image(5)
     out = train(img)
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
-    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).unsqueeze(0)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)
     torch.testing.assert_close(A.eval_transform()(img), A.normalize(x)[0])
 
 
@@ -397,3 +409,30 @@ def test_batch_augment_per_image_hook_runs_on_the_uint8_batch():
     plain = A.BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0, per_image=hook)
     x, _ = plain(noise_images(2), torch.tensor([0, 1]))
     assert seen == [torch.uint8] and torch.equal(x, A.normalize(255 - noise_images(2)))
+
+
+# --- exercise checkers ------------------------------------------------------------------------
+
+def _todo(*args):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("checker, reference, wrong", [
+    ("check_smooth_one_hot", A.smooth_one_hot,
+     lambda y, k, eps: A.smooth_one_hot(y, k, 0.0) * (1 - eps) + eps / (k - 1)),
+    ("check_cutmix_lambda", A.cutmix_lambda, lambda box, h, w: 1 - (box[1] - box[0]) / h),
+    ("check_soft_target_cross_entropy", A.soft_target_cross_entropy,
+     lambda z, t: torch.nn.CrossEntropyLoss(label_smoothing=0.1)(z, t)),
+])
+def test_checkers_say_right_wrong_or_todo_and_never_raise(checker, reference, wrong, capsys):
+    from helpers import exercises_augment
+    check = getattr(exercises_augment, checker)
+    check(reference)
+    assert capsys.readouterr().out.startswith("Correct!")
+    check(wrong)
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet.") and "Hint:" in out
+    check(_todo)
+    assert "Not implemented yet" in capsys.readouterr().out
+    check(lambda *a: None)
+    assert capsys.readouterr().out.startswith("Not right yet.")

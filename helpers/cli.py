@@ -1,0 +1,164 @@
+"""`python -m helpers.train`: DeiT's recipe on CIFAR-10 from the command line.
+
+    python -m helpers.train --profile full --output-dir runs/deit
+    python -m helpers.train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
+    python -m helpers.train --output-dir runs/deit --resume                        # continue
+    python -m helpers.train --eval runs/deit/last.pt                               # evaluate
+    torchrun --nproc_per_node=4 -m helpers.train --profile full                    # multi-GPU
+
+Flag names follow DeiT's main.py. Sizes (data, epochs, batch, model) come from the profile
+(DEIT_PROFILE or --profile); any flag given overrides it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from helpers.data import TensorBatches, load_cifar10
+from helpers.experiment import EVAL_BATCH, RUNS, profile_config
+from helpers.models import build_vit, count_parameters, vit_config
+from helpers.profiles import PROFILES, get_profile
+from helpers.provenance import provenance
+from helpers.recipe import DISTILLATION_TYPES, Recipe
+from helpers.train import CHECKPOINT, evaluate, fit, load_checkpoint, pick_device
+
+
+def parser() -> argparse.ArgumentParser:
+    d = Recipe()
+    p = argparse.ArgumentParser(prog="python -m helpers.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=list(PROFILES), help="run size (default: DEIT_PROFILE, else by hardware)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="per process, as in DeiT")
+    p.add_argument("--lr", type=float, help="for a global batch of 512; scaled linearly")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=int)
+    p.add_argument("--min-lr", type=float)
+    p.add_argument("--clip-grad", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-per-class", type=int, help="training images per class (default: the profile's)")
+    p.add_argument("--embed-dim", type=int)
+    p.add_argument("--depth", type=int)
+    p.add_argument("--num-heads", type=int)
+    g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
+    g.add_argument("--aa", default=d.aa, help="RandAugment string; '' turns it off")
+    g.add_argument("--reprob", type=float, default=d.reprob)
+    g.add_argument("--mixup", type=float, default=d.mixup)
+    g.add_argument("--cutmix", type=float, default=d.cutmix)
+    g.add_argument("--mixup-prob", type=float, default=d.mixup_prob)
+    g.add_argument("--mixup-switch-prob", type=float, default=d.mixup_switch_prob)
+    g.add_argument("--smoothing", type=float, default=d.smoothing)
+    g.add_argument("--drop-path", type=float, default=d.drop_path)
+    g.add_argument("--repeated-aug", action=argparse.BooleanOptionalAction, default=d.repeated_aug)
+    g.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default=d.distillation_type)
+    g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha)
+    g.add_argument("--distillation-tau", type=float, default=d.distillation_tau)
+    g.add_argument("--teacher-path", help="teacher checkpoint (default: the profile's, trained if missing)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile (default: on with a GPU)")
+    p.add_argument("--output-dir", "--output_dir", help="checkpoints and history (default runs/<profile>/deit)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate this checkpoint on the test set")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def start_distributed() -> tuple[int, int, torch.device]:
+    """Join the process group torchrun set up (NCCL on GPUs, gloo on CPU); one process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, pick_device()
+    import torch.distributed as dist
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+def recipe_from(args) -> Recipe:
+    return Recipe(aa=args.aa, reprob=args.reprob, mixup=args.mixup, cutmix=args.cutmix,
+                  mixup_prob=args.mixup_prob, mixup_switch_prob=args.mixup_switch_prob,
+                  smoothing=args.smoothing, drop_path=args.drop_path, repeated_aug=args.repeated_aug,
+                  distillation_type=args.distillation_type, distillation_alpha=args.distillation_alpha,
+                  distillation_tau=args.distillation_tau)
+
+
+def evaluate_checkpoint(path, profile, device) -> dict:
+    state = load_checkpoint(path)
+    meta = state.get("metadata", {})
+    if "model" not in meta:
+        raise SystemExit(f"{path} has no model config in its metadata; it was not written by this CLI.")
+    recipe = Recipe(**meta.get("recipe", {}))
+    model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "distilled")})
+    model.load_state_dict(state["model"])
+    test = load_cifar10("test", n_per_class=profile.test_per_class)
+    result = evaluate(model.to(device), TensorBatches(test, EVAL_BATCH, shuffle=False), device)
+    print(f"{path}: test accuracy {result['val_acc']:.2f}% on {len(test):,} images "
+          f"(loss {result['val_loss']:.3f}; epoch {state['epoch']})")
+    return result
+
+
+def main(argv=None) -> int:
+    from helpers.data import DataError
+    from helpers.train import CheckpointError
+    try:
+        return run(parser().parse_args(argv))
+    except (DataError, CheckpointError) as err:
+        print(f"error: {err}\n(On the command line: --resume continues a run; --output-dir picks "
+              f"another folder.)" if isinstance(err, CheckpointError) else f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    profile = get_profile(args.profile)
+    rank, world, device = start_distributed()
+    if args.eval:
+        evaluate_checkpoint(args.eval, profile, device)
+        return 0
+    recipe = recipe_from(args)
+    sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
+    model_config = {**profile.model, **sizes}
+    overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+                                       min_lr=args.min_lr, clip_grad=args.clip_grad).items() if v is not None}
+    config = profile_config(profile, seed=args.seed, smoothing=recipe.smoothing,
+                            compile=device.type == "cuda" if args.compile is None else args.compile,
+                            **overrides)
+    per_class = args.train_per_class or profile.train_per_class
+    train = load_cifar10("train", n_per_class=per_class)
+    test = load_cifar10("test", n_per_class=profile.test_per_class)
+    torch.manual_seed(args.seed)
+    model = recipe.build_model(**model_config)
+    teacher = None
+    if recipe.distillation_type != "none":
+        from helpers.teacher import load_or_train_teacher
+        teacher = load_or_train_teacher(profile, path=args.teacher_path, device=device)
+    run_dir = Path(args.output_dir) if args.output_dir else RUNS / profile.name / "deit"
+    if rank == 0:
+        print(f"profile {profile.name}: {len(train):,} training images, {config.epochs} epochs, "
+              f"batch {config.batch_size} x {world} process(es), ViT {model_config} "
+              f"({count_parameters(model):,} parameters) on {device}\nrecipe: {recipe}", flush=True)
+    history = fit(model, recipe.train_batches(train, config.batch_size, args.seed, world, rank).to(device),
+                  TensorBatches(test, EVAL_BATCH, shuffle=False, num_replicas=world, rank=rank).to(device),
+                  config, batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher),
+                  run_dir=run_dir, resume=args.resume, progress=not args.no_progress, device=device,
+                  metadata={"model": vit_config(**model_config), "recipe": recipe.as_dict(),
+                            "profile": profile.name, "world_size": world, **provenance()})
+    if rank == 0:
+        best = max(history, key=lambda r: r["val_acc"])
+        print(f"best test accuracy {best['val_acc']:.2f}% (epoch {best['epoch']}); "
+              f"{sum(r['seconds'] for r in history):.0f} s of training; files in {run_dir}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""RandAugment on uint8 GPU batches, with its own ops, magnitudes and signs for every image.
+
+torchvision's v2 RandAugment and kornia draw one op set per call, so a batch transform built on
+them gives every image in the batch the same ops. Here each image draws like timm's per-image
+RandAugment (helpers.augment.RandAugment): `num_ops` slots, an op drawn uniformly (with
+replacement) from the 15-op pool per slot, applied with probability `prob`, magnitude
+N(m, mstd) clipped to [0, mmax], random sign for the symmetric ops.
+
+No loop over images: the 15 ops fall into three families that each run as ONE batched pass
+with per-image parameters, and an image whose op is in another family gets that family's
+identity (identity lookup table, blend factor 1, or its own pixels back):
+  * lookup tables  AutoContrast, Equalize, Invert, Posterize, Solarize, SolarizeAdd
+  * blends         Color, Contrast, Brightness, Sharpness (PIL's ImageEnhance)
+  * affine warps   Rotate, ShearX, ShearY, TranslateXRel, TranslateYRel
+So a slot costs three passes over the batch instead of 15 masked ones, with no data-dependent
+shapes (boolean indexing would sync the GPU with the host once per op).
+
+The rounding follows Pillow (the reference the tests compare with, pixel for pixel where
+Pillow's arithmetic is integer): truncation after float blends, (sum + 6) // 13 for the smoothing
+filter, ITU-R 601 luma with Pillow's 16-bit fixed-point weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from helpers.augment import (CIFAR_FILL, MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
+                             RandAugmentConfig, op_argument, parse_rand_augment)
+
+__all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OpDraws",
+           "parse_rand_augment", "op_parameter", "sample_ops", "apply_op", "apply_ops",
+           "rand_augment_batch", "BatchRandAugment"]
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # grid_sample modes; timm's seed uses bicubic
+
+_LUT_OPS = {"AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing",
+            "Solarize", "SolarizeIncreasing", "SolarizeAdd"}
+_BLEND_OPS = {"Color", "Contrast", "Brightness", "Sharpness", "ColorIncreasing",
+              "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
+_WARP_OPS = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"}
+_SIGNED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing",
+           "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
+# Pillow's convert("L"): L = (19595 R + 38470 G + 7471 B + 2^15) >> 16, i.e. 0.299/0.587/0.114.
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+# ImageFilter.SMOOTH, which ImageEnhance.Sharpness blends with: this kernel / 13, borders kept.
+_SMOOTH = ((1, 1, 1), (1, 5, 1), (1, 1, 1))
+_SMOOTH_SCALE = 13
+
+
+def _check_images(images) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a uint8 (B, 3, H, W) tensor of RGB images, got {shape}. "
+                         f"Add a batch dimension with x.unsqueeze(0), permute (B, H, W, 3) arrays "
+                         f"with x.permute(0, 3, 1, 2), and repeat grey images to 3 channels.")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 in 0..255, got {images.dtype}: RandAugment runs "
+                         f"before normalization. Convert with (x * 255).round().to(torch.uint8).")
+
+
+def _check_options(interpolation: str, fill) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}.")
+    if len(fill) != 3:
+        raise ValueError(f"fill must be an RGB triple in 0..255 such as {CIFAR_FILL}, got {fill!r}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Magnitude -> argument, per image
+# ----------------------------------------------------------------------------------------------
+
+def op_parameter(name: str, magnitudes: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
+    """helpers.augment.op_argument for a whole batch: (B,) magnitudes (0..10) -> (B,) float64
+    arguments (degrees, bits, threshold, factor, fraction of the side...); 0 for argument-free ops.
+
+    The same formulas as timm's level-to-argument functions, on tensors (float64, so int()
+    truncations land where Python's do).
+    """
+    level = torch.as_tensor(magnitudes, dtype=torch.float64) / MAX_LEVEL
+    sign = torch.ones_like(level) if signs is None else torch.as_tensor(signs).to(level)
+    if name in ("AutoContrast", "Equalize", "Invert"):
+        return torch.zeros_like(level)
+    if name == "Rotate":
+        return sign * (level * 30.0)
+    if name == "Posterize":
+        return torch.trunc(level * 4).clamp(min=1)  # >= 1 bit: Pillow 13 refuses 0
+    if name == "PosterizeIncreasing":
+        return (4 - torch.trunc(level * 4)).clamp(min=1)
+    if name == "Solarize":
+        return torch.trunc(level * 256).clamp(max=256)
+    if name == "SolarizeIncreasing":
+        return 256 - torch.trunc(level * 256).clamp(max=256)
+    if name == "SolarizeAdd":
+        return torch.trunc(level * 110).clamp(max=128)
+    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return level * 1.8 + 0.1
+    if name in _BLEND_OPS:  # the increasing variants move away from factor 1 as M grows
+        return (1.0 + sign * (level * 0.9)).clamp(min=0.1)
+    if name in ("ShearX", "ShearY"):
+        return sign * (level * 0.3)
+    if name in ("TranslateXRel", "TranslateYRel"):
+        return sign * (level * 0.45)
+    op_argument(name, 0.0)  # raises the ValueError that lists the known names
+    raise AssertionError(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# The three op families, each one pass over the batch
+# ----------------------------------------------------------------------------------------------
+
+def _chose(ops: torch.Tensor, pool: tuple, *names: str) -> torch.Tensor:
+    """(B,) bool: which images chose one of `names` (names absent from the pool match nobody)."""
+    hit = torch.zeros_like(ops, dtype=torch.bool)
+    for name in names:
+        if name in pool:
+            hit |= ops == pool.index(name)
+    return hit
+
+
+def _lookup_tables(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
+    """Per image and channel a 256-entry table (identity unless the image chose a LUT op)."""
+    b, c, h, w = x.shape
+    flat = x.reshape(b, c, h * w).long()
+    v = torch.arange(256, device=x.device).view(1, 1, 256)
+    arg = args.view(b, 1, 1)
+    chose = lambda *names: _chose(ops, pool, *names).view(b, 1, 1)  # noqa: E731
+
+    lut = v.expand(b, c, 256)
+    lut = torch.where(chose("Invert"), 255 - v, lut)
+    shift = (8 - arg.clamp(1, 8)).long()  # posterize keeps the top `bits` bits
+    lut = torch.where(chose("Posterize", "PosterizeIncreasing"), (v >> shift) << shift, lut)
+    lut = torch.where(chose("Solarize", "SolarizeIncreasing"), torch.where(v < arg, v, 255 - v), lut)
+    lut = torch.where(chose("SolarizeAdd"), torch.where(v < 128, (v + arg.long()).clamp(max=255), v), lut)
+
+    # AutoContrast (ImageOps.autocontrast, cutoff 0): stretch [lo, hi] to [0, 255], int() truncates.
+    lo = flat.amin(dim=2, keepdim=True).double()
+    hi = flat.amax(dim=2, keepdim=True).double()
+    scale = 255.0 / (hi - lo).clamp(min=1)
+    stretched = torch.trunc(v * scale - lo * scale).clamp(0, 255).long()
+    lut = torch.where(chose("AutoContrast") & (hi > lo), stretched, lut)
+
+    # Equalize (ImageOps.equalize): histograms of all B*C channels in one bincount on offset
+    # indices; step = (pixels - count of the brightest value) // 255, lut[i] = (step // 2 +
+    # pixels below i) // step; step 0 (a near-constant channel) keeps the channel.
+    offsets = torch.arange(b * c, device=x.device).view(b, c, 1) * 256
+    hist = torch.bincount((flat + offsets).view(-1), minlength=b * c * 256).view(b, c, 256)
+    brightest = hist.gather(2, flat.amax(dim=2, keepdim=True))
+    step = (h * w - brightest) // 255
+    below = hist.cumsum(dim=2) - hist
+    equalized = ((step // 2 + below) // step.clamp(min=1)).clamp(max=255)
+    lut = torch.where(chose("Equalize") & (step > 0), equalized, lut)
+
+    return lut.gather(2, flat).view(b, c, h, w).to(torch.uint8)
+
+
+def _blends(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
+    """ImageEnhance: out = trunc(degenerate + factor * (image - degenerate)), clamped to 0..255.
+
+    Non-blend images get factor 1, which returns them exactly (all values are small integers).
+    """
+    b, c, h, w = x.shape
+    chose = lambda *names: _chose(ops, pool, *names).view(b, 1, 1, 1)  # noqa: E731
+    xi = x.int()
+    luma = sum(wt * xi[:, i:i + 1] for i, wt in enumerate(_LUMA_WEIGHTS))
+    grey = ((luma + (1 << 15)) >> 16).float()  # Color blends with this greyscale image
+    # Contrast blends with a flat image at the mean luma, rounded half up (ImageStat's mean).
+    mean = torch.floor(grey.double().mean(dim=(1, 2, 3), keepdim=True) + 0.5).float()
+    # Sharpness blends with ImageFilter.SMOOTH: integer kernel sum, rounded, borders unfiltered.
+    xf = x.float()
+    kernel = torch.tensor(_SMOOTH, dtype=torch.float32, device=x.device).expand(c, 1, 3, 3)
+    sums = F.conv2d(xf, kernel, padding=1, groups=c)
+    smooth = torch.floor((sums + _SMOOTH_SCALE // 2) / _SMOOTH_SCALE)
+    border = torch.ones(h, w, dtype=torch.bool, device=x.device)
+    border[1:-1, 1:-1] = False
+    smooth = torch.where(border, xf, smooth)
+
+    degenerate = torch.where(chose("Color", "ColorIncreasing"), grey,
+                 torch.where(chose("Contrast", "ContrastIncreasing"), mean,
+                 torch.where(chose("Brightness", "BrightnessIncreasing"), torch.zeros_like(xf),
+                             smooth)))
+    factor = torch.where(chose(*_BLEND_OPS), args.view(b, 1, 1, 1), 1.0).float()
+    # Pillow computes in float32 and casts with truncation (Image.blend).
+    out = degenerate + factor * (xf - degenerate)
+    return torch.trunc(out).clamp(0, 255).to(torch.uint8)
+
+
+def _pil_affine(ops, args, pool, h: int, w: int) -> torch.Tensor:
+    """(B, 2, 3) float64: Pillow's AFFINE data, input point = A @ (x + 0.5, y + 0.5, 1) in pixels.
+
+    Shears act about the top-left corner and translations are fractions of the side (timm);
+    rotate is Image.rotate's matrix about the centre (counter-clockwise for positive degrees).
+    """
+    b = len(ops)
+    matrix = torch.zeros(b, 2, 3, dtype=torch.float64, device=ops.device)
+    matrix[:, 0, 0] = matrix[:, 1, 1] = 1.0
+    one = lambda name: _chose(ops, pool, name)  # noqa: E731
+    matrix[:, 0, 1] = torch.where(one("ShearX"), args, 0.0)
+    matrix[:, 1, 0] = torch.where(one("ShearY"), args, 0.0)
+    matrix[:, 0, 2] = torch.where(one("TranslateXRel"), args * w, 0.0)
+    matrix[:, 1, 2] = torch.where(one("TranslateYRel"), args * h, 0.0)
+    angle = -torch.deg2rad(args)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    cx, cy = w / 2, h / 2
+    rotation = torch.stack([torch.stack([cos, sin, cx - cos * cx - sin * cy], 1),
+                            torch.stack([-sin, cos, cy + sin * cx - cos * cy], 1)], 1)
+    return torch.where(one("Rotate").view(b, 1, 1), rotation, matrix)
+
+
+def _warps(x: torch.Tensor, ops, args, pool, fill, interpolation: str) -> torch.Tensor:
+    """The geometric ops as one affine_grid + grid_sample with a matrix per image.
+
+    Pillow samples at pixel centres, clamps the filter taps at the border and paints the fill
+    wherever the sample point itself falls outside the image: grid_sample's 'border' padding
+    plus an inside mask reproduces exactly that.
+    """
+    b, c, h, w = x.shape
+    a = _pil_affine(ops, args, pool, h, w)
+    # Pixel coordinates -> grid_sample's [-1, 1] (align_corners=False): g = 2 u / size - 1.
+    theta = torch.stack([
+        torch.stack([a[:, 0, 0], a[:, 0, 1] * h / w,
+                     a[:, 0, 0] + a[:, 0, 1] * h / w + 2 * a[:, 0, 2] / w - 1], 1),
+        torch.stack([a[:, 1, 0] * w / h, a[:, 1, 1],
+                     a[:, 1, 0] * w / h + a[:, 1, 1] + 2 * a[:, 1, 2] / h - 1], 1)], 1).float()
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    warped = F.grid_sample(x.float(), grid, mode=interpolation, padding_mode="border",
+                           align_corners=False)
+    inside = ((grid >= -1) & (grid < 1)).all(dim=-1).unsqueeze(1)
+    fill = torch.tensor(fill, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
+    warped = torch.where(inside, torch.trunc(warped.clamp(0, 255)), fill).to(torch.uint8)
+    # Non-warp images are put back rather than trusted to an identity warp (float rounding).
+    return torch.where(_chose(ops, pool, *_WARP_OPS).view(b, 1, 1, 1), warped, x)
+
+
+def _apply_slot(x, ops, args, pool, fill, interpolation):
+    """One slot: each image applies its own op (index into pool, -1 = none) with its argument."""
+    x = _lookup_tables(x, ops, args, pool)
+    x = _blends(x, ops, args, pool)
+    return _warps(x, ops, args, pool, fill, interpolation)
+
+
+def _arguments(ops, magnitudes, signs, pool) -> torch.Tensor:
+    """(B,) float64: each image's argument for the op it chose."""
+    args = torch.zeros(ops.shape, dtype=torch.float64, device=ops.device)
+    for index, name in enumerate(pool):
+        args = torch.where(ops == index, op_parameter(name, magnitudes, signs), args)
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR_FILL,
+             interpolation: str = "bicubic") -> torch.Tensor:
+    """Apply ONE named op to every image, each at its own magnitude (float or (B,) tensor).
+
+    signs: (B,) of +1/-1 for the symmetric ops (default +1). Deterministic; for teaching and
+    for comparing with Pillow.
+    """
+    _check_images(images)
+    _check_options(interpolation, fill)
+    pool = OPS_INCREASING if name in OPS_INCREASING else OPS_STANDARD
+    if name not in pool:
+        op_argument(name, 0.0)  # raises the ValueError that lists the known names
+    b, device = len(images), images.device
+    magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64, device=device).expand(b)
+    signs = torch.ones(b, device=device) if signs is None else torch.as_tensor(signs, device=device)
+    ops = torch.full((b,), pool.index(name), dtype=torch.long, device=device)
+    return _apply_slot(images, ops, op_parameter(name, magnitudes, signs), pool, fill, interpolation)
+
+
+@dataclass
+class OpDraws:
+    """The random choices of one RandAugment call, (num_ops, B) each: op index into the pool,
+    whether the op is applied (probability prob), magnitude and sign (+1/-1)."""
+    ops: torch.Tensor
+    applied: torch.Tensor
+    magnitudes: torch.Tensor
+    signs: torch.Tensor
+
+
+def _draw(kind: str, shape, generator, device, **kw) -> torch.Tensor:
+    """Random numbers made on the generator's device, then moved: a seed gives the same draws
+    on any device (as in helpers.augment)."""
+    where = generator.device if generator is not None else device
+    if kind == "randint":
+        return torch.randint(0, kw["high"], shape, generator=generator, device=where).to(device)
+    make = torch.rand if kind == "rand" else torch.randn
+    return make(shape, generator=generator, device=where, dtype=torch.float64).to(device)
+
+
+def sample_ops(batch: int, num_ops: int = 2, magnitude: float = 9.0, mstd: float = 0.5,
+               mmax: float = MAX_LEVEL, prob: float = 0.5, pool_size: int = len(OPS_INCREASING),
+               generator: torch.Generator | None = None, device="cpu") -> OpDraws:
+    """Draw every image's ops independently, as timm's RandAugment does per image.
+
+    Magnitude: N(magnitude, mstd) (uniform in [0, magnitude] when mstd is inf), clipped to
+    [0, mmax]; timm's AugmentOp does the same.
+    """
+    if num_ops < 0 or magnitude < 0 or mstd < 0 or not 0.0 <= prob <= 1.0:
+        raise ValueError(f"need num_ops >= 0, magnitude >= 0, mstd >= 0 and 0 <= prob <= 1; got "
+                         f"num_ops={num_ops}, magnitude={magnitude}, mstd={mstd}, prob={prob}.")
+    shape = (num_ops, batch)
+    ops = _draw("randint", shape, generator, device, high=pool_size)
+    applied = _draw("rand", shape, generator, device) < prob
+    if math.isinf(mstd):
+        magnitudes = _draw("rand", shape, generator, device) * magnitude
+    else:
+        magnitudes = magnitude + mstd * _draw("randn", shape, generator, device)
+    magnitudes = magnitudes.clamp(0.0, mmax)
+    signs = torch.where(_draw("rand", shape, generator, device) < 0.5, -1.0, 1.0).double()
+    return OpDraws(ops, applied, magnitudes, signs)
+
+
+def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fill=CIFAR_FILL,
+              interpolation: str = "bicubic") -> torch.Tensor:
+    """Apply drawn ops slot by slot (a loop over slots, never over images)."""
+    _check_images(images)
+    _check_options(interpolation, fill)
+    pool = OPS_INCREASING if increasing else OPS_STANDARD
+    for ops, applied, magnitudes, signs in zip(draws.ops, draws.applied, draws.magnitudes, draws.signs):
+        ops = torch.where(applied, ops, -1)
+        images = _apply_slot(images, ops, _arguments(ops, magnitudes, signs, pool), pool, fill,
+                             interpolation)
+    return images
+
+
+def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float = 9.0,
+                       mstd: float = 0.5, increasing: bool = True, prob: float = 0.5,
+                       fill=CIFAR_FILL, generator: torch.Generator | None = None,
+                       mmax: float = MAX_LEVEL, interpolation: str = "bicubic") -> torch.Tensor:
+    """RandAugment on a uint8 (B, 3, H, W) batch, every image with its own ops; same device out.
+
+    Defaults are the seed's 'rand-m9-mstd0.5-inc1' with timm's p=0.5, the CIFAR-10 mean as fill
+    and bicubic resampling (what the PIL pipeline uses).
+    """
+    _check_images(images)
+    _check_options(interpolation, fill)
+    pool = OPS_INCREASING if increasing else OPS_STANDARD
+    draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator,
+                       images.device)
+    return apply_ops(images, draws, increasing, fill, interpolation)
+
+
+class BatchRandAugment:
+    """rand_augment_batch as a callable, e.g. BatchAugment(per_image=BatchRandAugment.from_string(
+    'rand-m9-mstd0.5-inc1'))."""
+
+    def __init__(self, config: RandAugmentConfig = RandAugmentConfig(m=9.0, mstd=0.5, inc=True),
+                 fill=CIFAR_FILL, interpolation: str = "bicubic",
+                 generator: torch.Generator | None = None):
+        _check_options(interpolation, fill)
+        self.config, self.fill, self.interpolation, self.generator = config, fill, interpolation, generator
+
+    @classmethod
+    def from_string(cls, spec: str, **kwargs) -> "BatchRandAugment":
+        return cls(parse_rand_augment(spec), **kwargs)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return rand_augment_batch(images, c.n, c.m, c.mstd, c.inc, c.p, self.fill, self.generator,
+                                  c.mmax, self.interpolation)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"BatchRandAugment(n={c.n}, m={c.m}, mstd={c.mstd}, mmax={c.mmax}, p={c.p}, "
+                f"ops={'increasing' if c.inc else 'standard'}, {self.interpolation})")

@@ -1,0 +1,36 @@
+"""Where a result came from: machine, package versions, commit and command."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(command: str | None = None) -> dict:
+    import timm
+    import torchvision
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {
+        "device": gpu or f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+        "commit": git_commit(),
+        "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+    }

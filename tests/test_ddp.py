@@ -1,0 +1,27 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def test_two_processes_with_gloo_agree_on_the_weights(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(WORKER), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for name, weight in r0["state"].items():
+        assert torch.equal(weight, r1["state"][name]), f"ranks disagree on {name}"
+    # Each process trained on its own half of the data ...
+    assert set(r0["indices"].tolist()).isdisjoint(r1["indices"].tolist())
+    assert len(r0["indices"]) + len(r1["indices"]) == 80
+    # ... metrics were reduced over both, and only rank 0 wrote files.
+    def metrics(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    assert metrics(r0["history"]) == metrics(r1["history"])
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.csv", "history.json", "last.pt"]
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert all(torch.equal(v, r0["state"][k]) for k, v in saved["model"].items())
