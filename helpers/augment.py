@@ -16,6 +16,19 @@ from PIL import Image, ImageEnhance, ImageOps
 from helpers.data import MEAN, STD
 
 
+def _draw_device(generator: torch.Generator | None, default="cpu") -> torch.device:
+    """Random numbers are drawn where the generator lives (a CUDA generator needs CUDA tensors)."""
+    return generator.device if generator is not None else torch.device(default)
+
+
+def _scalar_uniform(generator: torch.Generator | None) -> float:
+    return float(torch.rand(1, generator=generator, device=_draw_device(generator)))
+
+
+def _scalar_randint(high: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(0, high, (1,), generator=generator, device=_draw_device(generator)))
+
+
 def _check_batch(x: torch.Tensor, name: str = "images") -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -29,14 +42,15 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
     """Per image: zero-pad by `padding`, take a random HxW crop, flip left-right with p=0.5.
 
     The batched form of RandomCrop(32, padding=4) + RandomHorizontalFlip, DeiT's choice at <= 32 px.
-    Offsets and flips are drawn on the CPU (from `generator`) so any device gives the same result.
+    Offsets and flips come from `generator` (drawn on its device), so a seed gives the same crops anywhere.
     """
     _check_batch(x)
     if padding < 0:
         raise ValueError(f"padding must be >= 0, not {padding}.")
     b, _, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator)
-    flips = torch.rand(b, generator=generator) < 0.5
+    where = _draw_device(generator)
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=where).cpu()
+    flips = torch.rand(b, generator=generator, device=where).cpu() < 0.5
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     # Gather the crops with index arithmetic rather than a Python loop over images.
     rows = (offsets[0].view(b, 1) + torch.arange(h)).to(x.device)          # (B, H)
@@ -50,6 +64,9 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
 def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
     """uint8 (B, 3, H, W) in 0..255 -> float32 standardized with CIFAR-10's channel statistics."""
     _check_batch(x)
+    if x.dtype != torch.uint8:
+        raise ValueError(f"normalize expects uint8 images in 0..255, got {x.dtype}. For floats in "
+                         f"[0, 1] use torchvision.transforms.Normalize(MEAN, STD) instead.")
     if x.shape[1] != len(mean):
         raise ValueError(f"images must have {len(mean)} channels in dim 1, got shape {tuple(x.shape)}.")
     mean = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
@@ -66,8 +83,7 @@ def _check_uint8_batch(x: torch.Tensor) -> None:
 
 def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """U(0, 1) drawn on the generator's device (so a seed means the same numbers anywhere)."""
-    where = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=where).to(device)
+    return torch.rand(shape, generator=generator, device=_draw_device(generator, device)).to(device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +124,7 @@ def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float
     """
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, not {alpha}.")
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = _scalar_randint(2**62, generator)
     return random.Random(seed).betavariate(alpha, alpha)
 
 
@@ -136,8 +152,7 @@ def cutmix_box(height: int, width: int, lam: float, center: tuple[int, int] | No
     ratio = math.sqrt(1.0 - lam)
     cut_h, cut_w = int(height * ratio), int(width * ratio)
     if center is None:
-        cy = int(torch.randint(0, height, (1,), generator=generator))
-        cx = int(torch.randint(0, width, (1,), generator=generator))
+        cy, cx = _scalar_randint(height, generator), _scalar_randint(width, generator)
     else:
         cy, cx = center
     # The box extends cut//2 before the centre and the rest after it, then is clipped to the image.
@@ -185,9 +200,9 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
     if mixup_alpha < 0 or cutmix_alpha < 0:
         raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns one off).")
     info = MixInfo("none", 1.0)
-    if (mixup_alpha > 0 or cutmix_alpha > 0) and float(torch.rand(1, generator=generator)) < prob:
+    if (mixup_alpha > 0 or cutmix_alpha > 0) and _scalar_uniform(generator) < prob:
         if mixup_alpha > 0 and cutmix_alpha > 0:
-            use_cutmix = float(torch.rand(1, generator=generator)) < switch_prob
+            use_cutmix = _scalar_uniform(generator) < switch_prob
         else:
             use_cutmix = cutmix_alpha > 0
         lam = sample_beta(cutmix_alpha if use_cutmix else mixup_alpha, generator)
@@ -272,8 +287,8 @@ def random_erase(x: torch.Tensor, p: float = 0.25, min_area: float = 0.02, max_a
     cols = torch.arange(w, device=batch.device).view(1, 1, w)
     top, left, bh, bw = (boxes[:, i].view(b, 1, 1) for i in range(4))
     inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
-    where = generator.device if generator is not None else batch.device
-    noise = torch.randn(batch.shape, generator=generator, device=where).to(batch.device, batch.dtype)
+    noise = torch.randn(batch.shape, generator=generator, device=_draw_device(generator, batch.device))
+    noise = noise.to(batch.device, batch.dtype)
     out = torch.where(inside.unsqueeze(1), noise, batch)
     return out[0] if single else out
 

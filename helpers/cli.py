@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default=d.distillation_type)
     g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha)
     g.add_argument("--distillation-tau", type=float, default=d.distillation_tau)
-    g.add_argument("--teacher-path", help="teacher checkpoint (default: the profile's, trained if missing)")
+    g.add_argument("--teacher-path", help="teacher checkpoint (default: the profile's, trained if missing; "
+                                          "`python -m helpers.teacher` trains it alone)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile (default: on with a GPU)")
     p.add_argument("--output-dir", "--output_dir", help="checkpoints and history (default runs/<profile>/deit)")
@@ -139,7 +140,8 @@ def run(args) -> int:
     teacher = None
     if recipe.distillation_type != "none":
         from helpers.teacher import load_or_train_teacher
-        teacher = load_or_train_teacher(profile, path=args.teacher_path, device=device)
+        teacher = load_or_train_teacher(profile, path=args.teacher_path, train_if_missing=args.teacher_path is None,
+                                        device=device).to_device(device)
     run_dir = Path(args.output_dir) if args.output_dir else RUNS / profile.name / "deit"
     if rank == 0:
         print(f"profile {profile.name}: {len(train):,} training images, {config.epochs} epochs, "
@@ -148,7 +150,7 @@ def run(args) -> int:
     history = fit(model, recipe.train_batches(train, config.batch_size, args.seed, world, rank).to(device),
                   TensorBatches(test, EVAL_BATCH, shuffle=False, num_replicas=world, rank=rank).to(device),
                   config, batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher),
-                  run_dir=run_dir, resume=args.resume, progress=not args.no_progress, device=device,
+                  run_dir=run_dir, resume=args.resume, progress=not args.no_progress, log_epochs=True, device=device,
                   metadata={"model": vit_config(**model_config), "recipe": recipe.as_dict(),
                             "profile": profile.name, "world_size": world, **provenance()})
     if rank == 0:

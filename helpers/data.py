@@ -246,7 +246,8 @@ class TensorBatches:
         self.images = arrays.images.permute(0, 3, 1, 2).contiguous()
         self.labels = arrays.labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.sampler = RepeatedAugSampler(len(self.labels), num_replicas, rank, num_repeats, seed=seed)
+        # The sampler shuffles with seed + epoch: spread the seeds so runs never share an order.
+        self.sampler = RepeatedAugSampler(len(self.labels), num_replicas, rank, num_repeats, seed=seed * 100_003)
         self.num_replicas, self.rank = self.sampler.num_replicas, self.sampler.rank
 
     def set_epoch(self, epoch: int) -> None:

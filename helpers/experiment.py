@@ -30,7 +30,7 @@ def profile_data(profile: Profile, seed: int = 0):
 
 
 def train_in_profile(name: str, model=None, profile: Profile | None = None, *,
-                     batch_transform=None, loss_fn=None, run_dir=None, **config_overrides):
+                     batch_transform=None, loss_fn=None, run_dir=None, on_epoch=None, **config_overrides):
     """Train `model` (default: the profile's ViT) on the profile's data; return the history.
 
     Checkpoints go to runs/<profile>/<name>: running the cell again resumes or, when the
@@ -43,4 +43,5 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *,
     return fit(model, TensorBatches(train, config.batch_size, seed=config.seed),
                TensorBatches(test, EVAL_BATCH, shuffle=False), config,
                batch_transform=batch_transform, loss_fn=loss_fn,
-               run_dir=run_dir or RUNS / profile.name / name, progress=profile.progress)
+               run_dir=run_dir or RUNS / profile.name / name, progress=profile.progress,
+               on_epoch=on_epoch)

@@ -30,24 +30,22 @@ import torch.nn.functional as F
 from helpers.augment import (CIFAR_FILL, MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
                              RandAugmentConfig, op_argument, parse_rand_augment)
 
-__all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OpDraws",
+__all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OP_FAMILIES", "OpDraws",
            "parse_rand_augment", "op_parameter", "sample_ops", "apply_op", "apply_ops",
            "rand_augment_batch", "BatchRandAugment"]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # grid_sample modes; timm's seed uses bicubic
 
-_LUT_OPS = {"AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing",
-            "Solarize", "SolarizeIncreasing", "SolarizeAdd"}
-_BLEND_OPS = {"Color", "Contrast", "Brightness", "Sharpness", "ColorIncreasing",
-              "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
-_WARP_OPS = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"}
-_SIGNED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing",
-           "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
+# The three families (see the module docstring); standard and increasing variants alike.
+OP_FAMILIES = {
+    "lookup table": ("AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing",
+                     "Solarize", "SolarizeIncreasing", "SolarizeAdd"),
+    "blend": ("Color", "Contrast", "Brightness", "Sharpness", "ColorIncreasing",
+              "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"),
+    "warp": ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"),
+}
 # Pillow's convert("L"): L = (19595 R + 38470 G + 7471 B + 2^15) >> 16, i.e. 0.299/0.587/0.114.
 _LUMA_WEIGHTS = (19595, 38470, 7471)
-# ImageFilter.SMOOTH, which ImageEnhance.Sharpness blends with: this kernel / 13, borders kept.
-_SMOOTH = ((1, 1, 1), (1, 5, 1), (1, 1, 1))
-_SMOOTH_SCALE = 13
 
 
 def _check_images(images) -> None:
@@ -72,14 +70,18 @@ def _check_options(interpolation: str, fill) -> None:
 # Magnitude -> argument, per image
 # ----------------------------------------------------------------------------------------------
 
-def op_parameter(name: str, magnitudes: torch.Tensor, signs: torch.Tensor | None = None) -> torch.Tensor:
+def op_parameter(name: str, magnitudes: torch.Tensor,
+                 signs: torch.Tensor | None = None) -> torch.Tensor:
     """helpers.augment.op_argument for a whole batch: (B,) magnitudes (0..10) -> (B,) float64
     arguments (degrees, bits, threshold, factor, fraction of the side...); 0 for argument-free ops.
 
     The same formulas as timm's level-to-argument functions, on tensors (float64, so int()
     truncations land where Python's do).
     """
-    level = torch.as_tensor(magnitudes, dtype=torch.float64) / MAX_LEVEL
+    magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64)
+    # tensor / tensor: torch turns `scalar / tensor` into a multiply by a reciprocal, which can
+    # land one ulp off Python's division and flip the int() truncations below.
+    level = magnitudes / torch.full_like(magnitudes, MAX_LEVEL)
     sign = torch.ones_like(level) if signs is None else torch.as_tensor(signs).to(level)
     if name in ("AutoContrast", "Equalize", "Invert"):
         return torch.zeros_like(level)
@@ -97,7 +99,7 @@ def op_parameter(name: str, magnitudes: torch.Tensor, signs: torch.Tensor | None
         return torch.trunc(level * 110).clamp(max=128)
     if name in ("Color", "Contrast", "Brightness", "Sharpness"):
         return level * 1.8 + 0.1
-    if name in _BLEND_OPS:  # the increasing variants move away from factor 1 as M grows
+    if name in OP_FAMILIES["blend"]:  # the increasing variants move away from factor 1 as M grows
         return (1.0 + sign * (level * 0.9)).clamp(min=0.1)
     if name in ("ShearX", "ShearY"):
         return sign * (level * 0.3)
@@ -133,20 +135,24 @@ def _lookup_tables(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
     shift = (8 - arg.clamp(1, 8)).long()  # posterize keeps the top `bits` bits
     lut = torch.where(chose("Posterize", "PosterizeIncreasing"), (v >> shift) << shift, lut)
     lut = torch.where(chose("Solarize", "SolarizeIncreasing"), torch.where(v < arg, v, 255 - v), lut)
-    lut = torch.where(chose("SolarizeAdd"), torch.where(v < 128, (v + arg.long()).clamp(max=255), v), lut)
+    brighter = torch.where(v < 128, (v + arg.long()).clamp(max=255), v)
+    lut = torch.where(chose("SolarizeAdd"), brighter, lut)
 
     # AutoContrast (ImageOps.autocontrast, cutoff 0): stretch [lo, hi] to [0, 255], int() truncates.
     lo = flat.amin(dim=2, keepdim=True).double()
     hi = flat.amax(dim=2, keepdim=True).double()
-    scale = 255.0 / (hi - lo).clamp(min=1)
+    scale = torch.full_like(hi, 255.0) / (hi - lo).clamp(min=1)  # tensor / tensor: see op_parameter
     stretched = torch.trunc(v * scale - lo * scale).clamp(0, 255).long()
     lut = torch.where(chose("AutoContrast") & (hi > lo), stretched, lut)
 
-    # Equalize (ImageOps.equalize): histograms of all B*C channels in one bincount on offset
-    # indices; step = (pixels - count of the brightest value) // 255, lut[i] = (step // 2 +
-    # pixels below i) // step; step 0 (a near-constant channel) keeps the channel.
+    # Equalize (ImageOps.equalize): histograms of all B*C channels in one scatter_add on offset
+    # indices (bincount would sync with the host to size its output). step = (pixels - count of
+    # the brightest value) // 255, lut[i] = (step // 2 + pixels below i) // step; step 0 (a
+    # near-constant channel) keeps the channel.
     offsets = torch.arange(b * c, device=x.device).view(b, c, 1) * 256
-    hist = torch.bincount((flat + offsets).view(-1), minlength=b * c * 256).view(b, c, 256)
+    hist = torch.zeros(b * c * 256, dtype=torch.long, device=x.device)
+    hist = hist.scatter_add_(0, (flat + offsets).view(-1), torch.ones_like(flat).view(-1))
+    hist = hist.view(b, c, 256)
     brightest = hist.gather(2, flat.amax(dim=2, keepdim=True))
     step = (h * w - brightest) // 255
     below = hist.cumsum(dim=2) - hist
@@ -168,20 +174,21 @@ def _blends(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
     grey = ((luma + (1 << 15)) >> 16).float()  # Color blends with this greyscale image
     # Contrast blends with a flat image at the mean luma, rounded half up (ImageStat's mean).
     mean = torch.floor(grey.double().mean(dim=(1, 2, 3), keepdim=True) + 0.5).float()
-    # Sharpness blends with ImageFilter.SMOOTH: integer kernel sum, rounded, borders unfiltered.
-    xf = x.float()
-    kernel = torch.tensor(_SMOOTH, dtype=torch.float32, device=x.device).expand(c, 1, 3, 3)
-    sums = F.conv2d(xf, kernel, padding=1, groups=c)
-    smooth = torch.floor((sums + _SMOOTH_SCALE // 2) / _SMOOTH_SCALE)
-    border = torch.ones(h, w, dtype=torch.bool, device=x.device)
-    border[1:-1, 1:-1] = False
-    smooth = torch.where(border, xf, smooth)
+    # Sharpness blends with ImageFilter.SMOOTH: [[1,1,1],[1,5,1],[1,1,1]] / 13 = (3x3 box sum +
+    # 4 x centre) / 13, rounded half up, border pixels unfiltered. Integer box sums by shifted
+    # slices: exact, and faster than a depthwise conv2d on the CPU.
+    rows = xi[:, :, :-2] + xi[:, :, 1:-1] + xi[:, :, 2:]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = xi.clone()
+    smooth[:, :, 1:-1, 1:-1] = torch.div(box + 4 * xi[:, :, 1:-1, 1:-1] + 6, 13,
+                                         rounding_mode="floor")
+    smooth, xf = smooth.float(), x.float()
 
     degenerate = torch.where(chose("Color", "ColorIncreasing"), grey,
                  torch.where(chose("Contrast", "ContrastIncreasing"), mean,
                  torch.where(chose("Brightness", "BrightnessIncreasing"), torch.zeros_like(xf),
                              smooth)))
-    factor = torch.where(chose(*_BLEND_OPS), args.view(b, 1, 1, 1), 1.0).float()
+    factor = torch.where(chose(*OP_FAMILIES["blend"]), args.view(b, 1, 1, 1), 1.0).float()
     # Pillow computes in float32 and casts with truncation (Image.blend).
     out = degenerate + factor * (xf - degenerate)
     return torch.trunc(out).clamp(0, 255).to(torch.uint8)
@@ -214,7 +221,9 @@ def _warps(x: torch.Tensor, ops, args, pool, fill, interpolation: str) -> torch.
 
     Pillow samples at pixel centres, clamps the filter taps at the border and paints the fill
     wherever the sample point itself falls outside the image: grid_sample's 'border' padding
-    plus an inside mask reproduces exactly that.
+    plus an inside mask reproduces exactly that. Nearest and bilinear then match Pillow (up to
+    float32 vs float64 rounding); bicubic differs slightly, as grid_sample's cubic kernel has
+    a = -0.75 and Pillow's affine one a = -1 (under 1 grey level on average).
     """
     b, c, h, w = x.shape
     a = _pil_affine(ops, args, pool, h, w)
@@ -231,7 +240,7 @@ def _warps(x: torch.Tensor, ops, args, pool, fill, interpolation: str) -> torch.
     fill = torch.tensor(fill, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
     warped = torch.where(inside, torch.trunc(warped.clamp(0, 255)), fill).to(torch.uint8)
     # Non-warp images are put back rather than trusted to an identity warp (float rounding).
-    return torch.where(_chose(ops, pool, *_WARP_OPS).view(b, 1, 1, 1), warped, x)
+    return torch.where(_chose(ops, pool, *OP_FAMILIES["warp"]).view(b, 1, 1, 1), warped, x)
 
 
 def _apply_slot(x, ops, args, pool, fill, interpolation):
@@ -321,7 +330,8 @@ def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fil
     _check_images(images)
     _check_options(interpolation, fill)
     pool = OPS_INCREASING if increasing else OPS_STANDARD
-    for ops, applied, magnitudes, signs in zip(draws.ops, draws.applied, draws.magnitudes, draws.signs):
+    for ops, applied, magnitudes, signs in zip(draws.ops, draws.applied, draws.magnitudes,
+                                               draws.signs):
         ops = torch.where(applied, ops, -1)
         images = _apply_slot(images, ops, _arguments(ops, magnitudes, signs, pool), pool, fill,
                              interpolation)
@@ -339,6 +349,9 @@ def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float 
     """
     _check_images(images)
     _check_options(interpolation, fill)
+    if images.device.type == "mps":  # Apple's MPS has no float64, which the op maths uses
+        return rand_augment_batch(images.cpu(), num_ops, magnitude, mstd, increasing, prob, fill,
+                                  generator, mmax, interpolation).to(images.device)
     pool = OPS_INCREASING if increasing else OPS_STANDARD
     draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator,
                        images.device)
@@ -353,7 +366,8 @@ class BatchRandAugment:
                  fill=CIFAR_FILL, interpolation: str = "bicubic",
                  generator: torch.Generator | None = None):
         _check_options(interpolation, fill)
-        self.config, self.fill, self.interpolation, self.generator = config, fill, interpolation, generator
+        self.config, self.fill, self.interpolation = config, fill, interpolation
+        self.generator = generator
 
     @classmethod
     def from_string(cls, spec: str, **kwargs) -> "BatchRandAugment":

@@ -44,3 +44,17 @@ def plot_histories(histories: dict, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+class LiveCurves:
+    """fit(..., on_epoch=LiveCurves(...)): redraws the curves in the notebook after every epoch."""
+
+    def __init__(self, title: str | None = None, others: dict | None = None):
+        self.title, self.others = title, dict(others or {})
+
+    def __call__(self, history: list[dict]) -> None:
+        from IPython.display import clear_output, display
+        clear_output(wait=True)
+        fig = plot_histories({**self.others, "this run": history}, title=self.title)
+        display(fig)
+        plt.close(fig)

@@ -7,7 +7,6 @@ label smoothing 0.1, stochastic depth 0.1, repeated augmentation on, no distilla
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 
 from helpers.augment import BatchAugment, parse_rand_augment
 from helpers.data import TensorBatches
@@ -54,10 +53,8 @@ class Recipe:
     def batch_transform(self, num_classes: int = 10, generator=None) -> BatchAugment:
         per_image = None
         if self.aa:
-            from helpers.gpu_augment import rand_augment_batch
-            c = parse_rand_augment(self.aa)
-            per_image = partial(rand_augment_batch, num_ops=c.n, magnitude=c.m, mstd=c.mstd,
-                                increasing=c.inc, prob=c.p, generator=generator)
+            from helpers.gpu_augment import BatchRandAugment
+            per_image = BatchRandAugment.from_string(self.aa, generator=generator)
         return BatchAugment(crop_flip=True, mixup=self.mixup, cutmix=self.cutmix,
                             switch_prob=self.mixup_switch_prob, mix_prob=self.mixup_prob,
                             smoothing=self.smoothing, reprob=self.reprob, num_classes=num_classes,

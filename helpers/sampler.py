@@ -17,8 +17,9 @@ from torch.utils.data import Sampler
 class RepeatedAugSampler(Sampler[int]):
     """Indices for one process (`rank` of `num_replicas`) with DeiT's repeated augmentation.
 
-    Yields the same index multiset per epoch as timm's RepeatAugSampler (and DeiT's RASampler)
-    for the same epoch when seed=0. One documented difference: DeiT rounds the epoch down to a
+    Yields the same indices in the same order as timm's RepeatAugSampler (and DeiT's RASampler)
+    for the same epoch when seed=0; like DistributedSampler, the shuffle is seeded with
+    seed + epoch. One documented difference: DeiT rounds the epoch down to a
     multiple of 256 images, which on a 500-image subset would discard half of it, so here that
     is opt-in (`round_epoch_to=256`) and by default each process gets ceil(N / num_replicas).
 

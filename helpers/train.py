@@ -157,10 +157,11 @@ def load_checkpoint(path) -> dict:
 
 def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
     state = load_checkpoint(run_dir / CHECKPOINT)
-    if state.get("config") != asdict(config):
+    saved = {**asdict(TrainConfig()), **state.get("config", {})}  # fields added later: defaults
+    if saved != asdict(config):
         raise CheckpointError(
             f"{run_dir / CHECKPOINT} was written by a run with another config:\n"
-            f"  saved: {state.get('config')}\n  now:   {asdict(config)}\n"
+            f"  saved: {saved}\n  now:   {asdict(config)}\n"
             f"Use a new run_dir, or delete that folder to start over.")
     try:
         model.load_state_dict(state["model"])
@@ -173,7 +174,8 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
 
 def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
-        progress: bool = True, device=None, metadata: dict | None = None) -> list[dict]:
+        progress: bool = True, log_epochs: bool | None = None, device=None,
+        metadata: dict | None = None, on_epoch=None) -> list[dict]:
     """Train `model` and return its history: one dict per epoch.
 
     train_batches yields (images, labels): uint8 images go through batch_transform (default:
@@ -183,7 +185,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     (seed, epoch, rank), so a resumed run ends with the same history as an uninterrupted one.
     Under torchrun the model is wrapped in DistributedDataParallel, metrics are summed over
     processes, and only rank 0 writes files and prints. `metadata` (e.g. the model's config)
-    is stored in the checkpoint and history.json.
+    is stored in the checkpoint and history.json. progress shows a tqdm bar per epoch and
+    log_epochs (default: as progress) prints one line per epoch. on_epoch(history) is called
+    after every epoch (rank 0 only), e.g. to redraw live curves.
     """
     from tqdm.auto import tqdm
 
@@ -193,8 +197,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     peak_lr = config.scaled_lr * world  # DeiT scales by the global batch, all processes together
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=peak_lr,
-                                  fused=device.type == "cuda")
+    optimizer = make_optimizer(model, config, peak_lr, device)
     transform = batch_transform or (lambda images, labels: (normalize(images), labels))
     if loss_fn is None:
         def loss_fn(outputs, targets, images):
@@ -202,6 +205,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     steps_per_epoch = len(train_batches)
     total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
     talk = progress and rank == 0
+    log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0
     check_every = 50 if device.type == "cuda" else 1  # a NaN check waits for the GPU
 
     start_epoch, history = 0, []
@@ -211,7 +215,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
         start_epoch, history = _restore(run_dir, model, optimizer, config)
-        if start_epoch and talk:
+        if start_epoch and log_epochs:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
 
     network = model
@@ -219,7 +223,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile and start_epoch < config.epochs:
         network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0][:2].to(device))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = autocast_for(device)
     for epoch in range(start_epoch, config.epochs):
         seed_everything((config.seed * 1000 + epoch) * 1000 + rank)  # copies differ across ranks
         if hasattr(train_batches, "set_epoch"):
@@ -234,13 +238,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             inputs, targets = (images, labels) if images.is_floating_point() else transform(images, labels)
-            with autocast:
-                loss = loss_fn(network(inputs), targets, inputs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_grad:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            optimizer.step()
+            loss = train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast)
             loss_sum += loss.detach()
             if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -250,7 +248,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
                   "lr": lr, "seconds": time.perf_counter() - started}
         history.append(record)
-        if talk:
+        if log_epochs:
             print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
                   f"val loss {record['val_loss']:.3f}  val acc {record['val_acc']:5.1f}%  "
                   f"({record['seconds']:.0f} s)", flush=True)
@@ -261,7 +259,31 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             write_json_atomically({"config": asdict(config), "metadata": metadata or {}, "history": history},
                                   run_dir / HISTORY)
             write_csv_atomically(history, run_dir / HISTORY_CSV)
+        if on_epoch is not None and rank == 0:
+            on_epoch(history)
     return history
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast) -> torch.Tensor:
+    """One optimizer step; returns the loss (still on the device: reading it would wait for the GPU)."""
+    with autocast:
+        loss = loss_fn(network(inputs), targets, inputs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(network.parameters(), clip_grad)
+    optimizer.step()
+    return loss.detach()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device):
+    """AdamW without decay on norms/biases/tokens; the fused kernel on CUDA (one launch per step)."""
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, fused=device.type == "cuda")
 
 
 def _stop_if_not_finite(loss: torch.Tensor, epoch: int, step: int, lr: float, run_dir) -> None:

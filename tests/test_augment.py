@@ -66,6 +66,8 @@ def test_normalize_matches_torchvision():
     x = noise_images(4)
     expected = T.Normalize(MEAN, STD)(x.float() / 255)
     torch.testing.assert_close(A.normalize(x), expected)
+    with pytest.raises(ValueError, match="uint8"):
+        A.normalize(x.float() / 255)
 
 
 @pytest.mark.parametrize("bad", [torch.zeros(3, 32, 32, dtype=torch.uint8),

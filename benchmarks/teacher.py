@@ -1,0 +1,67 @@
+"""How long the CNN teacher takes to train, and how accurate it gets: the full profile's claim.
+
+    python benchmarks/teacher.py                                  # full profile's teacher (GPU)
+    python benchmarks/teacher.py --epochs 15 20 25 --output results/teacher_full.json
+    python benchmarks/teacher.py --profile cpu --epochs 1 --train-per-class 200   # a quick CPU probe
+
+Seconds are the training loop only (data already on the device; evaluation excluded), measured
+with the device synchronized. The target for the full profile: >= 94 % test accuracy in <= 60 s.
+Nothing is saved to runs/: the checkpoint the notebooks use is written by helpers.teacher.
+"""
+import argparse
+import dataclasses
+import datetime
+import sys
+
+import timm
+import torch
+
+from helpers.data import load_cifar10
+from helpers.files import write_json_atomically
+from helpers.profiles import get_profile
+from helpers.teacher import teacher_config, train_teacher
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="full", help="ci, cpu or full (default: full)")
+    parser.add_argument("--epochs", type=int, nargs="+", default=None,
+                        help="one run per value (default: the profile's teacher epochs)")
+    parser.add_argument("--train-per-class", type=int, default=None,
+                        help="fewer training images per class, for a quick probe (default: the profile's)")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
+    parser.add_argument("--output", default=None, help="write a JSON with the results and provenance here")
+    args = parser.parse_args()
+
+    profile = get_profile(args.profile)
+    per_class = args.train_per_class or profile.train_per_class
+    data = (load_cifar10("train", n_per_class=per_class), load_cifar10("test", n_per_class=profile.test_per_class))
+    rows = []
+    for epochs in args.epochs or [teacher_config(profile).epochs]:
+        config = teacher_config(profile, epochs=epochs)
+        _, record = train_teacher(profile, config, device=args.device, progress=False, data=data)
+        rows.append({"epochs": epochs, "seconds": round(record["seconds"], 2),
+                     "test_acc": round(record["test_acc"], 2), "device": record["device"],
+                     "train_size": record["train_size"], "test_size": record["test_size"]})
+        print(f"epochs {epochs}: {record['test_acc']:.2f}% in {record['seconds']:.1f} s", flush=True)
+
+    print(f"\nteacher of profile {profile.name}: layers {config.layers}, channels {config.channels}, "
+          f"batch {config.batch_size}, {rows[0]['train_size']:,} training / {rows[0]['test_size']:,} test images\n")
+    print(f"{'epochs':>6s} {'seconds':>8s} {'test acc':>9s}  device")
+    for r in rows:
+        print(f"{r['epochs']:6d} {r['seconds']:8.1f} {r['test_acc']:8.2f}%  {r['device']}")
+    if args.output:
+        cuda = torch.cuda.is_available() and (args.device or "cuda").startswith("cuda")
+        write_json_atomically({
+            "benchmark": "teacher", "profile": profile.name, "rows": rows,
+            "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"},
+            "gpu": torch.cuda.get_device_name() if cuda else None,
+            "torch": str(torch.__version__), "timm": timm.__version__, "cuda": torch.version.cuda,
+            "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }, args.output)
+        print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Training throughput (images/s) of four pipelines, measured in one run on one device.
+
+  a  the seed's pipeline: PIL images through timm's create_transform (RandAugment, erasing)
+     in DataLoader workers, timm's Mixup on the batch, then the training step
+  b  the model alone: a batch already on the device, no augmentation (the ceiling)
+  c  ours: uint8 data on the device, per-image augmentation on the device (helpers.recipe)
+  c+ ours with the CNN teacher's forward pass in the same step (hard distillation)
+
+    python benchmarks/throughput.py                      # DeiT-Tiny at 32 px, batch 1024 on a GPU
+    python benchmarks/throughput.py --steps 3 --batch-size 64 --workers 2   # a quick CPU look
+    python benchmarks/throughput.py --output results/throughput.json
+
+All rows use the same model, batch size, optimizer and bf16 autocast (on CUDA); torch.compile
+applies to b, c and c+ when --compile is on (default: on with a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from helpers.data import CIFAR10Dataset, TensorBatches, load_cifar10
+from helpers.files import write_json_atomically
+from helpers.models import build_vit, count_parameters
+from helpers.provenance import provenance
+from helpers.recipe import Recipe
+from helpers.train import (TrainConfig, autocast_for, classification_loss, compiled_or_eager,
+                           make_optimizer, pick_device, train_step)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def images_per_second(batches, step, warmup: int, steps: int, device) -> float:
+    """Run `warmup` untimed steps, then time `steps` steps, each drawing a fresh batch."""
+    iterator = iter(batches)
+    for _ in range(warmup):
+        step(*next(iterator))
+    sync(device)
+    start, seen = time.perf_counter(), 0
+    for _ in range(steps):
+        images, labels = next(iterator)
+        step(images, labels)
+        seen += len(labels)
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def endless(batches):
+    """Batches forever, re-shuffled each pass."""
+    epoch = 0
+    while True:
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        yield from batches
+        epoch += 1
+
+
+def seed_loader(train, batch_size, workers):
+    """The seed's data path, as written; posterize clamped to >= 1 bit so Pillow 13 cannot crash it."""
+    from PIL import ImageOps
+
+    from helpers.augment import seed_mixup, seed_transforms
+
+    original = ImageOps.posterize
+    ImageOps.posterize = lambda image, bits: original(image, max(1, bits))
+    dataset = CIFAR10Dataset(train, transform=seed_transforms()[0])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=torch.cuda.is_available(),
+                                         persistent_workers=workers > 0)
+    return loader, seed_mixup()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 1024 on a GPU, 64 on CPU")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default 30 GPU / 3 CPU)")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers for the seed's pipeline")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--teacher-path", default=None, help="teacher checkpoint (default: an untrained one)")
+    parser.add_argument("--output", default=None, help="write the table as JSON here")
+    args = parser.parse_args()
+    device = pick_device()
+    gpu = device.type == "cuda"
+    batch = args.batch_size or (1024 if gpu else 64)
+    steps, warmup = args.steps or (30 if gpu else 3), args.warmup or (10 if gpu else 1)
+    use_compile = gpu if args.compile is None else args.compile
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    train = load_cifar10("train")
+
+    recipe = Recipe()
+    config = TrainConfig(batch_size=batch)
+    autocast = autocast_for(device)
+
+    def trainer(loss_fn, compile_it, recipe=recipe):
+        torch.manual_seed(0)
+        model = recipe.build_model().to(device)
+        optimizer = make_optimizer(model, config, config.scaled_lr, device)
+        network = compiled_or_eager(model, torch.randn(2, 3, 32, 32, device=device)) if compile_it else model
+
+        def step(inputs, targets):
+            train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast)
+        return model, step
+
+    rows = {}
+    plain_loss = recipe.loss_fn()
+
+    # a: the seed's pipeline (eager, as the seed ran it).
+    loader, mixup = seed_loader(train, batch, args.workers)
+    model, step = trainer(plain_loss, compile_it=False)
+
+    def seed_step(images, labels):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        step(*mixup(images, labels))
+    rows["a seed pipeline"] = images_per_second(endless(loader), seed_step, warmup, steps, device)
+    del loader
+
+    # b: the model alone on a fixed batch already on the device.
+    fixed = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
+    model, step = trainer(plain_loss, use_compile)
+    rows["b model alone"] = images_per_second(iter(lambda: fixed, None), step, warmup, steps, device)
+
+    # c and c+: our pipeline, without and with the teacher.
+    batches = recipe.train_batches(train, batch).to(device)
+    augment = recipe.batch_transform()
+    model, step = trainer(plain_loss, use_compile)
+    rows["c ours"] = images_per_second(endless(batches), lambda x, y: step(*augment(x, y)), warmup, steps, device)
+
+    from helpers.teacher import FrozenTeacher, build_teacher, load_teacher, teacher_config
+    # Speed does not depend on the weights: an untrained full-size teacher unless one is given.
+    teacher = load_teacher("full", path=args.teacher_path) if args.teacher_path else FrozenTeacher(
+        build_teacher(teacher_config("full")))
+    teacher.to_device(device)
+    distilled = recipe.but(distillation_type="hard")
+    model, step = trainer(distilled.loss_fn(teacher), use_compile, distilled)
+    rows["c+ ours with teacher"] = images_per_second(endless(batches), lambda x, y: step(*augment(x, y)),
+                                                     warmup, steps, device)
+
+    a, b, c = rows["a seed pipeline"], rows["b model alone"], rows["c ours"]
+    print(f"\nDeiT-Tiny ViT at 32 px ({count_parameters(build_vit()):,} parameters), batch {batch}, "
+          f"{'bf16 ' if gpu else ''}{'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
+    print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s}")
+    for name, value in rows.items():
+        print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x")
+    print(f"\nc/a = {c / a:.2f} (target >= 6 on an H100), c/b = {c / b:.2f} (target >= 0.9)")
+    if args.output:
+        write_json_atomically({"benchmark": "throughput", "batch_size": batch, "steps": steps,
+                               "compile": use_compile, "images_per_second": rows,
+                               "ratios": {"c/a": c / a, "c/b": c / b, "c+/b": rows["c+ ours with teacher"] / b},
+                               **provenance()}, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""DeiT's CNN teacher, trained on CIFAR-10 inside the course (nothing is downloaded).
+
+DeiT's teacher is a RegNetY-16GF pre-trained on ImageNet (Touvron et al., 2021, Sec. 5.2).
+Here the teacher is timm's ResNet built from scratch and adapted to 32x32 images the usual
+way for CIFAR (He et al., 2016, Sec. 4.2): a 3x3 stride-1 stem and no max-pool, so the
+first stage still sees all 32x32 pixels instead of 8x8. The full profile uses exactly
+ResNet-18's stages (11.2 M parameters); ci and cpu use thinner, shallower versions.
+
+    python -m helpers.teacher [--profile cpu] [--retrain]    # train or load, print accuracy
+
+The checkpoint (weights, config, test accuracy) lives in runs/<profile>/teacher/teacher.pt;
+later notebooks reuse it through load_or_train_teacher().
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.augment import normalize, random_crop_flip
+from helpers.experiment import RUNS, profile_data
+from helpers.files import save_atomically
+from helpers.profiles import Profile, get_profile
+from helpers.train import pick_device
+
+CHECKPOINT_FORMAT = 1
+
+
+class TeacherError(RuntimeError):
+    """A teacher checkpoint is missing or unusable; the message says how to get a good one."""
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Architecture and recipe: SGD + Nesterov, linear warmup then linear decay to zero."""
+    layers: tuple = (2, 2, 2, 2)  # BasicBlocks per stage; (2, 2, 2, 2) is ResNet-18
+    channels: tuple = (64, 128, 256, 512)
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 0.1  # per 128 images, scaled linearly with the batch size
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.2  # of all steps
+    # No label smoothing: smoothed teachers distill worse (Mueller et al., 2019).
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    @property
+    def scaled_lr(self) -> float:
+        return self.lr * self.batch_size / 128
+
+
+# The teacher per profile. The full one is meant to reach >= 94 % in <= 60 s on one modern GPU
+# (check with benchmarks/teacher.py); the small ones only need to beat the profile's ViT.
+TEACHERS = {
+    "ci": TeacherConfig(layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), epochs=6, batch_size=100),
+    "cpu": TeacherConfig(layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), epochs=15, batch_size=128),
+    "full": TeacherConfig(),
+}
+
+
+def _profile(profile) -> Profile:
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+def teacher_config(profile=None, **overrides) -> TeacherConfig:
+    """The profile's TeacherConfig, with any field overridden."""
+    base = asdict(TEACHERS[_profile(profile).name])
+    unknown = set(overrides) - set(base)
+    if unknown:
+        raise TypeError(f"Unknown TeacherConfig fields: {sorted(unknown)}.")
+    return TeacherConfig(**{**base, **overrides})
+
+
+def build_teacher(config: TeacherConfig | None = None, num_classes: int = 10) -> nn.Module:
+    """timm's ResNet with BasicBlocks, with a 3x3 stride-1 stem and no max-pool for 32 px."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    config = config or TEACHERS["full"]
+    if len(config.layers) != len(config.channels):
+        raise ValueError(f"layers {config.layers} and channels {config.channels} need one entry per stage.")
+    # stem_type='deep' only so that timm sizes the stem's output (and stage 1's input) to
+    # channels[0]; the deep stem itself is replaced by one 3x3 convolution just below.
+    model = ResNet(BasicBlock, list(config.layers), num_classes=num_classes, channels=tuple(config.channels),
+                   stem_type="deep", stem_width=config.channels[0] // 2)
+    model.conv1 = nn.Conv2d(3, config.channels[0], kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+class FrozenTeacher(nn.Module):
+    """A teacher that cannot learn: eval mode and no gradients, whatever the caller does.
+
+    Eval mode matters for BatchNorm: in train mode every forward pass would overwrite the
+    running statistics with the student's batches, even under no_grad.
+    """
+
+    def __init__(self, model: nn.Module, info: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.info = info or {}
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "FrozenTeacher":
+        return super().train(False)  # student.train() or teacher.train() must not wake it
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()  # also if someone called .train() on the inner model directly
+        if images.is_cuda:  # cuDNN's fastest convolutions want NHWC (channels-last) tensors
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            return self.model(images).float()
+
+    def to_device(self, device) -> "FrozenTeacher":
+        """Move to `device`; channels-last on CUDA to match the inputs forward gives it."""
+        device = torch.device(device)
+        return self.to(device, memory_format=torch.channels_last) if device.type == "cuda" else self.to(device)
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.info.get("test_acc")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy (%) of `model` on uint8 (N, 3, H, W) images already on the model's device."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(labels), batch_size):
+        x = normalize(images[i:i + batch_size])
+        if x.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            correct += (model(x).argmax(-1) == labels[i:i + batch_size]).sum().item()
+    return 100.0 * correct / len(labels)
+
+
+def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=None,
+                  progress: bool = True, data=None) -> tuple[nn.Module, dict]:
+    """Train a teacher on the profile's CIFAR-10 subset; return (model, record).
+
+    All images sit on the device as uint8 and are cropped, flipped and normalized there;
+    on a GPU the model runs channels-last in bf16. record holds test_acc, the training
+    seconds (data transfer and evaluation excluded), the per-epoch history and the device.
+    """
+    profile = _profile(profile)
+    config = config or TEACHERS[profile.name]
+    device = torch.device(device) if device else pick_device()
+    train, test = data or profile_data(profile)
+    torch.manual_seed(config.seed)
+    model = build_teacher(config).to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    x_train = train.images.permute(0, 3, 1, 2).contiguous().to(device)
+    y_train = train.labels.to(device)
+    x_test, y_test = test.images.permute(0, 3, 1, 2).contiguous().to(device), test.labels.to(device)
+
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=config.scaled_lr, momentum=config.momentum, nesterov=True)
+    steps_per_epoch = -(-len(y_train) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    warmup = max(1, int(config.warmup_fraction * total))
+    generator = torch.Generator().manual_seed(config.seed)
+    history = []
+    _sync(device)
+    started = time.perf_counter()
+    step = 0
+    for epoch in range(config.epochs):
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(y_train), generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+        for i in range(steps_per_epoch):
+            lr = config.scaled_lr * (step + 1) / warmup if step < warmup else \
+                config.scaled_lr * (total - step) / max(1, total - warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            x = normalize(random_crop_flip(x_train[idx], padding=4, generator=generator))
+            if on_gpu:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+                loss = F.cross_entropy(model(x), y_train[idx], label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            step += 1
+        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch,
+                  "seconds": time.perf_counter() - epoch_start}
+        if not torch.isfinite(torch.tensor(record["train_loss"])):
+            raise FloatingPointError(f"The teacher's loss became {record['train_loss']} in epoch {epoch + 1}; "
+                                     f"lower TeacherConfig.lr (now {config.lr} per 128 images).")
+        history.append(record)
+        if progress:
+            print(f"teacher epoch {epoch + 1:2d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
+                  f"({record['seconds']:.0f} s)", flush=True)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    test_acc = accuracy(model, x_test, y_test)
+    record = {"test_acc": test_acc, "seconds": seconds, "epochs": config.epochs, "history": history,
+              "device": _device_name(device), "train_size": len(y_train), "test_size": len(y_test),
+              "config": asdict(config), "profile": profile.name}
+    if progress:
+        print(f"teacher: {test_acc:.1f}% test accuracy after {config.epochs} epochs ({seconds:.0f} s on "
+              f"{record['device']})", flush=True)
+    return model.to(memory_format=torch.contiguous_format).cpu(), record
+
+
+def teacher_path(profile=None) -> Path:
+    return RUNS / _profile(profile).name / "teacher" / "teacher.pt"
+
+
+def save_teacher(model: nn.Module, record: dict, path) -> None:
+    import timm
+
+    save_atomically({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), **record,
+                     "versions": {"torch": str(torch.__version__), "timm": str(timm.__version__)}}, path)
+
+
+def _how_to_train(name: str) -> str:
+    return (f"Train it with `python -m helpers.teacher --profile {name} --retrain` or "
+            f"load_or_train_teacher('{name}', retrain=True) (notebook 03 does this)")
+
+
+def _unusable(path: Path, name: str, reason: str, err: Exception):
+    raise TeacherError(f"The teacher checkpoint {path} cannot be used ({reason}). It was left untouched. "
+                       f"{_how_to_train(name)}; the unusable file is then kept as {path.name}.bad.") from err
+
+
+def load_teacher(profile=None, *, path=None, config: TeacherConfig | None = None) -> FrozenTeacher:
+    """The saved teacher of the profile, frozen. TeacherError when missing, unreadable or stale."""
+    profile = _profile(profile)
+    config = config or TEACHERS[profile.name]
+    path = Path(path) if path else teacher_path(profile)
+    if not path.exists():
+        raise TeacherError(f"No teacher checkpoint at {path}. {_how_to_train(profile.name)}, "
+                           f"or pass train_if_missing=True.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or pickled objects we never save
+        _unusable(path, profile.name, f"truncated or not a teacher checkpoint: {type(err).__name__}", err)
+    try:
+        saved_config = TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                        for k, v in state["config"].items()})
+        model = build_teacher(saved_config)
+        model.load_state_dict(state["model"])
+    except Exception as err:  # a torch file, but not one of our teachers
+        _unusable(path, profile.name, f"it does not hold a teacher: {type(err).__name__}: "
+                                      f"{str(err).splitlines()[0][:160]}", err)
+    if saved_config != config:
+        raise TeacherError(f"{path} holds a teacher trained with another config:\n  saved: {saved_config}\n"
+                           f"  now:   {config}\n{_how_to_train(profile.name)}.")
+    info = {k: v for k, v in state.items() if k != "model"}
+    return FrozenTeacher(model, info)
+
+
+def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missing: bool = False,
+                          path=None, config: TeacherConfig | None = None, device=None,
+                          progress: bool | None = None) -> FrozenTeacher:
+    """The profile's teacher, frozen (eval mode, no gradients), on the CPU.
+
+    Loads runs/<profile>/teacher/teacher.pt. A missing checkpoint is trained only with
+    train_if_missing=True; an unreadable or outdated one raises TeacherError and is
+    replaced only with retrain=True (an unreadable file is first moved to teacher.pt.bad).
+    """
+    profile = _profile(profile)
+    config = config or TEACHERS[profile.name]
+    path = Path(path) if path else teacher_path(profile)
+    progress = profile.progress if progress is None else progress
+    if not retrain:
+        if path.exists() or not train_if_missing:
+            return load_teacher(profile, path=path, config=config)
+        print(f"No teacher at {path} yet: training one ({config.epochs} epochs).", flush=True)
+    elif path.exists():
+        try:
+            load_teacher(profile, path=path, config=config)
+            print(f"Retraining: replacing the teacher at {path}.", flush=True)
+        except TeacherError:
+            os.replace(path, path.with_name(path.name + ".bad"))
+            print(f"Retraining: the unusable checkpoint was moved to {path.name}.bad.", flush=True)
+    model, record = train_teacher(profile, config, device=device, progress=progress)
+    save_teacher(model, record, path)
+    return load_teacher(profile, path=path, config=config)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train (or load) the CNN teacher of a profile.")
+    parser.add_argument("--profile", default=None, help="ci, cpu or full (default: DEIT_PROFILE)")
+    parser.add_argument("--retrain", action="store_true", help="train a new teacher over the saved one")
+    args = parser.parse_args()
+    teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
+    print(f"teacher: {teacher.test_acc:.2f}% test accuracy, {teacher.info['seconds']:.0f} s on "
+          f"{teacher.info['device']}, saved at {teacher_path(args.profile)}")

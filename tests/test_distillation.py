@@ -1,0 +1,333 @@
+import math
+from dataclasses import asdict
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from helpers import distill, exercises_distillation as ex, teacher as teach
+from helpers.augment import BatchAugment
+from helpers.data import TensorBatches
+from helpers.models import build_vit, count_parameters
+from helpers.profiles import PROFILES
+from helpers.train import TrainConfig, fit
+
+TINY_TEACHER = teach.TeacherConfig(layers=(1, 1, 1, 1), channels=(8, 8, 16, 16), epochs=1, batch_size=50)
+TINY_STUDENT = dict(embed_dim=24, depth=2, num_heads=2)
+
+
+# --- The distilled student against timm's VisionTransformerDistilled -----------------------------
+
+def timm_distilled(**sizes):
+    cfg = {**dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, num_classes=10), **sizes}
+    return timm.models.deit.VisionTransformerDistilled(**cfg)
+
+
+@pytest.mark.parametrize("sizes", [{}, PROFILES["ci"].model])
+def test_distilled_student_matches_timm(sizes):
+    torch.manual_seed(0)
+    ours, reference = build_vit(distilled=True, **sizes), timm_distilled(**sizes)
+    assert count_parameters(ours) == count_parameters(reference)
+    reference.load_state_dict(ours.state_dict())  # strict: same names and shapes, incl. dist_token
+    reference.set_distilled_training(True)
+    x = torch.randn(3, 3, 32, 32)
+    ours.train(), reference.train()
+    (cls, dist), (ref_cls, ref_dist) = ours(x), reference(x)
+    torch.testing.assert_close(cls, ref_cls, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dist, ref_dist, rtol=1e-4, atol=1e-5)
+    ours.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours(x), (cls + dist) / 2, rtol=1e-4, atol=1e-5)
+
+
+def test_token_order_is_cls_dist_patches():
+    model = build_vit(distilled=True, **TINY_STUDENT)
+    tokens = model.tokens(torch.zeros(2, 3, 32, 32))
+    assert tokens.shape == (2, 66, 24)  # 64 patches + CLS + DIST
+    zero_patch = model.patch_embed(torch.zeros(1, 3, 32, 32))[0, 0]  # the conv's bias
+    torch.testing.assert_close(tokens[0, 0], model.cls_token[0, 0] + model.pos_embed[0, 0])
+    torch.testing.assert_close(tokens[0, 1], model.dist_token[0, 0] + model.pos_embed[0, 1])
+    torch.testing.assert_close(tokens[0, 2], zero_patch + model.pos_embed[0, 2])
+
+
+# --- Losses against their closed forms -----------------------------------------------------------
+
+def small_case():
+    cls = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    dist = torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]])
+    teacher = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])  # argmax: 1, 0
+    labels = torch.tensor([0, 2])
+    return cls, dist, teacher, labels
+
+
+def log_softmax(row):
+    m = max(row)
+    lse = m + math.log(sum(math.exp(v - m) for v in row))
+    return [v - lse for v in row]
+
+
+def ce(rows, targets):
+    return sum(-log_softmax(r)[t] for r, t in zip(rows, targets)) / len(rows)
+
+
+def test_none_is_cross_entropy_on_the_cls_head_only():
+    cls, dist, teacher, labels = small_case()
+    want = ce(cls.tolist(), labels.tolist())
+    assert distill.distillation_loss("none", (cls, dist), labels).item() == pytest.approx(want, rel=1e-5)
+    mixed = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
+    want_mixed = sum(-sum(p * l for p, l in zip(prow, log_softmax(r)))
+                     for prow, r in zip(mixed.tolist(), cls.tolist())) / 2
+    assert distill.distillation_loss("none", (cls, dist), mixed).item() == pytest.approx(want_mixed, rel=1e-5)
+
+
+def test_hard_is_half_labels_half_teacher_argmax():
+    cls, dist, teacher, labels = small_case()
+    want = 0.5 * ce(cls.tolist(), [0, 2]) + 0.5 * ce(dist.tolist(), [1, 0])
+    got = distill.distillation_loss("hard", (cls, dist), labels, teacher)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def kl_by_hand(dist, teacher, tau):
+    total = 0.0
+    for s, t in zip(dist.tolist(), teacher.tolist()):
+        ls, lt = log_softmax([v / tau for v in s]), log_softmax([v / tau for v in t])
+        total += sum(math.exp(b) * (b - a) for a, b in zip(ls, lt))
+    return total  # summed over the batch
+
+
+def test_soft_uses_tau_squared_kl_divided_by_every_element():
+    cls, dist, teacher, labels = small_case()
+    kl = kl_by_hand(dist, teacher, 3.0)
+    want = 0.9 * ce(cls.tolist(), [0, 2]) + 0.1 * 9.0 * kl / dist.numel()
+    got = distill.distillation_loss("soft", (cls, dist), labels, teacher)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    # batchmean: the same KL divided by the batch only, i.e. K = 3 times larger
+    term = distill.soft_distillation_term(dist, teacher, 3.0, reduction="batchmean")
+    assert term.item() == pytest.approx(9.0 * kl / 2, rel=1e-5)
+    # DeiT's code: F.kl_div(log_softmax(s/T), log_softmax(t/T), 'sum', log_target=True) * T^2 / numel
+    deit = F.kl_div(F.log_softmax(dist / 3, -1), F.log_softmax(teacher / 3, -1), reduction="sum",
+                    log_target=True) * 9 / dist.numel()
+    assert distill.soft_distillation_term(dist, teacher).item() == pytest.approx(deit.item(), rel=1e-5)
+
+
+def test_soft_term_is_zero_when_student_copies_teacher():
+    _, _, teacher, _ = small_case()
+    assert distill.soft_distillation_term(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
+    assert distill.soft_distillation_term(-teacher, teacher).item() > 0.1
+    shifted = distill.soft_distillation_term(teacher + 5.0, teacher).item()
+    assert shifted == pytest.approx(0.0, abs=1e-6)  # softmax ignores a constant shift
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c, d, t, y: distill.distillation_loss("medium", (c, d), y, t), "kind must be one of"),
+    (lambda c, d, t, y: distill.distillation_loss("hard", c, y, t), "distilled=True"),
+    (lambda c, d, t, y: distill.distillation_loss("hard", (c, d), y, None), "teacher's logits"),
+    (lambda c, d, t, y: distill.distillation_loss("soft", (c, d), y, t[:1]), "do not match"),
+    (lambda c, d, t, y: distill.distillation_loss("soft", (c, d), y, t, tau=0), "tau must be positive"),
+    (lambda c, d, t, y: distill.distillation_loss("hard", (c, d), y, t, alpha=2), "alpha must be in"),
+    (lambda c, d, t, y: distill.DistillationLoss(None, "soft"), "needs a teacher"),
+])
+def test_bad_loss_arguments_are_explained(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(*small_case())
+
+
+# --- The teacher inside the training loop --------------------------------------------------------
+
+class SpyTeacher(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.net(x)
+
+
+class SpyStudent(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.vit = build_vit(distilled=True, **TINY_STUDENT)
+        self.seen = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.vit(x)
+
+
+def test_teacher_sees_exactly_the_students_augmented_mixed_batch(cifar_train_small):
+    torch.manual_seed(0)
+    spy_teacher, student = SpyTeacher(), SpyStudent()
+    augment = BatchAugment()  # crop, flip, erasing, MixUp/CutMix: every batch is different
+    fit(student, TensorBatches(cifar_train_small, 50), TensorBatches(cifar_train_small, 100, shuffle=False),
+        TrainConfig(epochs=1, batch_size=50, warmup_epochs=0), batch_transform=augment,
+        loss_fn=distill.DistillationLoss(spy_teacher, "soft"), progress=False, device="cpu")
+    assert len(student.seen) == len(spy_teacher.seen) == 4
+    for s, t in zip(student.seen, spy_teacher.seen):
+        assert torch.equal(s, t)
+    assert not torch.equal(student.seen[0], student.seen[1])
+
+
+def tiny_teacher_data(cifar_train_small):
+    return cifar_train_small, cifar_train_small.subset(range(100))
+
+
+def test_teacher_never_changes_while_the_student_trains(cifar_train_small):
+    model, _ = teach.train_teacher("ci", TINY_TEACHER, device="cpu", progress=False,
+                                   data=tiny_teacher_data(cifar_train_small))
+    frozen = teach.FrozenTeacher(model)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}  # incl. BatchNorm running stats
+    student = build_vit(distilled=True, **TINY_STUDENT)
+    frozen.train()  # a caller's .train() must not switch BatchNorm to batch statistics
+    assert not frozen.training and not frozen.model.training
+    fit(student, TensorBatches(cifar_train_small, 50), TensorBatches(cifar_train_small, 100, shuffle=False),
+        TrainConfig(epochs=1, batch_size=50, warmup_epochs=0), batch_transform=BatchAugment(),
+        loss_fn=distill.DistillationLoss(frozen, "hard"), progress=False, device="cpu")
+    after = frozen.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in frozen.parameters())
+    frozen.model.train()  # even if the inner model is switched to train mode directly
+    frozen(torch.randn(4, 3, 32, 32))
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+
+
+# --- The teacher's architecture and checkpoint ---------------------------------------------------
+
+def test_full_teacher_is_timm_resnet18_with_a_32px_stem():
+    ours = teach.build_teacher(teach.TEACHERS["full"])
+    resnet18 = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    ours_shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    ref_shapes = {k: v.shape for k, v in resnet18.state_dict().items()}
+    assert ours_shapes.keys() == ref_shapes.keys()
+    differs = {k for k in ours_shapes if ours_shapes[k] != ref_shapes[k]}
+    assert differs == {"conv1.weight"}
+    assert ours_shapes["conv1.weight"] == (64, 3, 3, 3) and ref_shapes["conv1.weight"] == (64, 3, 7, 7)
+    assert isinstance(ours.maxpool, torch.nn.Identity)
+    with torch.no_grad():  # stride 1 stem: 32 -> 32 -> 16 -> 8 -> 4 over the four stages
+        assert ours.eval().forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 512, 4, 4)
+
+
+@pytest.fixture
+def saved_teacher(tmp_path, cifar_train_small):
+    path = tmp_path / "teacher" / "teacher.pt"
+    model, record = teach.train_teacher("ci", TINY_TEACHER, device="cpu", progress=False,
+                                        data=tiny_teacher_data(cifar_train_small))
+    teach.save_teacher(model, record, path)
+    return path, model, record
+
+
+def test_saved_teacher_is_reused_not_retrained(saved_teacher, monkeypatch):
+    path, model, record = saved_teacher
+    monkeypatch.setattr(teach, "train_teacher", lambda *a, **k: pytest.fail("retrained a good teacher"))
+    loaded = teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER)
+    assert isinstance(loaded, teach.FrozenTeacher)
+    assert loaded.test_acc == record["test_acc"] and loaded.info["config"]["channels"] == (8, 8, 16, 16)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_missing_teacher_is_explained_and_trained_only_when_asked(tmp_path, cifar_train_small, monkeypatch):
+    path = tmp_path / "teacher.pt"
+    with pytest.raises(teach.TeacherError, match="No teacher checkpoint.*retrain=True"):
+        teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER)
+    assert not path.exists()
+    monkeypatch.setattr(teach, "profile_data", lambda profile: tiny_teacher_data(cifar_train_small))
+    teacher = teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER, train_if_missing=True,
+                                          device="cpu", progress=False)
+    assert path.exists() and 0 <= teacher.test_acc <= 100
+
+
+def test_corrupt_teacher_is_never_overwritten_silently(saved_teacher, cifar_train_small, monkeypatch):
+    path, _, _ = saved_teacher
+    path.write_bytes(b"not a checkpoint")
+    for kwargs in ({}, {"train_if_missing": True}):
+        with pytest.raises(teach.TeacherError, match=r"(?s)cannot be used \(truncated.*left untouched.*retrain=True"):
+            teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER, **kwargs)
+        assert path.read_bytes() == b"not a checkpoint"
+    monkeypatch.setattr(teach, "profile_data", lambda profile: tiny_teacher_data(cifar_train_small))
+    teacher = teach.load_or_train_teacher("ci", retrain=True, path=path, config=TINY_TEACHER,
+                                          device="cpu", progress=False)
+    assert path.with_name("teacher.pt.bad").read_bytes() == b"not a checkpoint"
+    assert teacher.info["config"] == asdict(TINY_TEACHER)
+
+
+def test_foreign_torch_file_is_not_taken_for_a_teacher(tmp_path):
+    path = tmp_path / "teacher.pt"
+    torch.save({"model": {"weight": torch.zeros(2)}, "config": {}}, path)
+    with pytest.raises(teach.TeacherError, match="does not hold a teacher"):
+        teach.load_teacher("ci", path=path)
+
+
+def test_teacher_with_another_config_is_explained(saved_teacher):
+    path, _, _ = saved_teacher
+    with pytest.raises(teach.TeacherError, match="another config"):
+        teach.load_teacher("ci", path=path, config=teach.TEACHERS["ci"])
+
+
+# --- Analysis tools ------------------------------------------------------------------------------
+
+def test_token_similarity_and_head_logits():
+    torch.manual_seed(0)
+    model = build_vit(distilled=True, **TINY_STUDENT)
+    x = torch.randn(4, 3, 32, 32)
+    sims = distill.token_similarity(model, x)
+    assert len(sims) == TINY_STUDENT["depth"] + 2 and all(-1 <= s <= 1 for s in sims)
+    with torch.no_grad():  # the input similarity is that of (token + position embedding) vectors
+        a, b = model.cls_token[0, 0] + model.pos_embed[0, 0], model.dist_token[0, 0] + model.pos_embed[0, 1]
+        assert sims[0] == pytest.approx(F.cosine_similarity(a, b, dim=0).item(), abs=1e-5)
+    model.dist_token.data = model.cls_token.data.clone()  # identical tokens and positions stay identical
+    model.pos_embed.data[:, 1] = model.pos_embed.data[:, 0]
+    assert distill.token_similarity(model, x) == pytest.approx([1.0] * len(sims), abs=1e-5)
+    model.train()
+    cls, dist = distill.head_logits(model, x)
+    assert model.training and cls.shape == dist.shape == (4, 10)
+
+
+def test_head_report_and_teacher_mistakes():
+    labels = torch.tensor([0, 1, 2, 0])
+    onehot = lambda idx: F.one_hot(torch.tensor(idx), 3).float() * 5  # noqa: E731
+    preds = {"labels": labels, "cls": onehot([0, 1, 2, 1]), "dist": onehot([0, 2, 2, 2]),
+             "teacher": onehot([0, 2, 2, 1])}
+    report = distill.head_report(preds)
+    assert report["CLS head"]["accuracy"] == 75.0 and report["DIST head"]["accuracy"] == 50.0
+    assert report["DIST head"]["agrees_with_teacher"] == 75.0 and report["teacher"]["accuracy"] == 50.0
+    mistakes = distill.on_teacher_mistakes(preds)  # the teacher is wrong on images 1 and 3
+    assert mistakes["images"] == 2
+    assert mistakes["dist"] == {"copies_teacher": 50.0, "correct": 0.0}
+    assert mistakes["cls"] == {"copies_teacher": 50.0, "correct": 50.0}
+
+
+# --- Exercise checkers ---------------------------------------------------------------------------
+
+def test_checkers_accept_right_answers_and_hint_at_wrong_ones(capsys):
+    def right_hard(c, d, y, t):
+        return 0.5 * F.cross_entropy(c, y) + 0.5 * F.cross_entropy(d, t.argmax(-1))
+
+    def soft_labels_instead(c, d, y, t):
+        return 0.5 * F.cross_entropy(c, y) + 0.5 * F.cross_entropy(d, t.softmax(-1))
+
+    def todo(*args):
+        raise NotImplementedError
+
+    assert ex.check_hard_distillation_loss(right_hard)
+    assert not ex.check_hard_distillation_loss(soft_labels_instead)
+    assert "argmax" in capsys.readouterr().out
+    assert not ex.check_hard_distillation_loss(todo)
+    assert "NotImplementedError" in capsys.readouterr().out
+
+    def right_soft(d, t, tau):
+        return F.kl_div(F.log_softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="sum") * tau**2 / d.numel()
+
+    def batchmean(d, t, tau):
+        return F.kl_div(F.log_softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="batchmean") * tau**2
+
+    assert ex.check_soft_distillation_term(right_soft)
+    assert not ex.check_soft_distillation_term(batchmean)
+    assert "batchmean" in capsys.readouterr().out
+    assert not ex.check_soft_distillation_term(lambda d, t, tau: "oops")
+    assert ex.check_mistakes_question("b") and not ex.check_mistakes_question("a")
+    assert not ex.check_mistakes_question(None)
