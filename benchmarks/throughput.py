@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from helpers.data import CIFAR10Dataset, TensorBatches, load_cifar10
+from helpers.data import CIFAR10Dataset, load_cifar10
 from helpers.files import write_json_atomically
 from helpers.models import build_vit, count_parameters
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.train import (TrainConfig, autocast_for, classification_loss, compiled_or_eager,
+from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
                            make_optimizer, pick_device, train_step)
 
 

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 
-from helpers.data import TensorBatches
-from helpers.experiment import EVAL_BATCH, RUNS, profile_config, profile_data
+from helpers.experiment import RUNS, profile_config, train_in_profile
 from helpers.files import write_json_atomically
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import REPO, provenance
 from helpers.recipe import Recipe
-from helpers.train import fit, pick_device
+from helpers.train import pick_device
 
 RESULTS = REPO / "results" / "ablation"
 FULL = Recipe()
@@ -69,25 +68,20 @@ def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, re
                 runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> dict:
     """Train one variant (or resume it) and write its result JSON; returns the result."""
     device = device or pick_device()
-    overrides = {"epochs": epochs} if epochs else {}
-    config = profile_config(profile, seed=seed, smoothing=recipe.smoothing,
-                            compile=device.type == "cuda", **overrides)
-    train, test = profile_data(profile)
+    config = profile_config(profile, seed=seed, smoothing=recipe.smoothing, compile=device.type == "cuda",
+                            **({"epochs": epochs} if epochs else {}))
     torch.manual_seed(seed)
-    model = recipe.build_model(**profile.model)
     started = time.perf_counter()
-    history = fit(model, recipe.train_batches(train, config.batch_size, seed).to(device),
-                  TensorBatches(test, EVAL_BATCH, shuffle=False).to(device), config,
-                  batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher),
-                  run_dir=runs_dir / profile.name / f"{variant}-seed{seed}",
-                  progress=progress, device=device, metadata={"recipe": recipe.as_dict()})
+    history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
+                               run_dir=runs_dir / profile.name / f"{variant}-seed{seed}", device=device,
+                               progress=progress, **asdict(config))
     result = {
         "variant": variant, "seed": seed, "profile": profile.name,
         "final_acc": history[-1]["val_acc"], "best_acc": max(r["val_acc"] for r in history),
         "train_seconds": sum(r["seconds"] for r in history),
         "wall_clock_seconds_this_session": time.perf_counter() - started,
         "recipe": recipe.as_dict(), "config": asdict(config), "model": profile.model,
-        "train_images": len(train), "test_images": len(test),
+        "train_images": profile.train_size, "test_images": profile.test_size,
         "teacher": getattr(teacher, "info", None), "history": history, **provenance(),
     }
     write_json_atomically(result, result_path(results_dir, profile, variant, seed))

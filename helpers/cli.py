@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from helpers.data import TensorBatches, load_cifar10
-from helpers.experiment import EVAL_BATCH, RUNS, profile_config
-from helpers.models import build_vit, count_parameters, vit_config
+from helpers.experiment import EVAL_BATCH, RUNS, profile_config, train_in_profile
+from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
-from helpers.train import CHECKPOINT, evaluate, fit, load_checkpoint, pick_device
+from helpers.train import evaluate, load_checkpoint, pick_device
 
 
 def parser() -> argparse.ArgumentParser:
@@ -132,9 +133,6 @@ def run(args) -> int:
     config = profile_config(profile, seed=args.seed, smoothing=recipe.smoothing,
                             compile=device.type == "cuda" if args.compile is None else args.compile,
                             **overrides)
-    per_class = args.train_per_class or profile.train_per_class
-    train = load_cifar10("train", n_per_class=per_class)
-    test = load_cifar10("test", n_per_class=profile.test_per_class)
     torch.manual_seed(args.seed)
     model = recipe.build_model(**model_config)
     teacher = None
@@ -144,15 +142,17 @@ def run(args) -> int:
                                         device=device).to_device(device)
     run_dir = Path(args.output_dir) if args.output_dir else RUNS / profile.name / "deit"
     if rank == 0:
-        print(f"profile {profile.name}: {len(train):,} training images, {config.epochs} epochs, "
-              f"batch {config.batch_size} x {world} process(es), ViT {model_config} "
-              f"({count_parameters(model):,} parameters) on {device}\nrecipe: {recipe}", flush=True)
-    history = fit(model, recipe.train_batches(train, config.batch_size, args.seed, world, rank).to(device),
-                  TensorBatches(test, EVAL_BATCH, shuffle=False, num_replicas=world, rank=rank).to(device),
-                  config, batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher),
-                  run_dir=run_dir, resume=args.resume, progress=not args.no_progress, log_epochs=True, device=device,
-                  metadata={"model": vit_config(**model_config), "recipe": recipe.as_dict(),
-                            "profile": profile.name, "world_size": world, **provenance()})
+        print(f"profile {profile.name}: {10 * (args.train_per_class or profile.train_per_class or 5000):,} "
+              f"training images, {config.epochs} epochs, batch {config.batch_size} x {world} process(es), "
+              f"ViT {model_config} ({count_parameters(model):,} parameters) on {device}\nrecipe: {recipe}",
+              flush=True)
+    history = train_in_profile(
+        run_dir.name, model, profile, recipe=recipe, teacher=teacher, run_dir=run_dir, device=device,
+        train_per_class=args.train_per_class, num_replicas=world, rank=rank,
+        progress=not args.no_progress, log_epochs=True, resume=args.resume,
+        metadata={"model": vit_config(**model_config), "profile": profile.name, "world_size": world,
+                  **provenance()},
+        **asdict(config))
     if rank == 0:
         best = max(history, key=lambda r: r["val_acc"])
         print(f"best test accuracy {best['val_acc']:.2f}% (epoch {best['epoch']}); "

@@ -7,7 +7,7 @@ from pathlib import Path
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
-from helpers.train import TrainConfig, fit
+from helpers.train import TrainConfig, fit, pick_device
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 EVAL_BATCH = 500
@@ -23,25 +23,45 @@ def profile_config(profile: Profile, **overrides) -> TrainConfig:
     return TrainConfig(**{**sized, **overrides})
 
 
-def profile_data(profile: Profile, seed: int = 0):
+def profile_data(profile: Profile, seed: int = 0, train_per_class: int | None = None):
     """(train, test) CIFAR10Arrays of the profile's sizes."""
-    return (load_cifar10("train", n_per_class=profile.train_per_class, seed=seed),
+    return (load_cifar10("train", n_per_class=train_per_class or profile.train_per_class, seed=seed),
             load_cifar10("test", n_per_class=profile.test_per_class, seed=seed))
 
 
-def train_in_profile(name: str, model=None, profile: Profile | None = None, *,
-                     batch_transform=None, loss_fn=None, run_dir=None, on_epoch=None, **config_overrides):
-    """Train `model` (default: the profile's ViT) on the profile's data; return the history.
+def train_in_profile(name: str, model=None, profile: Profile | None = None, *, recipe=None,
+                     teacher=None, batch_transform=None, loss_fn=None, run_dir=None, device=None,
+                     train_per_class: int | None = None, num_replicas: int = 1, rank: int = 0,
+                     progress: bool | None = None, log_epochs: bool | None = None,
+                     resume: bool = True, metadata: dict | None = None, on_epoch=None,
+                     **config_overrides):
+    """Train on the profile's data and return the history (one dict per epoch).
 
-    Checkpoints go to runs/<profile>/<name>: running the cell again resumes or, when the
-    run had finished, returns its history at once.
+    With a helpers.recipe.Recipe, its model, batch sampler (repeated augmentation), batch
+    augmentation and loss (distilling from `teacher`) are used; explicit arguments win.
+    Without one: the profile's plain ViT, shuffled batches, normalization only. The data sits
+    on the training device. Checkpoints go to runs/<profile>/<name>: running the cell again
+    resumes, or returns a finished run's history at once.
     """
     profile = profile or get_profile()
+    device = device or pick_device()
+    if recipe is not None:
+        config_overrides.setdefault("smoothing", recipe.smoothing)
     config = profile_config(profile, **config_overrides)
-    model = model if model is not None else build_vit(**profile.model)
-    train, test = profile_data(profile)
-    return fit(model, TensorBatches(train, config.batch_size, seed=config.seed),
-               TensorBatches(test, EVAL_BATCH, shuffle=False), config,
+    train, test = profile_data(profile, train_per_class=train_per_class)
+    if recipe is not None:
+        model = model if model is not None else recipe.build_model(**profile.model)
+        batch_transform = batch_transform or recipe.batch_transform()
+        loss_fn = loss_fn or recipe.loss_fn(teacher)
+        train_batches = recipe.train_batches(train, config.batch_size, config.seed, num_replicas, rank)
+        metadata = {"recipe": recipe.as_dict(), **(metadata or {})}
+    else:
+        model = model if model is not None else build_vit(**profile.model)
+        train_batches = TensorBatches(train, config.batch_size, seed=config.seed,
+                                      num_replicas=num_replicas, rank=rank)
+    test_batches = TensorBatches(test, EVAL_BATCH, shuffle=False, num_replicas=num_replicas, rank=rank)
+    return fit(model, train_batches.to(device), test_batches.to(device), config,
                batch_transform=batch_transform, loss_fn=loss_fn,
-               run_dir=run_dir or RUNS / profile.name / name, progress=profile.progress,
-               on_epoch=on_epoch)
+               run_dir=run_dir or RUNS / profile.name / name, resume=resume,
+               progress=profile.progress if progress is None else progress, log_epochs=log_epochs,
+               device=device, metadata=metadata, on_epoch=on_epoch)

@@ -1,7 +1,6 @@
 import pickle
 import socket
 
-import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T

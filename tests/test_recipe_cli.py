@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from helpers import cli
+from helpers.data import load_cifar10
+from helpers.models import VisionTransformer
+from helpers.recipe import Recipe
+
+
+@pytest.fixture(scope="module")
+def batch():
+    data = load_cifar10("train", n_per_class=4)
+    return data.images.permute(0, 3, 1, 2).contiguous(), data.labels
+
+
+def test_defaults_are_deits():
+    r = Recipe()  # Touvron et al. (2021), Table 9
+    assert (r.aa, r.reprob, r.mixup, r.cutmix, r.mixup_switch_prob) == ("rand-m9-mstd0.5-inc1", 0.25, 0.8, 1.0, 0.5)
+    assert (r.smoothing, r.drop_path, r.repeated_aug, r.distillation_type) == (0.1, 0.1, True, "none")
+
+
+def test_bad_recipes_fail_at_once():
+    with pytest.raises(ValueError, match="distillation_type"):
+        Recipe(distillation_type="medium")
+    with pytest.raises(ValueError, match="rand-m9"):
+        Recipe(aa="rand-x9")
+
+
+def test_plain_recipe_keeps_integer_labels(batch):
+    images, labels = batch
+    x, y = Recipe.plain().batch_transform()(images, labels)
+    assert x.dtype == torch.float32 and x.shape == images.shape and torch.equal(y, labels)
+
+
+def test_full_recipe_gives_soft_targets_and_augmented_images(batch):
+    images, labels = batch
+    torch.manual_seed(0)
+    x, y = Recipe().batch_transform()(images, labels)
+    assert y.shape == (len(labels), 10) and torch.allclose(y.sum(1), torch.ones(len(labels)))
+    assert torch.isfinite(x).all() and x.shape == images.shape
+    plain_x, _ = Recipe.plain().but(aa="").batch_transform()(images, labels)
+    assert not torch.allclose(x, plain_x)
+
+
+def test_model_and_loss_follow_the_recipe():
+    assert Recipe().build_model(embed_dim=16, depth=2, num_heads=2).head_dist is None
+    distilled = Recipe(distillation_type="hard")
+    model = distilled.build_model(embed_dim=16, depth=2, num_heads=2)
+    assert isinstance(model, VisionTransformer) and model.head_dist is not None
+    assert model.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        distilled.loss_fn(None)
+
+
+def test_repeated_augmentation_repeats_each_image_three_times():
+    data = load_cifar10("test", n_per_class=3)
+    order = Recipe().train_batches(data, batch_size=5).indices()
+    assert len(order) == 30 and order.bincount(minlength=30).max() == 3
+    assert torch.equal(order[0::3], order[1::3])
+    assert len(Recipe(repeated_aug=False).train_batches(data, 5).indices().unique()) == 30
+
+
+def cli_args(out, *extra):
+    return ["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--output-dir", str(out),
+            "--no-progress", *extra]
+
+
+def test_cli_trains_writes_history_and_evaluates(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--drop-path", "0.2")) == 0
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert len(saved["history"]) == 1 and saved["metadata"]["recipe"]["drop_path"] == 0.2
+    assert saved["metadata"]["recipe"]["aa"] == "" and "torch" in saved["metadata"]
+    assert (tmp_path / "history.csv").read_text().startswith("epoch,train_loss,val_loss,val_acc,lr,seconds")
+    capsys.readouterr()
+    assert cli.main(["--profile", "ci", "--eval", str(tmp_path / "last.pt")]) == 0
+    accuracy = saved["history"][-1]["val_acc"]
+    assert f"test accuracy {accuracy:.2f}%" in capsys.readouterr().out
+
+
+def test_cli_refuses_to_overwrite_and_resumes(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path, "--aa", "")) == 0
+    before = (tmp_path / "last.pt").read_bytes()
+    assert cli.main(cli_args(tmp_path, "--aa", "")) == 2
+    assert "--resume continues a run" in capsys.readouterr().err
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--resume")) == 0
+
+
+def test_cli_flags_follow_deits_names():
+    args = cli.parser().parse_args(["--no-repeated-aug", "--distillation-type", "soft", "--mixup-switch-prob", "0.3",
+                                    "--output_dir", "x"])
+    recipe = cli.recipe_from(args)
+    assert recipe.repeated_aug is False and recipe.distillation_type == "soft"
+    assert recipe.mixup_switch_prob == 0.3 and args.output_dir == "x"
