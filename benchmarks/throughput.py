@@ -16,62 +16,17 @@ applies to b, c and c+ when --compile is on (default: on with a GPU).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from helpers.data import CIFAR10Dataset, load_cifar10
+from helpers.data import load_cifar10
 from helpers.files import write_json_atomically
 from helpers.models import build_vit, count_parameters
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
+from helpers.speed import endless, seed_loader, time_pipeline
 from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
                            make_optimizer, pick_device, train_step)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def images_per_second(batches, step, warmup: int, steps: int, device) -> float:
-    """Run `warmup` untimed steps, then time `steps` steps, each drawing a fresh batch."""
-    iterator = iter(batches)
-    for _ in range(warmup):
-        step(*next(iterator))
-    sync(device)
-    start, seen = time.perf_counter(), 0
-    for _ in range(steps):
-        images, labels = next(iterator)
-        step(images, labels)
-        seen += len(labels)
-    sync(device)
-    return seen / (time.perf_counter() - start)
-
-
-def endless(batches):
-    """Batches forever, re-shuffled each pass."""
-    epoch = 0
-    while True:
-        if hasattr(batches, "set_epoch"):
-            batches.set_epoch(epoch)
-        yield from batches
-        epoch += 1
-
-
-def seed_loader(train, batch_size, workers):
-    """The seed's data path, as written; posterize clamped to >= 1 bit so Pillow 13 cannot crash it."""
-    from PIL import ImageOps
-
-    from helpers.augment import seed_mixup, seed_transforms
-
-    original = ImageOps.posterize
-    ImageOps.posterize = lambda image, bits: original(image, max(1, bits))
-    dataset = CIFAR10Dataset(train, transform=seed_transforms()[0])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=workers, pin_memory=torch.cuda.is_available(),
-                                         persistent_workers=workers > 0)
-    return loader, seed_mixup()
 
 
 def main():
@@ -111,24 +66,22 @@ def main():
 
     # a: the seed's pipeline (eager, as the seed ran it).
     loader, mixup = seed_loader(train, batch, args.workers)
-    model, step = trainer(plain_loss, compile_it=False)
-
-    def seed_step(images, labels):
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        step(*mixup(images, labels))
-    rows["a seed pipeline"] = images_per_second(endless(loader), seed_step, warmup, steps, device)
+    _, step = trainer(plain_loss, compile_it=False)
+    rows["a seed pipeline"] = time_pipeline(
+        endless(loader), lambda x, y: mixup(x.to(device, non_blocking=True), y.to(device, non_blocking=True)),
+        step, device, warmup, steps)
     del loader
 
     # b: the model alone on a fixed batch already on the device.
     fixed = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
-    model, step = trainer(plain_loss, use_compile)
-    rows["b model alone"] = images_per_second(iter(lambda: fixed, None), step, warmup, steps, device)
+    _, step = trainer(plain_loss, use_compile)
+    rows["b model alone"] = time_pipeline(iter(lambda: fixed, None), lambda x, y: (x, y), step, device, warmup, steps)
 
     # c and c+: our pipeline, without and with the teacher.
     batches = recipe.train_batches(train, batch).to(device)
     augment = recipe.batch_transform()
-    model, step = trainer(plain_loss, use_compile)
-    rows["c ours"] = images_per_second(endless(batches), lambda x, y: step(*augment(x, y)), warmup, steps, device)
+    _, step = trainer(plain_loss, use_compile)
+    rows["c ours"] = time_pipeline(endless(batches), augment, step, device, warmup, steps)
 
     from helpers.teacher import FrozenTeacher, build_teacher, load_teacher, teacher_config
     # Speed does not depend on the weights: an untrained full-size teacher unless one is given.
@@ -136,21 +89,21 @@ def main():
         build_teacher(teacher_config("full")))
     teacher.to_device(device)
     distilled = recipe.but(distillation_type="hard")
-    model, step = trainer(distilled.loss_fn(teacher), use_compile, distilled)
-    rows["c+ ours with teacher"] = images_per_second(endless(batches), lambda x, y: step(*augment(x, y)),
-                                                     warmup, steps, device)
+    _, step = trainer(distilled.loss_fn(teacher), use_compile, distilled)
+    rows["c+ ours with teacher"] = time_pipeline(endless(batches), augment, step, device, warmup, steps)
 
-    a, b, c = rows["a seed pipeline"], rows["b model alone"], rows["c ours"]
+    speed = {name: row["images_per_s"] for name, row in rows.items()}
+    a, b, c = speed["a seed pipeline"], speed["b model alone"], speed["c ours"]
     print(f"\nDeiT-Tiny ViT at 32 px ({count_parameters(build_vit()):,} parameters), batch {batch}, "
           f"{'bf16 ' if gpu else ''}{'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
-    print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s}")
-    for name, value in rows.items():
-        print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x")
+    print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s} {'model busy':>10s}")
+    for name, value in speed.items():
+        print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x {rows[name]['gpu_busy']:9.0%}")
     print(f"\nc/a = {c / a:.2f} (target >= 6 on an H100), c/b = {c / b:.2f} (target >= 0.9)")
     if args.output:
         write_json_atomically({"benchmark": "throughput", "batch_size": batch, "steps": steps,
-                               "compile": use_compile, "images_per_second": rows,
-                               "ratios": {"c/a": c / a, "c/b": c / b, "c+/b": rows["c+ ours with teacher"] / b},
+                               "compile": use_compile, "images_per_second": speed, "timings": rows,
+                               "ratios": {"c/a": c / a, "c/b": c / b, "c+/b": speed["c+ ours with teacher"] / b},
                                **provenance()}, args.output)
 
 

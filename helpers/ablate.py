@@ -109,6 +109,43 @@ def summarize(results: list[dict], names=None) -> list[dict]:
     return rows
 
 
+def contributions(results: list[dict]) -> list[dict]:
+    """Each ingredient's effect on best accuracy (percentage points), measured two ways:
+    cumulative (the variant that adds it minus the one before) and leave-one-out (full minus
+    full-without-it); plus hard and soft distillation on top of the full recipe. `noise` is the
+    largest seed spread among the variants involved (None with a single seed each)."""
+    acc = {r["variant"]: r for r in summarize(results)}
+
+    def delta(better, worse):
+        if better in acc and worse in acc:
+            spreads = [acc[v]["spread"] for v in (better, worse) if acc[v]["seeds"] > 1]
+            return acc[better]["best_acc"] - acc[worse]["best_acc"], max(spreads, default=None)
+        return None, None
+
+    rows, previous = [], "plain"
+    for name, _ in INGREDIENTS:
+        added = "full" if name == INGREDIENTS[-1][0] else f"+{name}"
+        cumulative, noise_c = delta(added, previous)
+        leave_one_out, noise_l = delta("full", f"full-{name}")
+        noises = [n for n in (noise_c, noise_l) if n is not None]
+        rows.append({"ingredient": name, "cumulative": cumulative, "leave_one_out": leave_one_out,
+                     "noise": max(noises, default=None)})
+        previous = added
+    for kind in ("hard", "soft"):
+        gain, noise = delta(f"full+{kind}-distillation", "full")
+        rows.append({"ingredient": f"{kind} distillation", "cumulative": gain, "leave_one_out": None, "noise": noise})
+    return rows
+
+
+def print_contributions(rows: list[dict]) -> None:
+    def fmt(value):
+        return f"{value:+8.2f}" if value is not None else f"{'-':>8s}"
+    print(f"{'ingredient':22s} {'added':>8s} {'removed':>8s} {'seed spread':>12s}")
+    for r in rows:
+        noise = f"{r['noise']:.2f}" if r["noise"] is not None else "n/a"
+        print(f"{r['ingredient']:22s} {fmt(r['cumulative'])} {fmt(r['leave_one_out'])} {noise:>12s}")
+
+
 def print_summary(rows: list[dict]) -> None:
     print(f"{'variant':32s} {'best acc %':>10s} {'seeds':>5s} {'spread':>7s}")
     for r in rows:

@@ -9,16 +9,7 @@ from __future__ import annotations
 import torch
 
 from helpers import augment
-
-
-def _attempt(student_fn, *args):
-    """(result, None) or (None, message) when the student's code raised."""
-    try:
-        return student_fn(*args), None
-    except NotImplementedError:
-        return None, "Not implemented yet: replace the `raise NotImplementedError` with your code."
-    except Exception as err:  # any bug in student code should become a message, not a traceback
-        return None, f"Your function raised {type(err).__name__}: {err}"
+from helpers.checking import attempt
 
 
 def _report(problem: str | None, hint: str, success: str) -> None:
@@ -35,7 +26,7 @@ def check_smooth_one_hot(student_fn) -> None:
     problem = None
     for labels, k, eps in ((torch.tensor([3, 0, 9]), 10, 0.1), (torch.tensor([1, 1]), 4, 0.3),
                            (torch.tensor([2]), 5, 0.0)):
-        got, problem = _attempt(student_fn, labels, k, eps)
+        got, problem = attempt(student_fn, labels, k, eps)
         if problem:
             break
         expected = augment.smooth_one_hot(labels, k, eps)
@@ -59,7 +50,7 @@ def check_cutmix_lambda(student_fn) -> None:
     problem = None
     for box, h, w in (((8, 24, 8, 24), 32, 32), ((0, 8, 23, 32), 32, 32), ((0, 0, 0, 0), 32, 32),
                       ((2, 10, 0, 20), 16, 20)):
-        got, problem = _attempt(student_fn, box, h, w)
+        got, problem = attempt(student_fn, box, h, w)
         if problem:
             break
         expected = augment.cutmix_lambda(box, h, w)
@@ -82,7 +73,7 @@ def check_soft_target_cross_entropy(student_fn) -> None:
     problem = None
     for targets in (augment.mix_targets(torch.tensor([0, 1, 2, 3, 4]), 10, 0.7, 0.1),
                     augment.smooth_one_hot(torch.tensor([9, 8, 7, 6, 5]), 10, 0.0)):
-        got, problem = _attempt(student_fn, logits.clone(), targets.clone())
+        got, problem = attempt(student_fn, logits.clone(), targets.clone())
         if problem:
             break
         expected = augment.soft_target_cross_entropy(logits, targets)

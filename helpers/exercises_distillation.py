@@ -7,22 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from helpers.checking import attempt, report
 from helpers.distill import hard_distillation_term, soft_distillation_term
-
-
-def _report(ok: bool, message: str) -> bool:
-    print(("Correct! " if ok else "Not yet: ") + message)
-    return ok
-
-
-def _call(fn, *args):
-    """(result, None) or (None, a not-yet message) when the student's function fails."""
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        return None, "the function still raises NotImplementedError; replace the TODO with your code."
-    except Exception as err:  # a student's bug should become a hint, not a traceback
-        return None, f"calling it raised {type(err).__name__}: {err}"
 
 
 def _cases(seed: int = 0):
@@ -52,29 +38,29 @@ def check_hard_distillation_loss(fn) -> bool:
     """fn(cls_logits, dist_logits, labels, teacher_logits) -> 1/2 CE(cls, labels) + 1/2 CE(dist, argmax teacher)."""
     for seed in (0, 1):
         cls, dist, labels, teacher = _cases(seed)
-        got, failure = _call(fn, cls, dist, labels, teacher)
+        got, failure = attempt(fn, cls, dist, labels, teacher)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         got, failure = _as_float(got)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         ce_cls = F.cross_entropy(cls, labels).item()
         want = 0.5 * ce_cls + 0.5 * hard_distillation_term(dist, teacher).item()
         if _close(got, want):
             continue
         soft_ce = -(teacher.softmax(-1) * dist.log_softmax(-1)).sum(-1).mean().item()
         if _close(got, 0.5 * ce_cls + 0.5 * soft_ce):
-            return _report(False, "that is cross-entropy against the teacher's probabilities; hard "
+            return report(False, "that is cross-entropy against the teacher's probabilities; hard "
                                   "distillation uses its decision: teacher_logits.argmax(dim=-1).")
         if _close(got, ce_cls + hard_distillation_term(dist, teacher).item()):
-            return _report(False, "both terms are right but the weights are 1/2 each, not 1.")
+            return report(False, "both terms are right but the weights are 1/2 each, not 1.")
         if _close(got, 0.5 * ce_cls + 0.5 * F.cross_entropy(dist, labels).item()):
-            return _report(False, "the DIST head should learn the teacher's labels, not the true ones.")
+            return report(False, "the DIST head should learn the teacher's labels, not the true ones.")
         swapped = 0.5 * F.cross_entropy(dist, labels).item() + 0.5 * hard_distillation_term(cls, teacher).item()
         if _close(got, swapped):
-            return _report(False, "the heads are swapped: CLS learns the labels, DIST the teacher.")
-        return _report(False, f"expected {want:.4f}, got {got:.4f}. Check each cross-entropy on its own.")
-    return _report(True, "1/2 CE(CLS, y) + 1/2 CE(DIST, argmax teacher), the paper's hard distillation.")
+            return report(False, "the heads are swapped: CLS learns the labels, DIST the teacher.")
+        return report(False, f"expected {want:.4f}, got {got:.4f}. Check each cross-entropy on its own.")
+    return report(True, "1/2 CE(CLS, y) + 1/2 CE(DIST, argmax teacher), the paper's hard distillation.")
 
 
 # --- Exercise 2: the soft-distillation term ------------------------------------------------------
@@ -83,30 +69,30 @@ def check_soft_distillation_term(fn) -> bool:
     """fn(dist_logits, teacher_logits, tau) -> tau^2 KL(softmax(teacher/tau) || softmax(dist/tau)), summed / B*K."""
     for seed, tau in ((0, 3.0), (1, 1.5)):
         _, dist, _, teacher = _cases(seed)
-        got, failure = _call(fn, dist, teacher, tau)
+        got, failure = attempt(fn, dist, teacher, tau)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         got, failure = _as_float(got)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         want = soft_distillation_term(dist, teacher, tau).item()
         if _close(got, want):
             continue
         batch, classes = dist.shape
         if _close(got, want * classes):
-            return _report(False, f"you divided by the batch size ('batchmean'); DeiT's code divides the sum "
+            return report(False, f"you divided by the batch size ('batchmean'); DeiT's code divides the sum "
                                   f"by every element, batch x classes = {batch * classes}.")
         if _close(got, want / tau ** 2):
-            return _report(False, "multiply by tau**2, which keeps the gradient's size independent of tau.")
+            return report(False, "multiply by tau**2, which keeps the gradient's size independent of tau.")
         reversed_kl = soft_distillation_term(teacher, dist, tau).item()
         if _close(got, reversed_kl):
-            return _report(False, "the KL is the wrong way round: the teacher's distribution is the target, "
+            return report(False, "the KL is the wrong way round: the teacher's distribution is the target, "
                                   "KL(p_teacher || p_student) = sum p_teacher (log p_teacher - log p_student).")
         no_temperature = soft_distillation_term(dist, teacher, 1.0).item()  # includes 1**2
         if _close(got, no_temperature * tau ** 2) or _close(got, no_temperature):
-            return _report(False, "divide both the student's and the teacher's logits by tau before the softmax.")
-        return _report(False, f"for tau={tau} expected {want:.5f}, got {got:.5f}.")
-    return _report(True, "tau^2 KL(teacher || student) at temperature tau, normalized like DeiT's code.")
+            return report(False, "divide both the student's and the teacher's logits by tau before the softmax.")
+        return report(False, f"for tau={tau} expected {want:.5f}, got {got:.5f}.")
+    return report(True, "tau^2 KL(teacher || student) at temperature tau, normalized like DeiT's code.")
 
 
 # --- Exercise 3: the DIST head on the teacher's mistakes -----------------------------------------
@@ -130,8 +116,8 @@ def check_mistakes_question(answer) -> bool:
     """Multiple choice: pass "a", "b", "c" or "d" (see MISTAKES_QUESTION)."""
     choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
     if choice not in ("a", "b", "c", "d"):
-        return _report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
+        return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
     if choice == "b":
-        return _report(True, "the DIST head is the teacher's student: it inherits its biases, good and bad, "
+        return report(True, "the DIST head is the teacher's student: it inherits its biases, good and bad, "
                              "which is how the CNN's inductive bias reaches the transformer.")
-    return _report(False, _MISTAKES_HINTS[choice])
+    return report(False, _MISTAKES_HINTS[choice])

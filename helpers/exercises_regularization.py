@@ -8,22 +8,8 @@ import math
 
 import torch
 
+from helpers.checking import attempt, report
 from helpers.regularization import drop_path_rates, smooth_targets
-
-
-def _report(ok: bool, message: str) -> bool:
-    print(("Correct! " if ok else "Not yet: ") + message)
-    return ok
-
-
-def _call(fn, *args):
-    """(result, None) or (None, a not-yet message) when the student's function fails."""
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        return None, "the function still raises NotImplementedError; replace the TODO with your code."
-    except Exception as err:  # a student's bug should become a hint, not a traceback
-        return None, f"calling it raised {type(err).__name__}: {err}"
 
 
 # --- Exercise 1: the linear drop-path schedule ---------------------------------------------------
@@ -34,28 +20,28 @@ _SCHEDULE_CASES = [(12, 0.1), (6, 0.2), (2, 0.5), (1, 0.1)]
 def check_drop_path_schedule(fn) -> bool:
     """fn(depth, max_rate) -> `depth` drop rates from 0 at the first block to max_rate at the last."""
     for depth, max_rate in _SCHEDULE_CASES:
-        got, failure = _call(fn, depth, max_rate)
+        got, failure = attempt(fn, depth, max_rate)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         want = drop_path_rates(depth, max_rate)
         try:
             got = [float(v) for v in got]
         except (TypeError, ValueError):
-            return _report(False, f"return a list of floats, not {type(got).__name__}.")
+            return report(False, f"return a list of floats, not {type(got).__name__}.")
         if len(got) != depth:
-            return _report(False, f"depth={depth} needs {depth} rates, one per block; you returned {len(got)}.")
+            return report(False, f"depth={depth} needs {depth} rates, one per block; you returned {len(got)}.")
         if all(math.isclose(g, w, abs_tol=1e-6) for g, w in zip(got, want)):
             continue
         if all(math.isclose(g, 1 - w, abs_tol=1e-6) for g, w in zip(got, want)):
-            return _report(False, "these are survival probabilities; return drop rates (1 - survival).")
+            return report(False, "these are survival probabilities; return drop rates (1 - survival).")
         if all(math.isclose(g, w, abs_tol=1e-6) for g, w in zip(got, reversed(want))):
-            return _report(False, "the schedule is reversed: the first block must be dropped least.")
+            return report(False, "the schedule is reversed: the first block must be dropped least.")
         if depth > 1 and not math.isclose(got[-1], max_rate, abs_tol=1e-6):
-            return _report(False, f"the last block's rate should be max_rate={max_rate}, not {got[-1]:.4g}; "
+            return report(False, f"the last block's rate should be max_rate={max_rate}, not {got[-1]:.4g}; "
                                   "divide by depth - 1, not depth.")
-        return _report(False, f"for depth={depth}, max_rate={max_rate} expected "
+        return report(False, f"for depth={depth}, max_rate={max_rate} expected "
                               f"{[round(w, 4) for w in want]}, got {[round(g, 4) for g in got]}.")
-    return _report(True, "rates rise linearly from 0 (first block) to max_rate (last block).")
+    return report(True, "rates rise linearly from 0 (first block) to max_rate (last block).")
 
 
 # --- Exercise 2: why one decision per sample? ----------------------------------------------------
@@ -79,11 +65,11 @@ def check_mask_question(answer) -> bool:
     """Multiple choice: pass "a", "b", "c" or "d" (see MASK_QUESTION)."""
     choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
     if choice not in ("a", "b", "c", "d"):
-        return _report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
+        return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
     if choice == "b":
-        return _report(True, "per-sample masks make every batch an ensemble of sub-networks, and the "
+        return report(True, "per-sample masks make every batch an ensemble of sub-networks, and the "
                              "gradient is a lower-variance average over them (Huang et al., 2016).")
-    return _report(False, _MASK_HINTS[choice])
+    return report(False, _MASK_HINTS[choice])
 
 
 # --- Exercise 3: smoothed targets ---------------------------------------------------------------
@@ -93,22 +79,22 @@ def check_smooth_targets(fn) -> bool:
     labels = torch.tensor([0, 3, 9, 3])
     for num_classes, eps in [(10, 0.1), (4, 0.3)]:
         case = labels % num_classes
-        got, failure = _call(fn, case, num_classes, eps)
+        got, failure = attempt(fn, case, num_classes, eps)
         if failure:
-            return _report(False, failure)
+            return report(False, failure)
         if not isinstance(got, torch.Tensor) or got.shape != (len(case), num_classes):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return _report(False, f"return a ({len(case)}, {num_classes}) tensor, not {shape}.")
+            return report(False, f"return a ({len(case)}, {num_classes}) tensor, not {shape}.")
         got = got.float()
         want = smooth_targets(case, num_classes, eps)
         if torch.allclose(got, want, atol=1e-6):
             continue
         on = got[torch.arange(len(case)), case]
         if torch.allclose(on, torch.full_like(on, 1 - eps), atol=1e-6):
-            return _report(False, f"the true class gets 1 - eps + eps/K = {1 - eps + eps / num_classes:.3g}: "
+            return report(False, f"the true class gets 1 - eps + eps/K = {1 - eps + eps / num_classes:.3g}: "
                                   "the uniform part eps/K goes to every class, the true one included.")
         if not torch.allclose(got.sum(1), torch.ones(len(case)), atol=1e-5):
-            return _report(False, "each row must be a probability distribution that sums to 1.")
-        return _report(False, f"with K={num_classes}, eps={eps} the off-value is eps/K = {eps / num_classes:.3g} "
+            return report(False, "each row must be a probability distribution that sums to 1.")
+        return report(False, f"with K={num_classes}, eps={eps} the off-value is eps/K = {eps / num_classes:.3g} "
                               f"and the on-value 1 - eps + eps/K = {1 - eps + eps / num_classes:.3g}.")
-    return _report(True, "(1 - eps) * one_hot + eps / K, the same targets as timm's mixup_target.")
+    return report(True, "(1 - eps) * one_hot + eps / K, the same targets as timm's mixup_target.")

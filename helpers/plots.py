@@ -36,6 +36,9 @@ def plot_histories(histories: dict, title: str | None = None):
         line, = ax_loss.plot(epochs, [r["train_loss"] for r in history], label=f"{name} train")
         ax_loss.plot(epochs, [r["val_loss"] for r in history], "--", color=line.get_color(), label=f"{name} val")
         ax_acc.plot(epochs, [r["val_acc"] for r in history], color=line.get_color(), marker="o", ms=3, label=name)
+    from matplotlib.ticker import MaxNLocator
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss (solid: train, dashed: val)")
     ax_acc.set(xlabel="epoch", ylabel="val accuracy (%)", title="validation accuracy")
     ax_acc.legend(fontsize=8)

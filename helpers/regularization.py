@@ -6,9 +6,9 @@ or the loss, so it lives in helpers.sampler; it is re-exported here for convenie
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from helpers.augment import smooth_one_hot, soft_target_cross_entropy
 from helpers.sampler import RepeatedAugSampler
 
 __all__ = ["DropPath", "StochasticDepth", "drop_path_rates", "survival_rates", "expected_depth",
@@ -114,8 +114,8 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0
     if targets.ndim == 1:
         if targets.is_floating_point():
             raise ValueError("Class-index targets must be integers; pass probabilities as (B, K).")
-        targets = F.one_hot(targets.long(), num_classes).float()
-    elif targets.ndim != 2 or targets.shape[1] != num_classes:
+        return smooth_one_hot(targets, num_classes, smoothing)
+    if targets.ndim != 2 or targets.shape[1] != num_classes:
         raise ValueError(f"targets must be (B,) class indices or (B, {num_classes}) probabilities, "
                          f"not shape {tuple(targets.shape)}.")
     return targets * (1.0 - smoothing) + smoothing / num_classes
@@ -124,8 +124,7 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0
 def label_smoothing_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                                   smoothing: float = 0.1) -> torch.Tensor:
     """Mean cross-entropy against smoothed targets; equals nn.CrossEntropyLoss(label_smoothing=...)."""
-    soft = smooth_targets(targets, logits.shape[-1], smoothing).to(logits.dtype)
-    return -(soft * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    return soft_target_cross_entropy(logits, smooth_targets(targets, logits.shape[-1], smoothing).to(logits.dtype))
 
 
 class LabelSmoothingCrossEntropy(nn.Module):

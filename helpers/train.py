@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.augment import normalize
+from helpers.augment import normalize, soft_target_cross_entropy
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 
 CHECKPOINT = "last.pt"
@@ -81,15 +81,10 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float,
     return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a probability vector per sample (mixed or smoothed labels)."""
-    return torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
-
-
 def classification_loss(outputs, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """CE for class indices (with label smoothing), soft-target CE for probability targets."""
     if targets.is_floating_point():
-        return soft_cross_entropy(outputs, targets)
+        return soft_target_cross_entropy(outputs, targets)
     return F.cross_entropy(outputs, targets, label_smoothing=smoothing)
 
 

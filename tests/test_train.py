@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
 from helpers.train import (CheckpointError, TrainConfig, classification_loss, fit, lr_at,
-                           param_groups, soft_cross_entropy)
+                           param_groups)
 
 TINY = dict(embed_dim=16, depth=1, num_heads=2)
 
@@ -76,10 +76,10 @@ def test_no_weight_decay_on_norms_biases_tokens_and_positions():
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
 
 
-def test_soft_cross_entropy_matches_hard_and_smoothed_ce():
+def test_classification_loss_matches_hard_and_smoothed_ce():
     logits, labels = torch.randn(6, 10), torch.randint(0, 10, (6,))
     one_hot = F.one_hot(labels, 10).float()
-    torch.testing.assert_close(soft_cross_entropy(logits, one_hot), F.cross_entropy(logits, labels))
+    torch.testing.assert_close(classification_loss(logits, one_hot), F.cross_entropy(logits, labels))
     smoothed = one_hot * 0.9 + 0.01
     torch.testing.assert_close(classification_loss(logits, smoothed),
                                classification_loss(logits, labels, smoothing=0.1))

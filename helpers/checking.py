@@ -1,0 +1,17 @@
+"""What every exercise checker shares: run the student's code safely, print the verdict."""
+from __future__ import annotations
+
+
+def report(ok: bool, message: str) -> bool:
+    print(("Correct! " if ok else "Not yet: ") + message)
+    return ok
+
+
+def attempt(fn, *args):
+    """(result, None), or (None, a not-yet message) when the student's function fails."""
+    try:
+        return fn(*args), None
+    except NotImplementedError:
+        return None, "the function still raises NotImplementedError; replace the TODO with your code."
+    except Exception as err:  # a student's bug should become a hint, not a traceback
+        return None, f"calling it raised {type(err).__name__}: {err}"
