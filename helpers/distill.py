@@ -14,9 +14,6 @@ per-sample KL averaged over the batch, the textbook KL) is K times larger.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +25,6 @@ KINDS = ("none", "hard", "soft")
 PAPER_TAU = 3.0  # Touvron et al. (2021), Sec. 5.2: tau = 3, lambda = 0.1 for soft distillation
 DEFAULT_ALPHA = {"none": 0.0, "hard": 0.5, "soft": 0.1}
 KL_REDUCTIONS = ("numel", "batchmean")
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def split_outputs(outputs):
@@ -264,15 +260,3 @@ def plot_head_reports(reports: dict):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def load_reference_results(name: str = "distillation_full.json"):
-    """A results/ file (from a GPU run) as a dict, or None when it does not exist yet."""
-    path = RESULTS / name
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        print(f"{path} could not be read ({err}); ignoring it.")
-        return None

@@ -94,3 +94,14 @@ def test_cli_flags_follow_deits_names():
     recipe = cli.recipe_from(args)
     assert recipe.repeated_aug is False and recipe.distillation_type == "soft"
     assert recipe.mixup_switch_prob == 0.3 and args.output_dir == "x"
+
+
+def test_time_pipeline_counts_images_and_splits_the_time():
+    from helpers.speed import endless, time_pipeline
+    data = load_cifar10("test", n_per_class=2)
+    calls = []
+    result = time_pipeline(endless(Recipe().train_batches(data, 4)), Recipe().batch_transform(),
+                           lambda x, y: calls.append(x.shape), "cpu", warmup=1, steps=3)
+    assert len(calls) == 4 and calls[0] == (4, 3, 32, 32)
+    assert result["images"] == 12 and result["data_s"] > 0 and result["step_s"] >= 0
+    assert result["images_per_s"] == pytest.approx(12 / (result["data_s"] + result["step_s"]))
