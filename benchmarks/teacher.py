@@ -10,15 +10,11 @@ Nothing is saved to runs/: the checkpoint the notebooks use is written by helper
 """
 import argparse
 import dataclasses
-import datetime
-import sys
-
-import timm
-import torch
 
 from helpers.data import load_cifar10
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
+from helpers.provenance import provenance
 from helpers.teacher import teacher_config, train_teacher
 
 
@@ -51,14 +47,10 @@ def main():
     for r in rows:
         print(f"{r['epochs']:6d} {r['seconds']:8.1f} {r['test_acc']:8.2f}%  {r['device']}")
     if args.output:
-        cuda = torch.cuda.is_available() and (args.device or "cuda").startswith("cuda")
         write_json_atomically({
             "benchmark": "teacher", "profile": profile.name, "rows": rows,
             "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"},
-            "gpu": torch.cuda.get_device_name() if cuda else None,
-            "torch": str(torch.__version__), "timm": timm.__version__, "cuda": torch.version.cuda,
-            "command": " ".join([sys.executable.split("/")[-1]] + sys.argv),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **provenance(),
         }, args.output)
         print(f"\nwrote {args.output}")
 

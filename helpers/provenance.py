@@ -1,6 +1,7 @@
 """Where a result came from: machine, package versions, commit and command."""
 from __future__ import annotations
 
+import datetime
 import platform
 import subprocess
 import sys
@@ -31,6 +32,8 @@ def provenance(command: str | None = None) -> dict:
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+        "cuda": torch.version.cuda,
         "commit": git_commit(),
         "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
