@@ -165,7 +165,11 @@ def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None
     """
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}.")
+    from_env = root is None and bool(os.environ.get(DATA_ENV))
     root = data_root(root)
+    if from_env and not root.exists():  # most likely a typo: never download into it
+        raise DataError(f"{DATA_ENV}={root} does not exist. Fix the path, or unset {DATA_ENV} "
+                        f"to use {REPO_DATA}.\n\n{_how_to_fix(root)}")
     source = find_source(root) if root.is_dir() else None
     if source is None:
         if root.exists() and not root.is_dir():

@@ -198,6 +198,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         def loss_fn(outputs, targets, images):
             return classification_loss(outputs, targets, config.smoothing)
     steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(f"The training data gives no batch of {config.batch_size} images (full batches "
+                         f"only): use a smaller batch size or more training images.")
     total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
     talk = progress and rank == 0
     log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0

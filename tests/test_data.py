@@ -94,6 +94,13 @@ def test_no_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
     assert "downloading it failed" in message and "DEIT_DATA" in message and str(tmp_path / "empty") in message
 
 
+def test_mistyped_environment_variable_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataError, match="does not exist. Fix the path"):
+        load_cifar10("train", download=True)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_no_data_without_download(tmp_path):
     with pytest.raises(DataError, match="No CIFAR-10 found"):
         load_cifar10("train", root=tmp_path, download=False)

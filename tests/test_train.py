@@ -157,3 +157,10 @@ def test_float_batches_from_a_dataloader_are_used_as_they_are(small_data):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, train.labels), batch_size=24)
     _, history = run(small_data, batches=loader, epochs=1)
     assert len(history) == 1 and math.isfinite(history[0]["train_loss"])
+
+
+def test_too_few_images_for_one_batch_is_explained(small_data):
+    train, test = small_data
+    with pytest.raises(ValueError, match="no batch of 500 images.*smaller batch size"):
+        fit(build_vit(**TINY), TensorBatches(train, 500, drop_last=True), TensorBatches(test, 40),
+            TrainConfig(epochs=1, batch_size=500), progress=False, device="cpu")
