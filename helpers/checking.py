@@ -15,3 +15,11 @@ def attempt(fn, *args):
         return None, "the function still raises NotImplementedError; replace the TODO with your code."
     except Exception as err:  # a student's bug should become a hint, not a traceback
         return None, f"calling it raised {type(err).__name__}: {err}"
+
+
+def check_choice(answer, right: str, praise: str, hints: dict) -> bool:
+    """A multiple-choice answer "a" to "d": `praise` when right, the chosen option's hint when not."""
+    choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
+    if choice not in ("a", "b", "c", "d"):
+        return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
+    return report(True, praise) if choice == right else report(False, hints[choice])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from helpers.checking import attempt, report
+from helpers.checking import attempt, check_choice, report
 from helpers.distill import hard_distillation_term, soft_distillation_term
 
 
@@ -114,10 +114,6 @@ _MISTAKES_HINTS = {
 
 def check_mistakes_question(answer) -> bool:
     """Multiple choice: pass "a", "b", "c" or "d" (see MISTAKES_QUESTION)."""
-    choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
-    if choice not in ("a", "b", "c", "d"):
-        return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
-    if choice == "b":
-        return report(True, "the DIST head is the teacher's student: it inherits its biases, good and bad, "
-                             "which is how the CNN's inductive bias reaches the transformer.")
-    return report(False, _MISTAKES_HINTS[choice])
+    return check_choice(answer, "b", "the DIST head is the teacher's student: it inherits its biases, "
+                                     "good and bad, which is how the CNN's inductive bias reaches the transformer.",
+                        _MISTAKES_HINTS)

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from helpers.checking import attempt, report
+from helpers.checking import attempt, check_choice, report
 from helpers.regularization import drop_path_rates, smooth_targets
 
 
@@ -63,13 +63,9 @@ _MASK_HINTS = {
 
 def check_mask_question(answer) -> bool:
     """Multiple choice: pass "a", "b", "c" or "d" (see MASK_QUESTION)."""
-    choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
-    if choice not in ("a", "b", "c", "d"):
-        return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
-    if choice == "b":
-        return report(True, "per-sample masks make every batch an ensemble of sub-networks, and the "
-                             "gradient is a lower-variance average over them (Huang et al., 2016).")
-    return report(False, _MASK_HINTS[choice])
+    return check_choice(answer, "b", "per-sample masks make every batch an ensemble of sub-networks, and "
+                                     "the gradient is a lower-variance average over them (Huang et al., 2016).",
+                        _MASK_HINTS)
 
 
 # --- Exercise 3: smoothed targets ---------------------------------------------------------------
