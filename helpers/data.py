@@ -34,7 +34,11 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 class DataError(RuntimeError):
-    """CIFAR-10 could not be found or read; the message says how to fix it."""
+    """CIFAR-10 could not be found or read; the message says how to fix it.
+
+    Raised `from None`: the message names the underlying error, and a student sees one error
+    rather than a chained urllib or pickle traceback.
+    """
 
 
 @dataclass
@@ -95,7 +99,7 @@ def _read_torchvision_split(folder: Path, split: str):
             raise DataError(
                 f"{path} is missing or corrupt ({type(err).__name__}: {err}).\n"
                 f"Delete {folder} and download again with load_cifar10(download=True), "
-                f"or use the image-folder copy instead.") from err
+                f"or use the image-folder copy instead.") from None
     return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels)
 
 
@@ -116,7 +120,7 @@ def _read_folder_split(folder: Path, split: str):
                 with Image.open(path) as img:
                     array = np.asarray(img.convert("RGB"))
             except OSError as err:
-                raise DataError(f"{path} is not a readable image ({err}). Re-extract the data archive.") from err
+                raise DataError(f"{path} is not a readable image ({err}). Re-extract the data archive.") from None
             if array.shape != (32, 32, 3):
                 raise DataError(f"{path} is {array.shape[1]}x{array.shape[0]}, not a 32x32 CIFAR-10 image.")
             images.append(array)
@@ -136,7 +140,7 @@ def _download(root: Path) -> None:
         CIFAR10(root=str(root), train=True, download=True)
     except Exception as err:  # urllib, socket, SSL and checksum errors all land here
         raise DataError(f"CIFAR-10 is not in {root} and downloading it failed "
-                        f"({type(err).__name__}: {err}).\n\n{_how_to_fix(root)}") from err
+                        f"({type(err).__name__}: {err}).\n\n{_how_to_fix(root)}") from None
     finally:
         socket.setdefaulttimeout(previous)
 

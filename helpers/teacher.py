@@ -248,7 +248,7 @@ def _how_to_train(name: str) -> str:
 
 def _unusable(path: Path, name: str, reason: str, err: Exception):
     raise TeacherError(f"The teacher checkpoint {path} cannot be used ({reason}). It was left untouched. "
-                       f"{_how_to_train(name)}; the unusable file is then kept as {path.name}.bad.") from err
+                       f"{_how_to_train(name)}; the unusable file is then kept as {path.name}.bad.") from None
 
 
 def load_teacher(profile=None, *, path=None, config: TeacherConfig | None = None) -> FrozenTeacher:

@@ -147,7 +147,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise CheckpointError(
             f"Checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left "
-            f"untouched; delete it (or pass resume=False with another run_dir) to start over.") from err
+            f"untouched; delete it (or pass resume=False with another run_dir) to start over.") from None
 
 
 def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
@@ -162,7 +162,7 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as err:
         raise CheckpointError(f"{run_dir / CHECKPOINT} does not fit this model ({err}). "
-                              f"Use a new run_dir for a different model.") from err
+                              f"Use a new run_dir for a different model.") from None
     optimizer.load_state_dict(state["optimizer"])
     return state["epoch"], state["history"]
 

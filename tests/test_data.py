@@ -92,6 +92,7 @@ def test_no_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
         load_cifar10("train", root=tmp_path / "empty", download=True)
     message = str(err.value)
     assert "downloading it failed" in message and "DEIT_DATA" in message and str(tmp_path / "empty") in message
+    assert err.value.__suppress_context__  # one error for the student, not a chained urllib traceback
 
 
 def test_mistyped_environment_variable_never_downloads(tmp_path, monkeypatch):
