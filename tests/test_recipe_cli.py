@@ -105,3 +105,11 @@ def test_time_pipeline_counts_images_and_splits_the_time():
     assert len(calls) == 4 and calls[0] == (4, 3, 32, 32)
     assert result["images"] == 12 and result["data_s"] > 0 and result["step_s"] >= 0
     assert result["images_per_s"] == pytest.approx(12 / (result["data_s"] + result["step_s"]))
+
+
+def test_cli_explains_a_corrupt_teacher_and_keeps_it(tmp_path, capsys):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"not a checkpoint")
+    assert cli.main(cli_args(tmp_path / "run", "--distillation-type", "hard", "--teacher-path", str(teacher))) == 2
+    assert "cannot be used" in capsys.readouterr().err
+    assert teacher.read_bytes() == b"not a checkpoint"
