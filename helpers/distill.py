@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.augment import normalize
+from helpers.data import TensorBatches
 from helpers.train import classification_loss
 
 KINDS = ("none", "hard", "soft")
@@ -164,9 +165,8 @@ def token_similarity(model, images: torch.Tensor) -> list[float]:
 
 def eval_batches(arrays, batch_size: int = 500):
     """Normalized float (B, 3, 32, 32) batches and labels from CIFAR10Arrays, in order."""
-    images = arrays.images.permute(0, 3, 1, 2)
-    for i in range(0, len(arrays), batch_size):
-        yield normalize(images[i:i + batch_size].contiguous()), arrays.labels[i:i + batch_size]
+    for images, labels in TensorBatches(arrays, batch_size, shuffle=False):
+        yield normalize(images), labels
 
 
 @torch.no_grad()

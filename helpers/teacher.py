@@ -26,7 +26,7 @@ from helpers.augment import normalize, random_crop_flip
 from helpers.experiment import RUNS, profile_data
 from helpers.files import save_atomically
 from helpers.profiles import Profile, get_profile
-from helpers.train import pick_device
+from helpers.train import autocast_for, pick_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -148,7 +148,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
         x = normalize(images[i:i + batch_size])
         if x.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        with autocast_for(x.device):
             correct += (model(x).argmax(-1) == labels[i:i + batch_size]).sum().item()
     return 100.0 * correct / len(labels)
 
@@ -202,7 +202,7 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
             x = normalize(random_crop_flip(x_train[idx], padding=4, generator=generator))
             if on_gpu:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+            with autocast_for(device):
                 loss = F.cross_entropy(model(x), y_train[idx], label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
