@@ -6,7 +6,8 @@
 
 Seconds are the training loop only (data already on the device; evaluation excluded), measured
 with the device synchronized. The target for the full profile: >= 94 % test accuracy in <= 60 s.
-Nothing is saved to runs/: the checkpoint the notebooks use is written by helpers.teacher.
+With --save the last run's teacher is saved where helpers.teacher.load_teacher finds it
+(runs/<profile>/teacher/teacher.pt), so the GPU plan's later stages distill from it.
 """
 import argparse
 import dataclasses
@@ -15,7 +16,7 @@ from helpers.data import load_cifar10
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
 from helpers.provenance import provenance
-from helpers.teacher import teacher_config, train_teacher
+from helpers.teacher import save_teacher, teacher_config, teacher_path, train_teacher
 
 
 def main():
@@ -27,6 +28,7 @@ def main():
                         help="fewer training images per class, for a quick probe (default: the profile's)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--output", default=None, help="write a JSON with the results and provenance here")
+    parser.add_argument("--save", action="store_true", help="save the last teacher for later use (runs/<profile>/teacher)")
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
@@ -35,12 +37,15 @@ def main():
     rows = []
     for epochs in args.epochs or [teacher_config(profile).epochs]:
         config = teacher_config(profile, epochs=epochs)
-        _, record = train_teacher(profile, config, device=args.device, progress=False, data=data)
+        model, record = train_teacher(profile, config, device=args.device, progress=False, data=data)
         rows.append({"epochs": epochs, "seconds": round(record["seconds"], 2),
                      "test_acc": round(record["test_acc"], 2), "device": record["device"],
                      "train_size": record["train_size"], "test_size": record["test_size"]})
         print(f"epochs {epochs}: {record['test_acc']:.2f}% in {record['seconds']:.1f} s", flush=True)
 
+    if args.save:
+        save_teacher(model, record, teacher_path(profile))
+        print(f"saved the {config.epochs}-epoch teacher at {teacher_path(profile)}")
     print(f"\nteacher of profile {profile.name}: layers {config.layers}, channels {config.channels}, "
           f"batch {config.batch_size}, {rows[0]['train_size']:,} training / {rows[0]['test_size']:,} test images\n")
     print(f"{'epochs':>6s} {'seconds':>8s} {'test acc':>9s}  device")

@@ -9,7 +9,8 @@ and leave-one-out (the full recipe minus one ingredient), plus the full recipe w
 with soft distillation. Each run writes results/ablation/<profile>/<variant>-seed<k>.json
 (history, final and best accuracy, recipe, config, provenance, wall-clock). Finished runs are
 skipped and interrupted ones resume from runs/<profile>/ablation/, so an ablation can be spread
-over several short GPU sessions.
+over several short GPU sessions; --time-limit-s stops before a run that would not fit in the
+time left (each run is expected to take as long as the last one, or --expected-run-s).
 """
 from __future__ import annotations
 
@@ -154,8 +155,11 @@ def print_summary(rows: list[dict]) -> None:
 
 def run_ablation(names=None, seeds: int = 1, headline_seeds: int = 2, profile: Profile | None = None,
                  epochs: int | None = None, results_dir: Path = RESULTS, runs_dir: Path = RUNS / "ablation",
-                 progress=True) -> list[dict]:
-    """Run the named variants (default: all); skip those whose result file exists."""
+                 progress=True, time_limit_s: float | None = None, expected_run_s: float = 0.0) -> list[dict]:
+    """Run the named variants (default: all); skip those whose result file exists.
+
+    With time_limit_s, stop before a run expected to end past the limit (expected: the last
+    run's wall-clock time, at first expected_run_s)."""
     profile = profile or get_profile()
     table = variants()
     names = list(names or table)
@@ -165,6 +169,7 @@ def run_ablation(names=None, seeds: int = 1, headline_seeds: int = 2, profile: P
     device = pick_device()
     teacher = None
     results = []
+    started = time.perf_counter()
     for name in names:
         for seed in range(max(seeds, headline_seeds if name in HEADLINE else 1)):
             path = result_path(results_dir, profile, name, seed)
@@ -175,9 +180,15 @@ def run_ablation(names=None, seeds: int = 1, headline_seeds: int = 2, profile: P
             if table[name].distillation_type != "none" and teacher is None:
                 from helpers.teacher import load_or_train_teacher
                 teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
+            elapsed = time.perf_counter() - started
+            if time_limit_s is not None and elapsed + expected_run_s > time_limit_s:
+                print(f"Stopping before {name} seed {seed}: {elapsed:.0f} s used, a run takes about "
+                      f"{expected_run_s:.0f} s and the limit is {time_limit_s:.0f} s. Run again to go on.")
+                return results
             print(f"{name} seed {seed}: training", flush=True)
             results.append(run_variant(name, table[name], profile, seed, results_dir=results_dir,
                                        runs_dir=runs_dir, epochs=epochs, teacher=teacher, device=device, progress=progress))
+            expected_run_s = results[-1]["wall_clock_seconds_this_session"]
     return results
 
 
@@ -190,6 +201,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=list(PROFILES))
     parser.add_argument("--epochs", type=int, help="override the profile's epochs (same for every run)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--time-limit-s", type=float, help="stop before a run that would end past this")
+    parser.add_argument("--expected-run-s", type=float, default=0.0, help="a run's duration until one is measured")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     if args.list:
@@ -197,7 +210,8 @@ def main(argv=None) -> int:
             print(f"{name:32s} {recipe}")
         return 0
     results = run_ablation(args.only, args.seeds, args.headline_seeds, get_profile(args.profile),
-                           args.epochs, args.results_dir)
+                           args.epochs, args.results_dir, time_limit_s=args.time_limit_s,
+                           expected_run_s=args.expected_run_s)
     print()
     print_summary(summarize(results))
     return 0

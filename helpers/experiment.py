@@ -1,6 +1,7 @@
 """One call that trains a model the way the active profile says: what the notebooks use."""
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
 from helpers.train import TrainConfig, fit, pick_device
 
-RUNS = Path(__file__).resolve().parents[1] / "runs"
+# Checkpoints and histories; DEIT_RUNS moves them (the GPU plan's dry run keeps its own apart).
+RUNS = Path(os.environ.get("DEIT_RUNS") or Path(__file__).resolve().parents[1] / "runs")
 EVAL_BATCH = 500
 
 

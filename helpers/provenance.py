@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
+    """The checkout's commit (-dirty with uncommitted changes); DEIT_COMMIT where there is no .git."""
+    import os
+    if os.environ.get("DEIT_COMMIT"):
+        return os.environ["DEIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=5)

@@ -7,6 +7,7 @@ keeps the short CPU runs stable.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -127,15 +128,26 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
 
 
-def compiled_or_eager(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """torch.compile(model) if it compiles and runs here; otherwise the model as it is, with a warning."""
+def compiled_or_eager(model: nn.Module, example: torch.Tensor, autocast=None) -> nn.Module:
+    """torch.compile(model) if it compiles and trains here; otherwise the model as it is, with a warning.
+
+    `example` should be a full training batch, run under the training step's autocast: one
+    forward and backward pass then compiles the very graph training uses. (A tiny no-grad
+    example would compile an inference graph, then recompile at the first step with the batch
+    size as a dynamic dimension.) Shapes stay static; the trial's gradients are cleared.
+    """
+    import contextlib
     import warnings
     try:
-        compiled = torch.compile(model)
-        with torch.no_grad():
-            compiled(example)  # compilation happens on the first call: fail here, not mid-epoch
+        compiled = torch.compile(model, dynamic=False)
+        with autocast or contextlib.nullcontext():
+            outputs = compiled(example)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        sum(o.float().sum() for o in outputs).backward()
+        model.zero_grad(set_to_none=True)
         return compiled
     except Exception as err:
+        model.zero_grad(set_to_none=True)
         warnings.warn(f"torch.compile is not usable here ({type(err).__name__}: {err}); training eagerly.")
         return model
 
@@ -219,9 +231,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     network = model
     if world > 1:
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile and start_epoch < config.epochs:
-        network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0][:2].to(device))
     autocast = autocast_for(device)
+    if config.compile and start_epoch < config.epochs:
+        network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0].to(device), autocast)
     for epoch in range(start_epoch, config.epochs):
         seed_everything((config.seed * 1000 + epoch) * 1000 + rank)  # copies differ across ranks
         if hasattr(train_batches, "set_epoch"):
@@ -262,8 +274,15 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     return history
 
 
+BF16_ON_CPU = "DEIT_BF16_ON_CPU"  # set to 1 to exercise the GPU's bf16 path on a CPU (the GPU plan's dry run)
+
+
 def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere."""
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere,
+    unless DEIT_BF16_ON_CPU=1 asks for bf16 on the CPU too."""
+    device = torch.device(device)
+    if device.type == "cpu" and os.environ.get(BF16_ON_CPU) == "1":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 

@@ -1,0 +1,262 @@
+"""Every GPU measurement of the course, in stages, inside the time a GPU window allows.
+
+    python -m benchmarks.gpu_plan --budget-s 480 --archive results.tar.gz   # a GPU window
+    python -m benchmarks.gpu_plan --list                                    # stages and their state
+    python -m benchmarks.gpu_plan --dry-run                                 # all stages, tiny, on the CPU
+
+Stages run in priority order, each in its own process, and write their JSON (with provenance)
+into results/. A stage whose results exist is skipped, so a plan spread over several windows
+goes on where the last one stopped. With --budget-s, a stage that is not expected to fit in the
+time left is not started; the expected time is a first guess until the stage has run on a GPU,
+then the seconds it took there (kept in results/gpu_plan.json). --archive packs the files this
+run made into one .tar.gz, paths relative to results/: `tar -xzf results.tar.gz -C results`.
+
+--dry-run runs the same stages at the CI profile's size (1 epoch, small batches, torch.compile
+and bf16 autocast on the CPU) into a scratch folder, so that a GPU window meets only what
+differs on CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+TIMINGS = "gpu_plan.json"
+# The ablation, like the issue asks: every variant, 3 seeds, spread over at most 3 windows.
+ABLATION_SEEDS, ABLATION_WINDOWS, WINDOW_S = 3, 3, 480
+MIN_LONG_RUN_S = 300  # the 10-minute time-to-accuracy run is not worth starting with less
+STARTUP_S = 20  # a stage's process start, imports and data loading
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    entry: list[str]  # the script, or ["-m", module]
+    outputs: list[str]  # files under results/ that mark the stage done
+    guess_s: float  # first guess of its duration on one H100
+    gpu_args: callable = field(repr=False)  # (plan) -> arguments for a GPU window
+    dry_args: list[str] = field(default_factory=list)  # arguments for the dry run
+    dry_env: dict = field(default_factory=dict)
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Plan:
+    """The stages, what is done, and how long each is expected to take."""
+
+    def __init__(self, results: Path, budget_s: float | None, dry_run: bool):
+        self.results, self.budget_s, self.dry_run = results, budget_s, dry_run
+        self.started = time.perf_counter()
+        self.timings = _json(results / TIMINGS) or {"stages": {}}
+
+    # --- what earlier stages measured, used to size the later ones ---
+    def measured(self, file: str, *keys, default=None):
+        value = _json(self.results / file)
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return default if value is None else value
+
+    def left_s(self) -> float:
+        return math.inf if self.budget_s is None else self.budget_s - (time.perf_counter() - self.started)
+
+    def student_epochs(self, seconds: float) -> int:
+        """Epochs of the full profile's distilled student that fit in `seconds` after the
+        teacher, from the throughput stage's c+ row (with 20 % for batch 512 and evaluation)."""
+        images_per_s = self.measured("throughput.json", "images_per_second", "c+ ours with teacher", default=8000)
+        compile_s = self.measured("throughput.json", "compile_seconds", "c+ ours with teacher", default=60)
+        teacher_s = self.measured("teacher_full.json", "rows", default=[{"seconds": 60}])[-1]["seconds"]
+        epoch_s = 1.2 * 50_000 / images_per_s
+        return max(1, int((seconds - teacher_s - compile_s - STARTUP_S) / epoch_s))
+
+    def ablation_epochs(self) -> int:
+        """One epoch budget for every ablation run, fixed the first time it is chosen."""
+        if "ablation_epochs" not in self.timings:
+            from helpers.ablate import variants
+            images_per_s = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
+            runs = len(variants()) * ABLATION_SEEDS
+            per_run_s = ABLATION_WINDOWS * (WINDOW_S - STARTUP_S) / runs - 5  # 5 s: evaluation, checkpoints
+            self.timings["ablation_epochs"] = max(1, int(per_run_s * images_per_s / 50_000))
+        return self.timings["ablation_epochs"]
+
+    def long_run_s(self) -> float:
+        return min(600.0, self.left_s() - STARTUP_S)
+
+    def expected_s(self, stage: Stage) -> float:
+        if stage.name == "time_to_accuracy_10min":
+            return MIN_LONG_RUN_S  # sized to the time left, at least this
+        if stage.name == "ablation":
+            return 60.0  # one chunk: it stops by itself before a run that would not fit
+        last = self.timings["stages"].get(stage.name, {})
+        return last["seconds"] if last.get("status") == "done" and last.get("gpu") else stage.guess_s
+
+    def done(self, stage: Stage) -> bool:
+        if stage.name == "ablation":
+            from helpers.ablate import variants
+            folder = self.results / "ablation" / ("ci" if self.dry_run else "full")
+            wanted = DRY_ABLATION if self.dry_run else list(variants())
+            seeds = 1 if self.dry_run else ABLATION_SEEDS
+            return all((folder / f"{v}-seed{k}.json").exists() for v in wanted for k in range(seeds))
+        return all((self.results / out).exists() for out in stage.outputs)
+
+
+def _tta_args(minutes: int):
+    def args(plan: Plan) -> list[str]:
+        seconds = 180.0 if minutes == 3 else plan.long_run_s()
+        return ["--cached-teacher", "--epochs", str(plan.student_epochs(seconds)),
+                "--output", str(plan.results / f"time_to_accuracy_{minutes}min.json")]
+    return args
+
+
+def _ablation_args(plan: Plan) -> list[str]:
+    return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--headline-seeds", str(ABLATION_SEEDS),
+            "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
+            "--time-limit-s", str(plan.left_s() - STARTUP_S), "--expected-run-s", "30"]
+
+
+DRY_ABLATION = ["plain", "full+hard-distillation"]
+DRY_TTA = ["--profile", "ci", "--cached-teacher", "--epochs", "1", "--compile"]
+STAGES = [
+    Stage("throughput", "a: images/s of the seed pipeline, the model alone, ours, ours with the teacher",
+          ["benchmarks/throughput.py"], ["throughput.json", "throughput_profile.txt"], 150,
+          lambda plan: ["--output", str(plan.results / "throughput.json"),
+                        "--trace", str(plan.results / "throughput_profile.txt")],
+          ["--profile", "ci", "--batch-size", "100", "--steps", "2", "--warmup", "1", "--workers", "0", "--compile"]),
+    Stage("teacher", "b: the full-size CNN teacher, test accuracy and training seconds",
+          ["benchmarks/teacher.py"], ["teacher_full.json"], 80,
+          lambda plan: ["--save", "--output", str(plan.results / "teacher_full.json")],
+          ["--profile", "ci", "--save"], {"DEIT_BF16_ON_CPU": "0"}),  # bf16 convolutions crawl on most CPUs
+    Stage("time_to_accuracy_3min", "c: teacher + distilled DeiT-Tiny, sized to end at 3 minutes",
+          ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_3min.json"], 200, _tta_args(3), DRY_TTA),
+    Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
+          ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10), DRY_TTA),
+    Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit",
+          ["-m", "helpers.ablate"], [], 60, _ablation_args,
+          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--headline-seeds", "1", "--only", *DRY_ABLATION]),
+]
+
+
+def stage_command(plan: Plan, stage: Stage) -> tuple[list[str], dict]:
+    """The stage's command line and environment, for a GPU window or the dry run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if not plan.dry_run:
+        return [sys.executable, *stage.entry, *stage.gpu_args(plan)], {**env, "DEIT_PROFILE": "full"}
+    # The dry run keeps the GPU run's output arguments and swaps its sizes for tiny ones.
+    outputs = [a for a in stage.gpu_args(plan) if a.startswith(str(plan.results))]
+    flags = [a for a in stage.gpu_args(plan) if a in ("--output", "--trace", "--results-dir")]
+    return ([sys.executable, *stage.entry, *stage.dry_args, *[x for pair in zip(flags, outputs) for x in pair]],
+            {**env, "DEIT_PROFILE": "ci", "DEIT_BF16_ON_CPU": "1", **stage.dry_env})
+
+
+def gpu_name() -> str | None:
+    import torch
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def run_plan(plan: Plan, only: list[str] | None = None) -> list[Path]:
+    """Run every stage not done yet that fits; return the result files written."""
+    from helpers.files import write_json_atomically
+    from helpers.provenance import provenance
+
+    made, gpu = [], gpu_name()
+    for stage in STAGES:
+        if only and stage.name not in only:
+            continue
+        if plan.done(stage):
+            print(f"[{stage.name}] done already", flush=True)
+            continue
+        expected = plan.expected_s(stage)
+        if expected > plan.left_s():
+            print(f"[{stage.name}] stopping: expected {expected:.0f} s, {plan.left_s():.0f} s left", flush=True)
+            break
+        command, env = stage_command(plan, stage)
+        print(f"[{stage.name}] {stage.what}\n  $ {' '.join(command[1:])}  (expected {expected:.0f} s)", flush=True)
+        before = {p: p.stat().st_mtime for p in plan.results.rglob("*") if p.is_file()}
+        started = time.perf_counter()
+        try:  # a stage that overruns is stopped, so that the window still ends with an archive
+            limit = None if plan.left_s() == math.inf else max(plan.left_s(), expected) + 30
+            code = subprocess.run(command, cwd=REPO, env=env, timeout=limit).returncode
+            # The ablation stops by itself before a run that would not fit: partial, not failed.
+            status = "done" if code == 0 and plan.done(stage) else "partial" if code == 0 else f"failed (exit {code})"
+        except subprocess.TimeoutExpired:
+            status = "timed out"
+        seconds = time.perf_counter() - started
+        made += [p for p in plan.results.rglob("*") if p.is_file() and before.get(p) != p.stat().st_mtime]
+        plan.timings["stages"][stage.name] = {"status": status, "seconds": round(seconds, 1), "gpu": gpu,
+                                              **{k: v for k, v in provenance().items() if k in ("device", "commit", "date")}}
+        write_json_atomically(plan.timings, plan.results / TIMINGS)
+        print(f"[{stage.name}] {status} in {seconds:.0f} s", flush=True)
+        if status not in ("done", "partial"):
+            print(f"[{stage.name}] see the output above; the plan goes on with the next stage", flush=True)
+    made.append(plan.results / TIMINGS)
+    return sorted(set(p for p in made if p.exists()))
+
+
+def archive(files: list[Path], results: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for f in files:
+            tar.add(f, arcname=str(f.relative_to(results)))
+    print(f"archived {len(files)} files in {path} (unpack with `tar -xzf {path.name} -C results`)")
+
+
+def print_state(plan: Plan) -> None:
+    print(f"{'stage':24s} {'state':10s} {'expected s':>10s}  last run")
+    for stage in STAGES:
+        last = plan.timings["stages"].get(stage.name)
+        seen = f"{last['status']}, {last['seconds']:.0f} s on {last['device']}" if last else "-"
+        print(f"{stage.name:24s} {'done' if plan.done(stage) else 'to do':10s} {plan.expected_s(stage):10.0f}  {seen}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-s", type=float, help="seconds this window allows (default: no limit)")
+    parser.add_argument("--archive", type=Path, help="pack the files this run made into this .tar.gz")
+    parser.add_argument("--dry-run", action="store_true", help="tiny stages on the CPU, into a scratch folder")
+    parser.add_argument("--results-dir", type=Path, help="default: results/ (a scratch folder with --dry-run)")
+    parser.add_argument("--only", nargs="+", choices=[s.name for s in STAGES])
+    parser.add_argument("--list", action="store_true", help="show the stages and what is done")
+    args = parser.parse_args(argv)
+    scratch = None
+    if args.dry_run and not args.results_dir:
+        scratch = tempfile.TemporaryDirectory(prefix="gpu_plan_dry_")
+    results = args.results_dir or (Path(scratch.name) if scratch else RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    plan = Plan(results, args.budget_s, args.dry_run)
+    if args.list:
+        print_state(plan)
+        return 0
+    if args.dry_run:  # checkpoints and the teacher go to a scratch folder too, beside the results
+        runs = tempfile.TemporaryDirectory(prefix="gpu_plan_dry_runs_")
+        os.environ["DEIT_RUNS"] = runs.name
+    elif gpu_name() is None:
+        print("No CUDA GPU here: the plan's numbers would not be GPU numbers. Use --dry-run to check it on a CPU.")
+        return 2
+    made = run_plan(plan, args.only)
+    print()
+    print_state(plan)
+    if args.archive:
+        archive(made, results, args.archive)
+    failed = [n for n, s in plan.timings["stages"].items() if s["status"] not in ("done", "partial")]
+    return 1 if args.dry_run and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
