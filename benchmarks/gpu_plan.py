@@ -141,6 +141,10 @@ STAGES = [
           ["benchmarks/teacher.py"], ["teacher_full.json"], 80,
           lambda plan: ["--save", "--output", str(plan.results / "teacher_full.json")],
           ["--profile", "ci", "--save"], {"DEIT_BF16_ON_CPU": "0"}),  # bf16 convolutions crawl on most CPUs
+    Stage("teacher_epochs", "b: how the teacher's accuracy grows with epochs (what would reach 94 %)",
+          ["benchmarks/teacher.py"], ["teacher_epochs.json"], 160,
+          lambda plan: ["--epochs", "30", "45", "--output", str(plan.results / "teacher_epochs.json")],
+          ["--profile", "ci", "--epochs", "1", "2"], {"DEIT_BF16_ON_CPU": "0"}),
     Stage("time_to_accuracy_3min", "c: teacher + distilled DeiT-Tiny, sized to end at 3 minutes",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_3min.json"], 200, _tta_args(3), DRY_TTA),
     Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",

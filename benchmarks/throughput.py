@@ -30,7 +30,7 @@ from helpers.models import count_parameters
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.speed import endless, seed_loader, sync, time_pipeline
+from helpers.speed import count_host_syncs, endless, seed_loader, sync, time_pipeline
 from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
                            make_optimizer, pick_device, train_step)
 
@@ -118,6 +118,7 @@ def main():
     augment = recipe.batch_transform()
     _, step = trainer(plain_loss, use_compile, row="c ours")
     rows["c ours"] = time_pipeline(endless(batches), augment, step, device, warmup, steps)
+    host_syncs = {"c ours": count_host_syncs(endless(batches), augment, step, device)}
     traces = [profiler_summary(endless(batches), augment, step, device)] if args.trace else []
 
     from helpers.teacher import FrozenTeacher, build_teacher, load_teacher, teacher_config
@@ -128,6 +129,7 @@ def main():
     distilled = recipe.but(distillation_type="hard")
     _, step = trainer(distilled.loss_fn(teacher), use_compile, distilled, row="c+ ours with teacher")
     rows["c+ ours with teacher"] = time_pipeline(endless(batches), augment, step, device, warmup, steps)
+    host_syncs["c+ ours with teacher"] = count_host_syncs(endless(batches), augment, step, device)
     if args.trace:
         traces.append(profiler_summary(endless(batches), augment, step, device))
         write_text_atomically(f"torch.profiler summaries on {provenance()['device']}, batch {batch}, "
@@ -139,16 +141,18 @@ def main():
     print(f"\nViT of profile {profile.name} at 32 px ({count_parameters(recipe.build_model(**profile.model)):,} "
           f"parameters), batch {batch}, "
           f"{'bf16 ' if gpu else ''}{'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
-    print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s} {'model busy':>10s}")
+    print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s} {'model share':>11s}")
     for name, value in speed.items():
-        print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x {rows[name]['gpu_busy']:9.0%}")
+        print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x {rows[name]['gpu_busy']:10.0%}")
     print(f"\nc/a = {c / a:.2f} (target >= 6 on an H100), c/b = {c / b:.2f} (target >= 0.9)")
+    print(f"host syncs in 3 steps (CUDA's sync debug mode): {host_syncs}")
     for name, seconds in compile_seconds.items():
         print(f"compiling for {name}: {seconds:.1f} s (not counted above)")
     if args.output:
         write_json_atomically({"benchmark": "throughput", "profile": profile.name, "batch_size": batch,
                                "steps": steps, "warmup_steps": warmup, "seed_workers": workers,
                                "compile": use_compile, "compile_seconds": compile_seconds,
+                               "host_syncs_in_3_steps": host_syncs,
                                "images_per_second": speed, "timings": rows,
                                "ratios": {"c/a": c / a, "c/b": c / b, "c+/b": speed["c+ ours with teacher"] / b},
                                **provenance()}, args.output)

@@ -21,6 +21,19 @@ def _draw_device(generator: torch.Generator | None, default="cpu") -> torch.devi
     return generator.device if generator is not None else torch.device(default)
 
 
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A small CPU tensor onto `device` without making the CPU wait for the GPU.
+
+    A plain .to("cuda") from ordinary memory waits until every kernel queued before it has run,
+    so the CPU could not prepare the next batch while the GPU trains on this one. From pinned
+    memory the copy is queued like a kernel (non_blocking) and the CPU goes on at once.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _scalar_uniform(generator: torch.Generator | None) -> float:
     return float(torch.rand(1, generator=generator, device=_draw_device(generator)))
 
@@ -53,9 +66,10 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
     flips = torch.rand(b, generator=generator, device=where).cpu() < 0.5
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     # Gather the crops with index arithmetic rather than a Python loop over images.
-    rows = (offsets[0].view(b, 1) + torch.arange(h)).to(x.device)          # (B, H)
+    rows = offsets[0].view(b, 1) + torch.arange(h)                          # (B, H)
     cols = offsets[1].view(b, 1) + torch.arange(w)                          # (B, W)
-    cols = torch.where(flips.view(b, 1), cols.flip(1), cols).to(x.device)
+    cols = torch.where(flips.view(b, 1), cols.flip(1), cols)
+    rows, cols = to_device(rows, x.device), to_device(cols, x.device)
     batch = torch.arange(b, device=x.device).view(b, 1, 1)
     out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
     return out.permute(0, 3, 1, 2).contiguous()
@@ -69,8 +83,8 @@ def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
                          f"[0, 1] use torchvision.transforms.Normalize(MEAN, STD) instead.")
     if x.shape[1] != len(mean):
         raise ValueError(f"images must have {len(mean)} channels in dim 1, got shape {tuple(x.shape)}.")
-    mean = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    mean = to_device(torch.tensor(mean).view(1, -1, 1, 1), x.device)
+    std = to_device(torch.tensor(std).view(1, -1, 1, 1), x.device)
     return (x.float() / 255.0 - mean) / std
 
 
@@ -100,7 +114,9 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
     if labels.dim() != 1 or labels.dtype.is_floating_point:
         raise ValueError(f"labels must be a 1-D integer tensor of class indices, got "
                          f"{labels.dtype} with shape {tuple(labels.shape)}.")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+    # Checked on the CPU only: on a GPU the check would make the CPU wait for every batch (an
+    # index out of range still fails there, in scatter_ below, with a device-side assert).
+    if labels.device.type == "cpu" and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}; got {labels.min().item()}.."
                          f"{labels.max().item()}. Is num_classes={num_classes} right?")
     if not 0.0 <= smoothing < 1.0:
@@ -281,8 +297,8 @@ def random_erase(x: torch.Tensor, p: float = 0.25, min_area: float = 0.02, max_a
         raise ValueError(f"random_erase works on normalized float images, got {batch.dtype}. "
                          f"Call normalize(x) first.")
     b, c, h, w = batch.shape
-    boxes = erase_boxes(b, h, w, p, min_area, max_area, min_aspect, max_aspect,
-                        generator=generator).to(batch.device)
+    boxes = to_device(erase_boxes(b, h, w, p, min_area, max_area, min_aspect, max_aspect,
+                                  generator=generator), batch.device)
     rows = torch.arange(h, device=batch.device).view(1, h, 1)
     cols = torch.arange(w, device=batch.device).view(1, 1, w)
     top, left, bh, bw = (boxes[:, i].view(b, 1, 1) for i in range(4))

@@ -15,6 +15,11 @@ identity (identity lookup table, blend factor 1, or its own pixels back):
 So a slot costs three passes over the batch instead of 15 masked ones, with no data-dependent
 shapes (boolean indexing would sync the GPU with the host once per op).
 
+The per-image choices (ops, arguments, masks, warp matrices) are small (B,) tensors: they are
+drawn and worked out on the CPU and reach the GPU in two non-blocking copies per slot, so the
+GPU only runs the passes over pixels and the CPU never waits for it (hundreds of tiny kernels
+and blocking copies would otherwise cost more than the model's own step).
+
 The rounding follows Pillow (the reference the tests compare with, pixel for pixel where
 Pillow's arithmetic is integer): truncation after float blends, (sum + 6) // 13 for the smoothing
 filter, ITU-R 601 luma with Pillow's 16-bit fixed-point weights.
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.augment import (CIFAR_FILL, MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
-                             RandAugmentConfig, op_argument, parse_rand_augment)
+                             RandAugmentConfig, op_argument, parse_rand_augment, to_device)
 
 __all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OP_FAMILIES", "OpDraws",
            "parse_rand_augment", "op_parameter", "sample_ops", "apply_op", "apply_ops",
@@ -122,19 +127,54 @@ def _chose(ops: torch.Tensor, pool: tuple, *names: str) -> torch.Tensor:
     return hit
 
 
-def _lookup_tables(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
+# The image groups the pixel passes tell apart, each a set of op names.
+_GROUPS = {
+    "AutoContrast": ("AutoContrast",), "Equalize": ("Equalize",), "Invert": ("Invert",),
+    "Posterize": ("Posterize", "PosterizeIncreasing"), "Solarize": ("Solarize", "SolarizeIncreasing"),
+    "SolarizeAdd": ("SolarizeAdd",), "Color": ("Color", "ColorIncreasing"),
+    "Contrast": ("Contrast", "ContrastIncreasing"), "Brightness": ("Brightness", "BrightnessIncreasing"),
+    "blend": OP_FAMILIES["blend"], "warp": OP_FAMILIES["warp"],
+}
+
+
+@dataclass
+class _Slot:
+    """One slot's per-image choices on the images' device: `chose(group)` masks, `args` (B,)
+    float64, blend `factor` (B,) float32 and warp `theta` (B, 2, 3) float32."""
+    masks: torch.Tensor
+    args: torch.Tensor
+    factor: torch.Tensor
+    theta: torch.Tensor
+
+    def chose(self, group: str) -> torch.Tensor:
+        return self.masks[list(_GROUPS).index(group)]
+
+
+def _slot(ops: torch.Tensor, args: torch.Tensor, pool: tuple, h: int, w: int, device) -> _Slot:
+    """Work out a slot's choices on the CPU from (B,) ops (-1: none) and arguments, then move
+    them in two copies that never make the CPU wait for the GPU."""
+    ops, args = ops.cpu(), args.cpu().double()
+    masks = torch.stack([_chose(ops, pool, *names) for names in _GROUPS.values()])
+    factor = torch.where(_chose(ops, pool, *OP_FAMILIES["blend"]), args, 1.0)
+    theta = _grid_theta(_pil_affine(ops, args, pool, h, w), h, w)
+    numbers = to_device(torch.cat([args[:, None], factor[:, None], theta.reshape(-1, 6)], dim=1), device)
+    return _Slot(to_device(masks, device), numbers[:, 0], numbers[:, 1].float(),
+                 numbers[:, 2:].reshape(-1, 2, 3).float())
+
+
+def _lookup_tables(x: torch.Tensor, slot: _Slot) -> torch.Tensor:
     """Per image and channel a 256-entry table (identity unless the image chose a LUT op)."""
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w).long()
     v = torch.arange(256, device=x.device).view(1, 1, 256)
-    arg = args.view(b, 1, 1)
-    chose = lambda *names: _chose(ops, pool, *names).view(b, 1, 1)  # noqa: E731
+    arg = slot.args.view(b, 1, 1)
+    chose = lambda group: slot.chose(group).view(b, 1, 1)  # noqa: E731
 
     lut = v.expand(b, c, 256)
     lut = torch.where(chose("Invert"), 255 - v, lut)
     shift = (8 - arg.clamp(1, 8)).long()  # posterize keeps the top `bits` bits
-    lut = torch.where(chose("Posterize", "PosterizeIncreasing"), (v >> shift) << shift, lut)
-    lut = torch.where(chose("Solarize", "SolarizeIncreasing"), torch.where(v < arg, v, 255 - v), lut)
+    lut = torch.where(chose("Posterize"), (v >> shift) << shift, lut)
+    lut = torch.where(chose("Solarize"), torch.where(v < arg, v, 255 - v), lut)
     brighter = torch.where(v < 128, (v + arg.long()).clamp(max=255), v)
     lut = torch.where(chose("SolarizeAdd"), brighter, lut)
 
@@ -162,13 +202,13 @@ def _lookup_tables(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
     return lut.gather(2, flat).view(b, c, h, w).to(torch.uint8)
 
 
-def _blends(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
+def _blends(x: torch.Tensor, slot: _Slot) -> torch.Tensor:
     """ImageEnhance: out = trunc(degenerate + factor * (image - degenerate)), clamped to 0..255.
 
     Non-blend images get factor 1, which returns them exactly (all values are small integers).
     """
     b, c, h, w = x.shape
-    chose = lambda *names: _chose(ops, pool, *names).view(b, 1, 1, 1)  # noqa: E731
+    chose = lambda group: slot.chose(group).view(b, 1, 1, 1)  # noqa: E731
     xi = x.int()
     luma = sum(wt * xi[:, i:i + 1] for i, wt in enumerate(_LUMA_WEIGHTS))
     grey = ((luma + (1 << 15)) >> 16).float()  # Color blends with this greyscale image
@@ -184,13 +224,11 @@ def _blends(x: torch.Tensor, ops, args, pool) -> torch.Tensor:
                                          rounding_mode="floor")
     smooth, xf = smooth.float(), x.float()
 
-    degenerate = torch.where(chose("Color", "ColorIncreasing"), grey,
-                 torch.where(chose("Contrast", "ContrastIncreasing"), mean,
-                 torch.where(chose("Brightness", "BrightnessIncreasing"), torch.zeros_like(xf),
-                             smooth)))
-    factor = torch.where(chose(*OP_FAMILIES["blend"]), args.view(b, 1, 1, 1), 1.0).float()
+    degenerate = torch.where(chose("Color"), grey,
+                 torch.where(chose("Contrast"), mean,
+                 torch.where(chose("Brightness"), torch.zeros_like(xf), smooth)))
     # Pillow computes in float32 and casts with truncation (Image.blend).
-    out = degenerate + factor * (xf - degenerate)
+    out = degenerate + slot.factor.view(b, 1, 1, 1) * (xf - degenerate)
     return torch.trunc(out).clamp(0, 255).to(torch.uint8)
 
 
@@ -216,7 +254,17 @@ def _pil_affine(ops, args, pool, h: int, w: int) -> torch.Tensor:
     return torch.where(one("Rotate").view(b, 1, 1), rotation, matrix)
 
 
-def _warps(x: torch.Tensor, ops, args, pool, fill, interpolation: str) -> torch.Tensor:
+def _grid_theta(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Pillow's pixel-coordinate matrices -> affine_grid's [-1, 1] ones (align_corners=False):
+    g = 2 u / size - 1."""
+    return torch.stack([
+        torch.stack([a[:, 0, 0], a[:, 0, 1] * h / w,
+                     a[:, 0, 0] + a[:, 0, 1] * h / w + 2 * a[:, 0, 2] / w - 1], 1),
+        torch.stack([a[:, 1, 0] * w / h, a[:, 1, 1],
+                     a[:, 1, 0] * w / h + a[:, 1, 1] + 2 * a[:, 1, 2] / h - 1], 1)], 1)
+
+
+def _warps(x: torch.Tensor, slot: _Slot, fill, interpolation: str) -> torch.Tensor:
     """The geometric ops as one affine_grid + grid_sample with a matrix per image.
 
     Pillow samples at pixel centres, clamps the filter taps at the border and paints the fill
@@ -226,28 +274,23 @@ def _warps(x: torch.Tensor, ops, args, pool, fill, interpolation: str) -> torch.
     a = -0.75 and Pillow's affine one a = -1 (under 1 grey level on average).
     """
     b, c, h, w = x.shape
-    a = _pil_affine(ops, args, pool, h, w)
-    # Pixel coordinates -> grid_sample's [-1, 1] (align_corners=False): g = 2 u / size - 1.
-    theta = torch.stack([
-        torch.stack([a[:, 0, 0], a[:, 0, 1] * h / w,
-                     a[:, 0, 0] + a[:, 0, 1] * h / w + 2 * a[:, 0, 2] / w - 1], 1),
-        torch.stack([a[:, 1, 0] * w / h, a[:, 1, 1],
-                     a[:, 1, 0] * w / h + a[:, 1, 1] + 2 * a[:, 1, 2] / h - 1], 1)], 1).float()
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    grid = F.affine_grid(slot.theta, [b, c, h, w], align_corners=False)
     warped = F.grid_sample(x.float(), grid, mode=interpolation, padding_mode="border",
                            align_corners=False)
     inside = ((grid >= -1) & (grid < 1)).all(dim=-1).unsqueeze(1)
-    fill = torch.tensor(fill, dtype=torch.float32, device=x.device).view(1, c, 1, 1)
-    warped = torch.where(inside, torch.trunc(warped.clamp(0, 255)), fill).to(torch.uint8)
+    fill = torch.tensor(fill, dtype=torch.float32).view(1, c, 1, 1)
+    warped = torch.where(inside, torch.trunc(warped.clamp(0, 255)), to_device(fill, x.device))
+    warped = warped.to(torch.uint8)
     # Non-warp images are put back rather than trusted to an identity warp (float rounding).
-    return torch.where(_chose(ops, pool, *OP_FAMILIES["warp"]).view(b, 1, 1, 1), warped, x)
+    return torch.where(slot.chose("warp").view(b, 1, 1, 1), warped, x)
 
 
 def _apply_slot(x, ops, args, pool, fill, interpolation):
     """One slot: each image applies its own op (index into pool, -1 = none) with its argument."""
-    x = _lookup_tables(x, ops, args, pool)
-    x = _blends(x, ops, args, pool)
-    return _warps(x, ops, args, pool, fill, interpolation)
+    slot = _slot(ops, args, pool, x.shape[2], x.shape[3], x.device)
+    x = _lookup_tables(x, slot)
+    x = _blends(x, slot)
+    return _warps(x, slot, fill, interpolation)
 
 
 def _arguments(ops, magnitudes, signs, pool) -> torch.Tensor:
@@ -274,10 +317,10 @@ def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR
     pool = OPS_INCREASING if name in OPS_INCREASING else OPS_STANDARD
     if name not in pool:
         op_argument(name, 0.0)  # raises the ValueError that lists the known names
-    b, device = len(images), images.device
-    magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64, device=device).expand(b)
-    signs = torch.ones(b, device=device) if signs is None else torch.as_tensor(signs, device=device)
-    ops = torch.full((b,), pool.index(name), dtype=torch.long, device=device)
+    b = len(images)  # the per-image choices live on the CPU (see the module docstring)
+    magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64).cpu().expand(b)
+    signs = torch.ones(b) if signs is None else torch.as_tensor(signs).cpu()
+    ops = torch.full((b,), pool.index(name), dtype=torch.long)
     return _apply_slot(images, ops, op_parameter(name, magnitudes, signs), pool, fill, interpolation)
 
 
@@ -353,8 +396,7 @@ def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float 
         return rand_augment_batch(images.cpu(), num_ops, magnitude, mstd, increasing, prob, fill,
                                   generator, mmax, interpolation).to(images.device)
     pool = OPS_INCREASING if increasing else OPS_STANDARD
-    draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator,
-                       images.device)
+    draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator, "cpu")
     return apply_ops(images, draws, increasing, fill, interpolation)
 
 

@@ -23,30 +23,58 @@ def endless(batches):
 
 
 def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 5) -> dict:
-    """Seconds spent getting + preparing batches (data) and in `step` (model), over `steps` steps.
+    """Images/s of `prepare` + `step` run as in training, and where the time goes.
 
     prepare(images, labels) -> (inputs, targets) moves and augments a batch; step(inputs, targets)
-    trains on it. The GPU is synchronized between the two, so each part is timed on its own.
+    trains on it. images_per_s times `steps` steps back to back, the GPU synchronized only at
+    the ends, so preparing the next batch may overlap the GPU's work on this one (as in fit).
+    data_s and step_s come from a second pass that synchronizes between the two parts, so each
+    is timed on its own; gpu_busy = step_s / (data_s + step_s) is the share a model would have
+    if nothing overlapped.
     """
     iterator = iter(batches)
+    for _ in range(warmup):
+        step(*prepare(*next(iterator)))
+    sync(device)
+    start, images = time.perf_counter(), 0
+    for _ in range(steps):
+        inputs, targets = prepare(*next(iterator))
+        step(inputs, targets)
+        images += len(targets)
+    sync(device)
+    overlapped = time.perf_counter() - start
 
-    def one_step():
-        start = time.perf_counter()
+    data_s = step_s = 0.0
+    for _ in range(steps):
+        begin = time.perf_counter()
         inputs, targets = prepare(*next(iterator))
         sync(device)
         middle = time.perf_counter()
         step(inputs, targets)
         sync(device)
-        return middle - start, time.perf_counter() - middle, len(targets)
+        data_s, step_s = data_s + middle - begin, step_s + time.perf_counter() - middle
+    return {"images": images, "seconds": overlapped, "images_per_s": images / overlapped,
+            "data_s": data_s, "step_s": step_s, "gpu_busy": step_s / (data_s + step_s)}
 
-    for _ in range(warmup):
-        one_step()
-    data_s = step_s = images = 0
-    for _ in range(steps):
-        d, s, n = one_step()
-        data_s, step_s, images = data_s + d, step_s + s, images + n
-    return {"data_s": data_s, "step_s": step_s, "images": images,
-            "images_per_s": images / (data_s + step_s), "gpu_busy": step_s / (data_s + step_s)}
+
+def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | None:
+    """How many times `steps` steps of prepare + step make the CPU wait for the GPU (CUDA's
+    sync debug mode flags each one); None off CUDA, where nothing can be counted."""
+    import warnings
+    if torch.device(device).type != "cuda":
+        return None
+    iterator = iter(batches)
+    step(*prepare(*next(iterator)))  # the first call may compile or allocate
+    sync(device)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(steps):
+                step(*prepare(*next(iterator)))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def seed_loader(train, batch_size: int, workers: int):
