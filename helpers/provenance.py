@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 import sys
@@ -14,7 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def git_commit() -> str:
     """The checkout's commit (-dirty with uncommitted changes); DEIT_COMMIT where there is no .git."""
-    import os
     if os.environ.get("DEIT_COMMIT"):
         return os.environ["DEIT_COMMIT"]
     try:
@@ -34,6 +34,7 @@ def provenance(command: str | None = None) -> dict:
     return {
         "device": gpu or f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "gpu": gpu,
+        "cpu_cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
         "cuda": torch.version.cuda,

@@ -1,0 +1,76 @@
+"""The committed GPU measurements in results/, read and shown the same way by every notebook.
+
+Each file is written by a stage of the GPU plan (`python -m benchmarks.gpu_plan`); a missing
+file is reported as missing, never replaced by a guess.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+# The issue's targets on one H100, checked against every measurement that is shown.
+THROUGHPUT_TARGETS = {"c/a": 6.0, "c/b": 0.9}
+TEACHER_TARGET = (94.0, 60.0)  # test accuracy %, training seconds
+
+
+def load(name: str, results: Path = RESULTS) -> dict | None:
+    """results/<name>.json, or None if it has not been measured yet."""
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def source(record: dict) -> str:
+    """Where a measurement comes from, in one line."""
+    return f"{record['device']}, torch {record['torch']}, commit {record['commit']}, {record['date'][:10]}"
+
+
+def missing(name: str) -> str:
+    return (f"results/{name}.json has not been measured yet: it is made on a GPU by "
+            f"`bash benchmarks/gpu_window.sh` (the GPU plan), and this cell shows it once committed.")
+
+
+def print_throughput(record: dict) -> None:
+    """The throughput table with each row against the seed pipeline (a) and the model alone (b)."""
+    speed = record["images_per_second"]
+    a, b = speed["a seed pipeline"], speed["b model alone"]
+    print(f"Measured on {source(record)}; batch {record['batch_size']}, "
+          f"{'compiled' if record['compile'] else 'eager'}, the seed's pipeline with "
+          f"{record.get('seed_workers', '?')} DataLoader workers.")
+    print(f"{'pipeline':24s} {'img/s':>9s} {'vs a':>6s} {'vs b':>6s}")
+    for name, value in speed.items():
+        print(f"{name:24s} {value:9,.0f} {value / a:5.2f}x {value / b:5.2f}x")
+    for ratio, target in THROUGHPUT_TARGETS.items():
+        value = record["ratios"][ratio]
+        print(f"{ratio} = {value:.2f}: target >= {target:g} {'met' if value >= target else 'missed'}")
+
+
+def print_teacher(records: list[dict]) -> None:
+    """Every measured teacher run, with the target verdict."""
+    accuracy, seconds = TEACHER_TARGET
+    print(f"{'epochs':>6s} {'seconds':>8s} {'test acc %':>10s}  verdict (target >= {accuracy:g} % in <= {seconds:g} s)")
+    for record in records:
+        for row in record["rows"]:
+            met = row["test_acc"] >= accuracy and row["seconds"] <= seconds
+            print(f"{row['epochs']:6d} {row['seconds']:8.1f} {row['test_acc']:10.2f}  "
+                  f"{'met' if met else 'missed'}  ({source(record)})")
+
+
+def plot_time_to_accuracy(records: dict[str, dict], ax=None):
+    """Test accuracy against seconds on the clock (teacher included), one line per run."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    for label, record in records.items():
+        points = [p for p in record["timeline"] if p["test_acc"] is not None]
+        ax.plot([p["seconds"] for p in points], [p["test_acc"] for p in points], marker="o", ms=2.5,
+                label=f"{label}: {record['epochs']} epochs")
+        ax.axvline(record["teacher_seconds"], color="grey", lw=0.8)
+    for accuracy, budget in ((90, 180), (94, 600)):
+        ax.plot([0, budget], [accuracy, accuracy], color="tab:red", ls=":", lw=1)
+        ax.plot([budget, budget], [0, accuracy], color="tab:red", ls=":", lw=1)
+    ax.set(xlabel="seconds on the clock (teacher's training included; grey: teacher done)",
+           ylabel="test accuracy (%)", ylim=(0, 100))
+    ax.legend(loc="lower right", fontsize=8)
+    return ax

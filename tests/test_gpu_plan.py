@@ -1,0 +1,97 @@
+"""The GPU plan: its budget logic, and every stage run for real at tiny size on the CPU (--dry-run)."""
+import json
+import sys
+import tarfile
+
+import pytest
+
+from benchmarks import gpu_plan
+from benchmarks.gpu_plan import Plan, Stage, run_plan
+
+
+def _stage(name, guess_s, seconds=0.0):
+    """A stage that sleeps, then writes its one result file."""
+    def args(plan):
+        out = plan.results / f"{name}.json"
+        return ["-c", f"import time, pathlib; time.sleep({seconds}); pathlib.Path(r'{out}').write_text('{{}}')"]
+    return Stage(name, name, [], [f"{name}.json"], guess_s, args)
+
+
+def test_budget_runs_what_fits_skips_what_is_done_and_stops_before_the_rest(tmp_path, capsys):
+    (tmp_path / "finished.json").write_text("{}")
+    stages = [_stage("finished", 1), _stage("quick", 1), _stage("long", 1000), _stage("after", 1)]
+    made = run_plan(Plan(tmp_path, budget_s=60, dry_run=False), stages=stages)
+    out = capsys.readouterr().out
+    assert "[finished] done already" in out and "[long] stopping: expected 1000 s" in out
+    assert {p.name for p in made} == {"quick.json", gpu_plan.TIMINGS}
+    assert not (tmp_path / "after.json").exists()  # the plan stops at the first stage that does not fit
+    timings = json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]
+    assert list(timings) == ["quick"] and timings["quick"]["status"] == "done"
+    assert {"seconds", "device", "commit", "date", "gpu"} <= set(timings["quick"])
+
+
+def test_expected_time_is_the_last_gpu_measurement(tmp_path):
+    stage = _stage("quick", 100)
+    plan = Plan(tmp_path, None, False)
+    plan.timings["stages"]["quick"] = {"status": "done", "seconds": 7.0, "gpu": None}
+    assert plan.expected_s(stage) == 100  # measured on a CPU: not a GPU's time
+    plan.timings["stages"]["quick"]["gpu"] = "NVIDIA H100"
+    assert plan.expected_s(stage) == 7.0
+
+
+def test_a_failing_or_overrunning_stage_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_plan, "GRACE_S", 1)
+    failing = Stage("failing", "", [], ["failing.json"], 1, lambda plan: ["-c", "raise SystemExit(3)"])
+    stages = [failing, _stage("slow", 1, seconds=30)]
+    run_plan(Plan(tmp_path, budget_s=3, dry_run=False), stages=stages)
+    timings = json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]
+    assert timings["failing"]["status"] == "failed (exit 3)"
+    assert timings["slow"]["status"] == "timed out"  # stopped near the budget, not after 30 s
+    assert timings["slow"]["seconds"] < 10
+
+
+def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tmp_path):
+    plan = Plan(tmp_path, None, False)
+    (tmp_path / "throughput.json").write_text(json.dumps(
+        {"images_per_second": {"c ours": 30000.0, "c+ ours with teacher": 20000.0},
+         "compile_seconds": {"c+ ours with teacher": 20.0}}))
+    (tmp_path / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 40.0}]}))
+    # 180 s - 40 s teacher - 20 s compile - 20 s start = 100 s at 1.2 * 50,000 / 20,000 = 3 s an epoch
+    assert plan.student_epochs(180) == 33
+    epochs = plan.ablation_epochs()
+    assert epochs >= 1
+    (tmp_path / "throughput.json").write_text(json.dumps({"images_per_second": {"c ours": 1.0}}))
+    assert plan.ablation_epochs() == epochs  # once chosen, every ablation run keeps it
+
+
+def test_without_a_gpu_only_the_dry_run_is_allowed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gpu_plan, "gpu_name", lambda: None)
+    assert gpu_plan.main(["--results-dir", str(tmp_path)]) == 2
+    assert "--dry-run" in capsys.readouterr().out
+
+
+def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, capsys):
+    results, archive = tmp_path / "results", tmp_path / "results.tar.gz"
+    assert gpu_plan.main(["--dry-run", "--results-dir", str(results), "--archive", str(archive)]) == 0
+    timings = json.loads((results / gpu_plan.TIMINGS).read_text())["stages"]
+    assert {name: t["status"] for name, t in timings.items()} == {s.name: "done" for s in gpu_plan.STAGES}
+    throughput = json.loads((results / "throughput.json").read_text())
+    assert len(throughput["images_per_second"]) == 4 and throughput["timings"]["c ours"]["images"] == 200
+    assert "profiler" in (results / "throughput_profile.txt").read_text()
+    for name in ("throughput", "teacher_full", "teacher_epochs", "time_to_accuracy_3min", "time_to_accuracy_10min"):
+        record = json.loads((results / f"{name}.json").read_text())
+        assert {"device", "torch", "timm", "commit", "command", "date"} <= set(record), name
+    tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
+    assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
+    assert tta["compile"] is True  # fit's torch.compile path, as on the GPU
+    assert sorted(p.name for p in (results / "ablation" / "ci").glob("*.json")) == [
+        "full+hard-distillation-seed0.json", "plain-seed0.json"]
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"throughput.json", "teacher_full.json", gpu_plan.TIMINGS, "ablation/ci/plain-seed0.json"} <= names
+    assert not any(n.startswith(("/", "..")) or "runs/" in n for n in names)  # no checkpoints travel
+    capsys.readouterr()
+    # A second window finds everything done and makes nothing new.
+    assert gpu_plan.main(["--dry-run", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"[{s.name}] done already" in out for s in gpu_plan.STAGES)
