@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.profiles import PROFILES
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
 TIMINGS = "gpu_plan.json"
@@ -36,6 +38,7 @@ TIMINGS = "gpu_plan.json"
 ABLATION_SEEDS, ABLATION_WINDOWS, WINDOW_S = 3, 3, 480
 MIN_LONG_RUN_S = 300  # the 10-minute time-to-accuracy run is not worth starting with less
 STARTUP_S = 20  # a stage's process start, imports and data loading
+FULL_TRAIN_IMAGES = PROFILES["full"].train_size  # validation images are held out of it
 GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
 
 
@@ -82,7 +85,7 @@ class Plan:
         images_per_s = self.measured("throughput.json", "images_per_second", "c+ ours with teacher", default=8000)
         compile_s = self.measured("throughput.json", "compile_seconds", "c+ ours with teacher", default=60)
         teacher_s = self.measured("teacher_full.json", "rows", default=[{"seconds": 60}])[-1]["seconds"]
-        epoch_s = 1.2 * 50_000 / images_per_s
+        epoch_s = 1.2 * FULL_TRAIN_IMAGES / images_per_s
         return max(1, int((seconds - teacher_s - compile_s - STARTUP_S) / epoch_s))
 
     def ablation_epochs(self) -> int:
@@ -92,7 +95,7 @@ class Plan:
             images_per_s = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
             runs = len(variants()) * ABLATION_SEEDS
             per_run_s = ABLATION_WINDOWS * (WINDOW_S - STARTUP_S) / runs - 5  # 5 s: evaluation, checkpoints
-            self.timings["ablation_epochs"] = max(1, int(per_run_s * images_per_s / 50_000))
+            self.timings["ablation_epochs"] = max(1, int(per_run_s * images_per_s / FULL_TRAIN_IMAGES))
         return self.timings["ablation_epochs"]
 
     def long_run_s(self) -> float:
@@ -125,8 +128,7 @@ def _tta_args(minutes: int):
 
 
 def _ablation_args(plan: Plan) -> list[str]:
-    return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--headline-seeds", str(ABLATION_SEEDS),
-            "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
+    return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--no-progress", "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
             "--time-limit-s", str(plan.left_s() - STARTUP_S), "--expected-run-s", "30"]
 
 
@@ -158,7 +160,7 @@ STAGES = [
           DRY_TTA, FP32),
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit",
           ["-m", "helpers.ablate"], [], 60, _ablation_args,
-          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--headline-seeds", "1", "--only", *DRY_ABLATION], FP32),
+          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--only", *DRY_ABLATION], FP32),
 ]
 
 

@@ -12,7 +12,7 @@ With --save the last run's teacher is saved where helpers.teacher.load_teacher f
 import argparse
 import dataclasses
 
-from helpers.data import load_cifar10
+from helpers.experiment import profile_data
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
 from helpers.provenance import provenance
@@ -32,15 +32,15 @@ def main():
     args = parser.parse_args()
 
     profile = get_profile(args.profile)
-    per_class = args.train_per_class or profile.train_per_class
-    data = (load_cifar10("train", n_per_class=per_class), load_cifar10("test", n_per_class=profile.test_per_class))
+    data = profile_data(profile, train_per_class=args.train_per_class)
     rows = []
     for epochs in args.epochs or [teacher_config(profile).epochs]:
         config = teacher_config(profile, epochs=epochs)
         model, record = train_teacher(profile, config, device=args.device, progress=False, data=data)
         rows.append({"epochs": epochs, "seconds": round(record["seconds"], 2),
-                     "test_acc": round(record["test_acc"], 2), "device": record["device"],
-                     "train_size": record["train_size"], "test_size": record["test_size"]})
+                     "val_acc": round(record["val_acc"], 2), "test_acc": round(record["test_acc"], 2),
+                     "device": record["device"], "train_size": record["train_size"],
+                     "val_size": record["val_size"], "test_size": record["test_size"]})
         print(f"epochs {epochs}: {record['test_acc']:.2f}% in {record['seconds']:.1f} s", flush=True)
 
     if args.save:

@@ -143,8 +143,9 @@ def run(args) -> int:
                                         device=device).to_device(device)
     run_dir = Path(args.output_dir) if args.output_dir else RUNS / profile.name / "deit"
     if rank == 0:
-        print(f"profile {profile.name}: {10 * (args.train_per_class or profile.train_per_class or 5000):,} "
-              f"training images, {config.epochs} epochs, batch {config.batch_size} x {world} process(es), "
+        train_images = 10 * args.train_per_class if args.train_per_class else profile.train_size
+        print(f"profile {profile.name}: {train_images:,} training images ({profile.val_size:,} held out "
+              f"for validation), {config.epochs} epochs, batch {config.batch_size} x {world} process(es), "
               f"ViT {model_config} ({count_parameters(model):,} parameters) on {device}\nrecipe: {recipe}",
               flush=True)
     history = train_in_profile(
@@ -155,9 +156,9 @@ def run(args) -> int:
                   **provenance()},
         **asdict(config))
     if rank == 0:
-        best = max(history, key=lambda r: r["val_acc"])
-        print(f"best test accuracy {best['val_acc']:.2f}% (epoch {best['epoch']}); "
-              f"{sum(r['seconds'] for r in history):.0f} s of training; files in {run_dir}")
+        final = history[-1]
+        print(f"final validation accuracy {final['val_acc']:.2f}% (epoch {final['epoch']}), test accuracy "
+              f"{final['test_acc']:.2f}%; {sum(r['seconds'] for r in history):.0f} s of training; files in {run_dir}")
     if world > 1:
         torch.distributed.destroy_process_group()
     return 0

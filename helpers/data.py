@@ -196,16 +196,45 @@ def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None
     return data
 
 
+def _shuffled_by_class(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """For every class (in label order) its indices in a random order fixed by `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return [members[torch.randperm(len(members), generator=generator)]
+            for members in ((labels == c).nonzero().flatten() for c in labels.unique().tolist())]
+
+
 def stratified_indices(labels: torch.Tensor, n_per_class: int, seed: int = 0) -> torch.Tensor:
     """n_per_class random indices of every class, sorted; the same seed gives the same indices."""
-    generator = torch.Generator().manual_seed(seed)
     picked = []
-    for c in labels.unique().tolist():
-        members = (labels == c).nonzero().flatten()
+    for c, members in enumerate(_shuffled_by_class(labels, seed)):
         if n_per_class > len(members):
             raise ValueError(f"Class {c} has {len(members)} images; asked for {n_per_class}.")
-        picked.append(members[torch.randperm(len(members), generator=generator)[:n_per_class]])
+        picked.append(members[:n_per_class])
     return torch.cat(picked).sort().values
+
+
+VALIDATION_SEED = 2021  # fixes which training images are held out, for every profile and run
+
+
+def train_validation_split(arrays: CIFAR10Arrays, val_per_class: int, train_per_class: int | None = None,
+                           seed: int = VALIDATION_SEED) -> tuple[CIFAR10Arrays, CIFAR10Arrays]:
+    """(train, validation) from the training set: disjoint, stratified, fixed by `seed`.
+
+    Every class's images are shuffled once; the first val_per_class are held out for
+    validation, the next train_per_class (default: all the rest) are for training. A smaller
+    split therefore validates on a subset of a larger one's validation images, never on them
+    and their training images crossed.
+    """
+    train, val = [], []
+    for c, members in enumerate(_shuffled_by_class(arrays.labels, seed)):
+        rest = members[val_per_class:]
+        wanted = len(rest) if train_per_class is None else train_per_class
+        if val_per_class + wanted > len(members):
+            raise ValueError(f"Class {c} has {len(members)} training images: too few for {val_per_class} "
+                             f"validation + {wanted} training images per class.")
+        val.append(members[:val_per_class])
+        train.append(rest[:wanted])
+    return arrays.subset(torch.cat(train).sort().values), arrays.subset(torch.cat(val).sort().values)
 
 
 class CIFAR10Dataset(torch.utils.data.Dataset):

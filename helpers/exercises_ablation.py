@@ -1,44 +1,60 @@
-"""Checkers for notebook 05's exercises: they compare your answer with the ablation's numbers."""
+"""Checkers for notebook 05's exercises: they compare your answer with the ablation's numbers,
+and accept every answer the data cannot tell apart from the best one."""
 from __future__ import annotations
 
-from helpers.ablate import INGREDIENTS, contributions
+from helpers.ablate import INGREDIENTS, by_variant, contributions
+from helpers.stats import paired_difference
 
 INGREDIENT_NAMES = tuple(name for name, _ in INGREDIENTS)
 
 
-def leave_one_out_ranking(results: list[dict]) -> list[str]:
-    """Ingredients from the one whose removal costs most to the one that costs least."""
-    rows = [r for r in contributions(results) if r["leave_one_out"] is not None]
-    return [r["ingredient"] for r in sorted(rows, key=lambda r: -r["leave_one_out"])]
+def _removal_costs(results: list[dict]) -> dict[str, dict]:
+    """ingredient -> paired difference full - (full without it), for those measured."""
+    return {r["ingredient"]: r["removed"] for r in contributions(results) if r["removed"] is not None}
+
+
+def misordered_pairs(prediction: list[str], results: list[dict]) -> list[tuple[str, str]]:
+    """Pairs (a, b) with a ranked above b although removing b costs distinguishably more than
+    removing a (paired over seeds: (full - b) - (full - a) = val(full-a) - val(full-b))."""
+    val = by_variant(results, "final_val_acc")
+    wrong = []
+    for i, a in enumerate(prediction):
+        for b in prediction[i + 1:]:
+            d = paired_difference(val[f"full-{a}"], val[f"full-{b}"])  # > 0: removing b costs more
+            if d is not None and d["distinguishable"] and d["mean"] > 0:
+                wrong.append((a, b))
+    return wrong
 
 
 def check_ranking(prediction, results: list[dict]) -> bool:
-    """Right when `prediction` lists the ingredients in the data's leave-one-out order."""
-    truth = leave_one_out_ranking(results)
-    if not truth:
+    """Right when `prediction` lists the measured ingredients, most costly to remove first, in
+    any order that the data does not contradict."""
+    costs = _removal_costs(results)
+    if not costs:
         print("Not checkable yet: these results have no leave-one-out runs.")
         return False
-    if prediction is None or sorted(prediction) != sorted(truth):
-        print(f"Not yet: list each of {sorted(truth)} once, most important first.")
+    if prediction is None or sorted(prediction) != sorted(costs):
+        print(f"Not yet: list each of {sorted(costs)} once, most important first.")
         return False
-    if list(prediction) == truth:
-        print("Correct! That is the order the data shows.")
+    wrong = misordered_pairs(list(prediction), results)
+    if not wrong:
+        print("Correct: no pair in your order is contradicted by the data (ingredients whose costs are "
+              "within noise of each other may come in either order).")
         return True
-    hits = sum(p == t for p, t in zip(prediction, truth))
-    print(f"Not quite: {hits} of {len(truth)} in the right place. The data says: {truth}. "
-          f"Compare with your reasoning - which surprised you?")
+    print("Not quite: the data contradicts " + ", ".join(f"{a} above {b}" for a, b in wrong) + ".")
     return False
 
 
 def within_noise(results: list[dict]) -> list[str]:
-    """Ingredients whose leave-one-out effect is smaller than the seed spread."""
-    return [r["ingredient"] for r in contributions(results)
-            if r["leave_one_out"] is not None and r["noise"] is not None and abs(r["leave_one_out"]) <= r["noise"]]
+    """Ingredients whose removal changes the final validation accuracy by an amount not
+    distinguishable from zero."""
+    return [name for name, d in _removal_costs(results).items() if not d["distinguishable"]]
 
 
 def check_within_noise(answer, results: list[dict]) -> bool:
-    """Right when `answer` names exactly the ingredients whose effect is within seed noise."""
-    if all(r["noise"] is None for r in contributions(results)):
+    """Right when `answer` names exactly the ingredients whose removal is within seed noise."""
+    costs = _removal_costs(results)
+    if not costs or all(d["se"] is None for d in costs.values()):
         print("Not checkable yet: with one seed per variant there is no measure of noise.")
         return False
     truth = sorted(within_noise(results))
@@ -46,7 +62,7 @@ def check_within_noise(answer, results: list[dict]) -> bool:
         print("Not yet: give a list of ingredient names (an empty list if none is within noise).")
         return False
     if sorted(answer) == truth:
-        print(f"Correct! {truth or 'none'}: a difference smaller than the spread between seeds is not evidence.")
+        print(f"Correct! {truth or 'none'}: a difference the seeds cannot tell from zero is not evidence.")
         return True
-    print(f"Not yet: compare each |removed| value with its seed spread. (Names: {list(INGREDIENT_NAMES)}.)")
+    print(f"Not yet: look at each 'removed' value without a *. (Names: {list(INGREDIENT_NAMES)}.)")
     return False

@@ -5,10 +5,10 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from helpers.data import TensorBatches, load_cifar10
+from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
-from helpers.train import TrainConfig, fit, pick_device
+from helpers.train import TrainConfig, evaluate, fit, pick_device
 
 # Checkpoints and histories; DEIT_RUNS moves them (the GPU plan's dry run keeps its own apart).
 RUNS = Path(os.environ.get("DEIT_RUNS") or Path(__file__).resolve().parents[1] / "runs")
@@ -25,10 +25,15 @@ def profile_config(profile: Profile, **overrides) -> TrainConfig:
     return TrainConfig(**{**sized, **overrides})
 
 
-def profile_data(profile: Profile, seed: int = 0, train_per_class: int | None = None):
-    """(train, test) CIFAR10Arrays of the profile's sizes."""
-    return (load_cifar10("train", n_per_class=train_per_class or profile.train_per_class, seed=seed),
-            load_cifar10("test", n_per_class=profile.test_per_class, seed=seed))
+def profile_data(profile: Profile, train_per_class: int | None = None):
+    """(train, validation, test) CIFAR10Arrays of the profile's sizes.
+
+    Validation images are held out of the training set, the same ones for every run of the
+    profile: curves and every choice use them. The test set is for the final model only.
+    """
+    train, val = train_validation_split(load_cifar10("train"), profile.val_per_class,
+                                        train_per_class or profile.train_per_class)
+    return train, val, load_cifar10("test", n_per_class=profile.test_per_class)
 
 
 def train_in_profile(name: str, model=None, profile: Profile | None = None, *, recipe=None,
@@ -38,6 +43,10 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
                      resume: bool = True, metadata: dict | None = None, on_epoch=None,
                      **config_overrides):
     """Train on the profile's data and return the history (one dict per epoch).
+
+    Every epoch is validated on the held-out validation split (val_loss, val_acc); the final
+    model is evaluated once on the test set, added to the last epoch's record as test_loss and
+    test_acc.
 
     With a helpers.recipe.Recipe, its model, batch sampler (repeated augmentation), batch
     augmentation and loss (distilling from `teacher`) are used; explicit arguments win.
@@ -50,7 +59,7 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     if recipe is not None:
         config_overrides.setdefault("smoothing", recipe.smoothing)
     config = profile_config(profile, **config_overrides)
-    train, test = profile_data(profile, train_per_class=train_per_class)
+    train, val, test = profile_data(profile, train_per_class=train_per_class)
     if recipe is not None:
         model = model if model is not None else recipe.build_model(**profile.model)
         batch_transform = batch_transform or recipe.batch_transform()
@@ -61,9 +70,14 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
         model = model if model is not None else build_vit(**profile.model)
         train_batches = TensorBatches(train, config.batch_size, seed=config.seed,
                                       num_replicas=num_replicas, rank=rank)
-    test_batches = TensorBatches(test, EVAL_BATCH, shuffle=False, num_replicas=num_replicas, rank=rank)
-    return fit(model, train_batches.to(device), test_batches.to(device), config,
-               batch_transform=batch_transform, loss_fn=loss_fn,
-               run_dir=run_dir or RUNS / profile.name / name, resume=resume,
-               progress=profile.progress if progress is None else progress, log_epochs=log_epochs,
-               device=device, metadata=metadata, on_epoch=on_epoch)
+    def eval_batches(arrays):
+        return TensorBatches(arrays, EVAL_BATCH, shuffle=False, num_replicas=num_replicas, rank=rank).to(device)
+
+    history = fit(model, train_batches.to(device), eval_batches(val), config,
+                  batch_transform=batch_transform, loss_fn=loss_fn,
+                  run_dir=run_dir or RUNS / profile.name / name, resume=resume,
+                  progress=profile.progress if progress is None else progress, log_epochs=log_epochs,
+                  device=device, metadata=metadata, on_epoch=on_epoch)
+    tested = evaluate(model, eval_batches(test), device)
+    history[-1] = {**history[-1], "test_loss": tested["val_loss"], "test_acc": tested["val_acc"]}
+    return history

@@ -30,6 +30,7 @@ class Recipe:
     distillation_type: str = "none"
     distillation_alpha: float = 0.5
     distillation_tau: float = 1.0
+    distillation_kl: str = "numel"  # soft: KL summed and divided by B*K as in DeiT's code, or "batchmean"
 
     def __post_init__(self):
         if self.distillation_type not in DISTILLATION_TYPES:
@@ -73,7 +74,8 @@ class Recipe:
                              f"teacher=helpers.teacher.load_or_train_teacher(...).")
         from helpers.distill import DistillationLoss
         return DistillationLoss(teacher, self.distillation_type, alpha=self.distillation_alpha,
-                                tau=self.distillation_tau, smoothing=self.smoothing)
+                                tau=self.distillation_tau, smoothing=self.smoothing,
+                                kl_reduction=self.distillation_kl)
 
     def train_batches(self, arrays, batch_size: int, seed: int = 0, num_replicas: int = 1,
                       rank: int = 0) -> TensorBatches:

@@ -158,13 +158,14 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     """Train a teacher on the profile's CIFAR-10 subset; return (model, record).
 
     All images sit on the device as uint8 and are cropped, flipped and normalized there;
-    on a GPU the model runs channels-last in bf16. record holds test_acc, the training
-    seconds (data transfer and evaluation excluded), the per-epoch history and the device.
+    on a GPU the model runs channels-last in bf16. record holds val_acc (on the profile's
+    held-out validation images) and test_acc, the training seconds (data transfer and
+    evaluation excluded), the per-epoch history and the device. `data` is (train, val, test).
     """
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]
     device = torch.device(device) if device else pick_device()
-    train, test = data or profile_data(profile)
+    train, val, test = data or profile_data(profile)
     torch.manual_seed(config.seed)
     model = build_teacher(config).to(device)
     on_gpu = device.type == "cuda"
@@ -221,8 +222,9 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     _sync(device)
     seconds = time.perf_counter() - started
     test_acc = accuracy(model, x_test, y_test)
-    record = {"test_acc": test_acc, "seconds": seconds, "epochs": config.epochs, "history": history,
-              "device": _device_name(device), "train_size": len(y_train), "test_size": len(y_test),
+    val_acc = accuracy(model, val.images.permute(0, 3, 1, 2).contiguous().to(device), val.labels.to(device))
+    record = {"val_acc": val_acc, "test_acc": test_acc, "seconds": seconds, "epochs": config.epochs, "history": history,
+              "device": _device_name(device), "train_size": len(y_train), "val_size": len(val), "test_size": len(y_test),
               "config": asdict(config), "profile": profile.name}
     if progress:
         print(f"teacher: {test_acc:.1f}% test accuracy after {config.epochs} epochs ({seconds:.0f} s on "

@@ -312,9 +312,6 @@ def _stop_if_not_finite(loss: torch.Tensor, epoch: int, step: int, lr: float, ru
         f"Lower the learning rate or check the inputs for NaN.{where}")
 
 
-def best_accuracy(history: list[dict]) -> float:
-    return max(r["val_acc"] for r in history)
-
 
 if __name__ == "__main__":
     from helpers.cli import main

@@ -1,6 +1,7 @@
+"""The ablation protocol: its variants, paired seeds, the runner and the statistics."""
 import pytest
 
-from helpers import ablate
+from helpers import ablate, exercises_ablation
 from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 
@@ -11,51 +12,122 @@ def differing_fields(a: Recipe, b: Recipe) -> set:
     return {k for k, v in a.as_dict().items() if b.as_dict()[k] != v}
 
 
-def test_cumulative_order_goes_from_plain_to_deits_recipe():
+def test_there_are_eighteen_variants_each_ingredient_on_its_own():
+    v = ablate.variants()
+    assert len(v) == 18 and len(INGREDIENT_FIELDS) == 7
+    assert all(len(fields) == 1 for fields in INGREDIENT_FIELDS.values())  # never two ingredients at once
+
+
+def test_cumulative_order_adds_one_ingredient_at_a_time_from_plain_to_deits_recipe():
     v = ablate.variants()
     assert v["plain"] == Recipe.plain() and v["full"] == Recipe()
-    names = list(v)
-    cumulative = names[:names.index("full") + 1]
-    for previous, current in zip(cumulative, cumulative[1:]):
-        added = current.lstrip("+") if current != "full" else "repeated-aug"
-        assert differing_fields(v[previous], v[current]) == INGREDIENT_FIELDS[added]
+    cumulative = ["plain"] + [ablate.cumulative_name(i) for i in range(len(ablate.INGREDIENTS))]
+    for (name, _), previous, current in zip(ablate.INGREDIENTS, cumulative, cumulative[1:]):
+        assert differing_fields(v[previous], v[current]) == INGREDIENT_FIELDS[name]
 
 
 def test_leave_one_out_removes_exactly_one_ingredient():
     v = ablate.variants()
     for name, fields in INGREDIENT_FIELDS.items():
         assert differing_fields(v["full"], v[f"full-{name}"]) == fields
+        assert all(getattr(v[f"full-{name}"], f) == getattr(Recipe.plain(), f) for f in fields)
 
 
 def test_distillation_variants_use_the_papers_settings():
     v = ablate.variants()
-    assert v["full+hard-distillation"].distillation_type == "hard"
-    soft = v["full+soft-distillation"]
+    assert differing_fields(v["full"], v["full+hard-distillation"]) == {"distillation_type"}
+    soft, batchmean = v["full+soft-distillation"], v["full+soft-distillation-batchmean"]
     assert (soft.distillation_type, soft.distillation_alpha, soft.distillation_tau) == ("soft", 0.1, 3.0)
+    assert soft.distillation_kl == "numel" and differing_fields(soft, batchmean) == {"distillation_kl"}
 
 
-def test_runner_writes_results_skips_finished_runs_and_summarizes(tmp_path, monkeypatch):
+def _fake_training(calls):
+    """Stands in for train_in_profile: records the initial weights and the data seed."""
+    def train(name, profile, recipe, seed, **kwargs):
+        model = recipe.build_model(**profile.model)
+        calls[name] = (model.patch_embed.proj.weight.sum().item(), seed)
+        return [{"epoch": 1, "val_acc": 50.0, "val_loss": 1.0, "train_loss": 1.0, "lr": 0.0, "seconds": 1.0,
+                 "test_acc": 49.0, "test_loss": 1.1}]
+    return train
+
+
+def test_seeds_are_paired_same_initial_weights_and_data_seed_in_every_variant(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(ablate, "train_in_profile", _fake_training(calls))
+    ablate.run_ablation(["plain", "+randaugment", "full"], seeds=2, profile=get_profile("ci"),
+                        results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False)
+    assert list(calls) == ["plain-seed0", "+randaugment-seed0", "full-seed0",   # seed by seed
+                           "plain-seed1", "+randaugment-seed1", "full-seed1"]
+    for seed in (0, 1):
+        weights = {calls[f"{v}-seed{seed}"] for v in ("plain", "+randaugment", "full")}
+        assert len(weights) == 1 and next(iter(weights))[1] == seed
+    assert calls["plain-seed0"][0] != calls["plain-seed1"][0]
+
+
+def test_runner_writes_final_validation_and_test_skips_finished_runs(tmp_path, monkeypatch):
     profile = get_profile("ci")
     kwargs = dict(profile=profile, epochs=1, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
-                  headline_seeds=2, progress=False)
-    results = ablate.run_ablation(["plain", "+stochastic-depth"], **kwargs)
-    assert [(r["variant"], r["seed"]) for r in results] == [("plain", 0), ("plain", 1), ("+stochastic-depth", 0)]
+                  seeds=2, progress=False)
+    results = ablate.run_ablation(["plain"], **kwargs)
+    assert [(r["variant"], r["seed"]) for r in results] == [("plain", 0), ("plain", 1)]
     first = results[0]
-    assert first["history"][0]["epoch"] == 1 and first["recipe"] == Recipe.plain().as_dict()
+    assert first["protocol"] == ablate.PROTOCOL and first["recipe"] == Recipe.plain().as_dict()
+    assert first["final_val_acc"] == first["history"][-1]["val_acc"]
+    assert first["test_acc"] == first["history"][-1]["test_acc"]
+    assert first["val_images"] == profile.val_size and first["config"]["seed"] == 0
     assert {"torch", "timm", "device", "commit", "command", "train_seconds"} <= set(first)
-    assert len(ablate.load_results("ci", tmp_path / "results")) == 3
+    assert len(ablate.load_results("ci", tmp_path / "results")) == 2
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
     monkeypatch.setattr(ablate, "train_in_profile", no_training)
-    again = ablate.run_ablation(["plain", "+stochastic-depth"], **kwargs)
-    assert again == results
+    assert ablate.run_ablation(["plain"], **kwargs) == results
 
-    rows = ablate.summarize(results, ["+stochastic-depth", "plain"])
-    assert [r["variant"] for r in rows] == ["+stochastic-depth", "plain"]
-    plain_accs = [r["best_acc"] for r in results if r["variant"] == "plain"]
-    assert rows[1]["seeds"] == 2 and rows[1]["best_acc"] == pytest.approx(sum(plain_accs) / 2)
-    assert rows[1]["spread"] == pytest.approx(max(plain_accs) - min(plain_accs))
+
+def test_results_of_another_protocol_are_ignored(tmp_path):
+    folder = tmp_path / "ci"
+    folder.mkdir()
+    (folder / "plain-seed0.json").write_text('{"variant": "plain", "seed": 0, "best_acc": 50.0}')
+    assert ablate.load_results("ci", tmp_path) == []
+
+
+def _results(table):
+    """Synthetic results: {variant: [final val acc for seed 0, 1, ...]}."""
+    return [{"variant": v, "seed": s, "final_val_acc": acc, "test_acc": acc - 1.0}
+            for v, accs in table.items() for s, acc in enumerate(accs)]
+
+
+def test_summary_gives_mean_and_standard_error():
+    rows = ablate.summarize(_results({"plain": [50.0, 52.0, 54.0]}))
+    assert rows[0]["seeds"] == 3 and rows[0]["val_acc"] == pytest.approx(52.0)
+    assert rows[0]["val_se"] == pytest.approx(2.0 / 3 ** 0.5)  # stdev 2, n 3
+    assert rows[0]["test_acc"] == pytest.approx(51.0)
+
+
+def test_contributions_are_paired_differences_with_a_t_test():
+    results = _results({"plain": [50.0, 60.0, 70.0], "+randaugment": [52.0, 62.1, 71.9],
+                        "full": [80.0, 80.0, 80.0], "full-mixup": [80.5, 79.0, 80.8]})
+    rows = {r["ingredient"]: r for r in ablate.contributions(results)}
+    added = rows["randaugment"]["added"]
+    # paired differences 2.0, 2.1, 1.9: tiny spread although the plain runs vary by 20 points
+    assert added["mean"] == pytest.approx(2.0) and added["se"] == pytest.approx(0.0577, abs=1e-4)
+    assert added["distinguishable"] and added["p"] < 0.01
+    removed = rows["mixup"]["removed"]  # differences -0.5, 1.0, -0.8: noise
+    assert removed["mean"] == pytest.approx(-0.1) and not removed["distinguishable"]
+    assert rows["mixup"]["paper_removed"] == pytest.approx(3.1)  # Table 8: 81.8 -> 78.7
+    assert rows["cutmix"]["added"] is None and rows["label-smoothing"]["paper_removed"] is None
+
+
+def test_ranking_checker_accepts_every_order_the_data_cannot_tell_apart(capsys):
+    full = [80.0, 81.0, 82.0]
+    table = {"full": full, "full-mixup": [70.0, 71.1, 71.9],          # costs 10 points
+             "full-cutmix": [75.0, 76.2, 77.1], "full-randaugment": [75.2, 75.9, 77.0]}  # both about 5
+    results = _results({k: v for k, v in table.items()})
+    assert exercises_ablation.check_ranking(["mixup", "cutmix", "randaugment"], results)
+    assert exercises_ablation.check_ranking(["mixup", "randaugment", "cutmix"], results)  # a tie
+    assert not exercises_ablation.check_ranking(["cutmix", "mixup", "randaugment"], results)
+    assert "cutmix above mixup" in capsys.readouterr().out
+    assert sorted(exercises_ablation.within_noise(results)) == []
 
 
 def test_unknown_variant_is_named():

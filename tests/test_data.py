@@ -192,3 +192,24 @@ def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
     folder = extract_archive(archive, tmp_path / "out")
     assert find_source(tmp_path / "out") == ("folder", folder)
     assert len(load_cifar10("test", root=tmp_path / "out")) == 10
+
+
+def test_validation_split_is_disjoint_stratified_fixed_and_nested():
+    import torch
+    from helpers.data import train_validation_split
+    data = load_cifar10("train")
+    data = data.subset(torch.arange(0, len(data), 10))  # 5,000 images, 500 per class
+    train, val = train_validation_split(data, 20, 100)
+    assert torch.bincount(val.labels).tolist() == [20] * 10 and torch.bincount(train.labels).tolist() == [100] * 10
+    index = {bytes(img.numpy()): i for i, img in enumerate(data.images)}
+    train_ids = {index[bytes(img.numpy())] for img in train.images}
+    val_ids = {index[bytes(img.numpy())] for img in val.images}
+    assert not train_ids & val_ids
+    again_train, again_val = train_validation_split(data, 20, 100)
+    assert torch.equal(again_val.images, val.images) and torch.equal(again_train.images, train.images)
+    _, bigger_val = train_validation_split(data, 40)
+    assert val_ids <= {index[bytes(img.numpy())] for img in bigger_val.images}  # smaller split: a subset
+    rest, _ = train_validation_split(data, 20)
+    assert len(rest) == 4_800  # without train_per_class: everything validation leaves
+    with pytest.raises(ValueError, match="too few"):
+        train_validation_split(data, 400, 200)

@@ -173,7 +173,8 @@ def test_teacher_sees_exactly_the_students_augmented_mixed_batch(cifar_train_sma
 
 
 def tiny_teacher_data(cifar_train_small):
-    return cifar_train_small, cifar_train_small.subset(range(100))
+    """(train, validation, test) as profile_data gives them."""
+    return cifar_train_small, cifar_train_small.subset(range(50)), cifar_train_small.subset(range(100))
 
 
 def test_teacher_never_changes_while_the_student_trains(cifar_train_small):

@@ -25,8 +25,20 @@ def test_unknown_profile_names_the_choices(monkeypatch):
 
 def test_profiles_grow_from_ci_to_full():
     ci, cpu, full = (get_profile(n) for n in ("ci", "cpu", "full"))
-    assert ci.train_size < cpu.train_size < full.train_size == 50_000
+    assert ci.train_size < cpu.train_size < full.train_size
+    assert full.train_size + full.val_size == 50_000  # validation is held out of the training set
     assert full.model == dict(embed_dim=192, depth=12, num_heads=3)
+
+
+def test_every_profile_splits_train_validation_and_test_apart():
+    from helpers.experiment import profile_data
+    for name in ("ci", "cpu"):
+        profile = get_profile(name)
+        train, val, test = profile_data(profile)
+        assert (len(train), len(val), len(test)) == (profile.train_size, profile.val_size, profile.test_size)
+        # no image is in two splits (compare the pixels, as the splits are separate tensors)
+        seen = {bytes(img.numpy()) for img in train.images}
+        assert not any(bytes(img.numpy()) in seen for img in val.images)
 
 
 def test_description_says_how_to_switch(monkeypatch):

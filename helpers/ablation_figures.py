@@ -1,0 +1,99 @@
+"""The ablation's figures and the reference results the notebooks show (notebooks 02, 03, 05).
+
+Curves are mean ± standard error over seeds, one hue per family of variants; contributions are
+bars with error bars beside the paper's Table 8 changes.
+"""
+from __future__ import annotations
+
+import statistics
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from helpers.ablate import by_variant, contributions, load_results, variants
+from helpers.profiles import Profile
+
+# One colour family per group of variants, so related curves read together.
+FAMILIES = {"cumulative": plt.cm.Blues, "leave-one-out": plt.cm.Oranges, "distillation": plt.cm.Greens}
+
+
+def reference_results(profile: Profile) -> tuple[list[dict], str]:
+    """The committed reference ablation to show in `profile`: the full one on the full profile
+    (once it exists), the cpu one otherwise; and a sentence that says which it is."""
+    for name in (["full", "cpu"] if profile.name == "full" else ["cpu"]):
+        results = load_results(name)
+        if results:
+            seeds = len({r["seed"] for r in results})
+            first = results[0]
+            return results, (f"the committed {name}-profile reference ablation (results/ablation/{name}/: "
+                             f"{len(results)} runs of {len({r['variant'] for r in results})} variants, up to "
+                             f"{seeds} seeds, {first['config']['epochs']} epochs each, {first['train_images']:,} "
+                             f"training images; made on {first['device']}, commit {first['commit']})")
+    return [], (f"no reference ablation committed yet for this profile (results/ablation/"
+                f"{'full or cpu' if profile.name == 'full' else 'cpu'}/ is empty)")
+
+
+def family_of(name: str) -> str:
+    if name.startswith("full+"):
+        return "distillation"
+    return "leave-one-out" if name.startswith("full-") else "cumulative"
+
+
+def plot_validation_curves(results: list[dict], names: list[str], ax=None, title: str = ""):
+    """Validation accuracy per epoch, mean ± s.e. over seeds, for each named variant."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    by_family = {f: [n for n in names if family_of(n) == f] for f in FAMILIES}
+    for name in names:
+        runs = [r for r in results if r["variant"] == name]
+        if not runs:
+            continue
+        members = by_family[family_of(name)]
+        colour = FAMILIES[family_of(name)](0.35 + 0.6 * members.index(name) / max(1, len(members) - 1))
+        length = min(len(r["history"]) for r in runs)
+        epochs = [runs[0]["history"][i]["epoch"] for i in range(length)]
+        per_epoch = [[r["history"][i]["val_acc"] for r in runs] for i in range(length)]
+        mean = [statistics.fmean(v) for v in per_epoch]
+        se = [statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0 for v in per_epoch]
+        ax.plot(epochs, mean, color=colour, label=f"{name} ({len(runs)} seeds)")
+        ax.fill_between(epochs, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)],
+                        color=colour, alpha=0.25, linewidth=0)
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
+
+
+def plot_contributions(results: list[dict], ax=None, title: str = ""):
+    """Each ingredient's paired effect (added and removed) with ± s.e. bars, beside the paper's
+    Table 8 change from removing it (DeiT-B on ImageNet)."""
+    rows = contributions(results)
+    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
+    width, positions = 0.27, range(len(rows))
+    for offset, key, colour, label in ((-width, "added", "tab:blue", "added (cumulative)"),
+                                       (0.0, "removed", "tab:orange", "cost of removing it")):
+        values = [r[key] for r in rows]
+        xs = [p + offset for p, v in zip(positions, values) if v is not None]
+        ax.bar(xs, [v["mean"] for v in values if v is not None], width, color=colour, label=label,
+               yerr=[v["se"] or 0.0 for v in values if v is not None], capsize=2)
+    paper = [(p + width, r["paper_removed"]) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
+    ax.bar([x for x, _ in paper], [min(v, 10.0) for _, v in paper], width, color="grey", hatch="//",
+           label="paper: cost of removing it (ImageNet, DeiT-B; cut at 10)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(list(positions), [r["ingredient"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="points of validation accuracy", title=title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return ax
+
+
+def variant_groups() -> dict[str, list[str]]:
+    names = list(variants())
+    return {"cumulative": [n for n in names if family_of(n) == "cumulative"],
+            "leave-one-out": ["full"] + [n for n in names if family_of(n) == "leave-one-out"],
+            "distillation": ["full"] + [n for n in names if family_of(n) == "distillation"]}
+
+
+def final_accuracies(results: list[dict], names: list[str]) -> dict[str, dict[int, float]]:
+    """{variant: {seed: final validation accuracy}} for the named variants that were run."""
+    table = by_variant(results, "final_val_acc")
+    return {n: table[n] for n in names if n in table}
+

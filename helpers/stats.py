@@ -1,0 +1,49 @@
+"""The statistics of the ablation: means with standard errors, and paired differences.
+
+A paired difference compares two variants trained with the same seeds (the same initial
+weights and data order): the differences per seed remove much of the seed-to-seed noise that
+two independent means would carry. "Distinguishable from zero" means a two-sided paired t-test
+rejects a zero mean difference at the 5 % level (Student's t with n - 1 degrees of freedom).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+SIGNIFICANCE = 0.05
+
+
+def mean_and_se(values: list[float]) -> tuple[float, float | None]:
+    """Mean and its standard error (sample standard deviation / sqrt(n)); None with one value."""
+    if not values:
+        raise ValueError("mean_and_se needs at least one value.")
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None)
+
+
+def paired_difference(a: dict, b: dict) -> dict | None:
+    """a - b over the seeds both have ({seed: value} each): mean, se, n, t, p and whether the
+    difference is distinguishable from zero. None when they share no seed."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    mean, se = mean_and_se(diffs)
+    row = {"mean": mean, "se": se, "n": len(seeds), "t": None, "p": None, "distinguishable": False}
+    if se is not None:
+        if se == 0:  # identical differences: zero only if they are all zero
+            row.update(t=math.copysign(math.inf, mean) if mean else 0.0, p=0.0 if mean else 1.0,
+                       distinguishable=mean != 0)
+        else:
+            t = mean / se
+            p = 2 * stats.t.sf(abs(t), df=len(seeds) - 1)
+            row.update(t=t, p=float(p), distinguishable=bool(p < SIGNIFICANCE))
+    return row
+
+
+def format_estimate(mean: float, se: float | None, signed: bool = False) -> str:
+    """'+1.23 ± 0.45' (or without ± when there is no standard error)."""
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return text + (f" ± {se:.2f}" if se is not None else "")
