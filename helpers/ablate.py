@@ -237,7 +237,10 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit-s", type=float, help="stop before a run that would end past this")
     parser.add_argument("--expected-run-s", type=float, default=0.0, help="a run's duration until one is measured")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--threads", type=int, help="CPU threads (1 lets two runners share two cores)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.list:
         for name, recipe in variants().items():
             print(f"{name:32s} {recipe}")

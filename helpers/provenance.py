@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import subprocess
@@ -13,8 +14,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
-    """The checkout's commit (-dirty with uncommitted changes); DEIT_COMMIT where there is no .git."""
+    """The checkout's commit (-dirty with uncommitted changes); DEIT_COMMIT where there is no .git.
+
+    Read once per process, when the code that makes the result has just been loaded: a long run
+    must not report a commit made while it was running.
+    """
     if os.environ.get("DEIT_COMMIT"):
         return os.environ["DEIT_COMMIT"]
     try:
@@ -42,3 +48,6 @@ def provenance(command: str | None = None) -> dict:
         "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+git_commit()  # read (and cached) as this process loads the code, before anything can change it
