@@ -109,11 +109,12 @@ def evaluate_checkpoint(path, profile, device) -> dict:
 
 def main(argv=None) -> int:
     from helpers.data import DataError
+    from helpers.profiles import ProfileError
     from helpers.teacher import TeacherError
     from helpers.train import CheckpointError
     try:
         return run(parser().parse_args(argv))
-    except (DataError, CheckpointError, TeacherError) as err:
+    except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError) as err:
         print(f"error: {err}\n(On the command line: --resume continues a run; --output-dir picks "
               f"another folder.)" if isinstance(err, CheckpointError) else f"error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,10 @@ import torch
 ENV_VAR = "DEIT_PROFILE"
 
 
+class ProfileError(ValueError):
+    """An unknown profile name; the message lists the valid ones and how to set one."""
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -70,7 +74,7 @@ def profile_name() -> str:
     if not name:
         return "full" if torch.cuda.is_available() else "cpu"
     if name not in PROFILES:
-        raise ValueError(
+        raise ProfileError(
             f"{ENV_VAR}={name!r} is not a profile. Use one of: {', '.join(PROFILES)} "
             f"(for example `export {ENV_VAR}=cpu` before starting Jupyter)."
         )
@@ -81,7 +85,7 @@ def get_profile(name: str | None = None) -> Profile:
     """The Profile called `name`, or the active one."""
     name = name or profile_name()
     if name not in PROFILES:
-        raise ValueError(f"Unknown profile {name!r}; use one of: {', '.join(PROFILES)}.")
+        raise ProfileError(f"Unknown profile {name!r}; use one of: {', '.join(PROFILES)}.")
     return PROFILES[name]
 
 

@@ -162,14 +162,27 @@ def load_checkpoint(path) -> dict:
             f"untouched; delete it (or pass resume=False with another run_dir) to start over.") from None
 
 
-def _restore(run_dir: Path, model, optimizer, config: TrainConfig):
+# How a run is executed, not what it trains: a resume may change these.
+RUNTIME_OPTIONS = ("compile",)
+
+
+def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
+    """What a checkpoint must match to be resumed: the training config without runtime options,
+    and the recipe (metadata["recipe"], None when the run has none)."""
+    identity = {k: v for k, v in asdict(config).items() if k not in RUNTIME_OPTIONS}
+    return {**identity, "recipe": (metadata or {}).get("recipe")}
+
+
+def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dict | None):
     state = load_checkpoint(run_dir / CHECKPOINT)
-    saved = {**asdict(TrainConfig()), **state.get("config", {})}  # fields added later: defaults
-    if saved != asdict(config):
+    saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})  # later fields: defaults
+    saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
+    if saved != now:
+        changed = sorted(k for k in now if saved.get(k) != now[k])
         raise CheckpointError(
-            f"{run_dir / CHECKPOINT} was written by a run with another config:\n"
-            f"  saved: {saved}\n  now:   {asdict(config)}\n"
-            f"Use a new run_dir, or delete that folder to start over.")
+            f"{run_dir / CHECKPOINT} was written by a run with another config or recipe; "
+            f"it differs in {changed}:\n" + "".join(f"  {k}: saved {saved.get(k)!r}, now {now[k]!r}\n" for k in changed)
+            + "Use a new run_dir, or delete that folder to start over.")
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as err:
@@ -224,7 +237,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
-        start_epoch, history = _restore(run_dir, model, optimizer, config)
+        start_epoch, history = _restore(run_dir, model, optimizer, config, metadata)
         if start_epoch and log_epochs:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
 
@@ -253,10 +266,12 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if i % check_every == 0 or i == steps_per_epoch - 1:
-                _stop_if_not_finite(loss, epoch, i, lr, run_dir)
+                _stop_if_not_finite(loss, f"at epoch {epoch + 1}, step {i + 1}", lr, run_dir)
         train_loss = all_reduce_sum([loss_sum.item() / steps_per_epoch], device)[0] / world
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
                   "lr": lr, "seconds": time.perf_counter() - started}
+        _stop_if_not_finite(torch.tensor(record["val_loss"]), f"on the validation images after epoch {epoch + 1}",
+                            lr, run_dir, what="validation loss")
         history.append(record)
         if log_epochs:
             print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
@@ -303,14 +318,15 @@ def make_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: tor
     return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, fused=device.type == "cuda")
 
 
-def _stop_if_not_finite(loss: torch.Tensor, epoch: int, step: int, lr: float, run_dir) -> None:
+def _stop_if_not_finite(loss: torch.Tensor, when: str, lr: float, run_dir, what: str = "loss") -> None:
+    """Stop a diverged run before it is saved, naming the last good checkpoint if there is one."""
     if torch.isfinite(loss):
         return
-    where = f" The last good checkpoint is {run_dir / CHECKPOINT}." if run_dir else ""
+    good = run_dir is not None and (Path(run_dir) / CHECKPOINT).exists()
+    where = f" The last good checkpoint is {Path(run_dir) / CHECKPOINT}; it was left as it was." if good else ""
     raise FloatingPointError(
-        f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:.2e}). "
+        f"The {what} became {loss.item()} {when} (lr {lr:.2e}). "
         f"Lower the learning rate or check the inputs for NaN.{where}")
-
 
 
 if __name__ == "__main__":

@@ -89,6 +89,24 @@ def test_cli_refuses_to_overwrite_and_resumes(tmp_path, capsys):
     assert cli.main(cli_args(tmp_path, "--aa", "", "--resume")) == 0
 
 
+def test_resume_with_another_recipe_is_refused_and_shows_both(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0.8")) == 0
+    before = (tmp_path / "last.pt").read_bytes()
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "another config or recipe" in err and "'mixup': 0.8" in err and "'mixup': 0.0" in err
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_resume_with_another_runtime_option_continues(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--no-compile")) == 0
+    history = json.loads((tmp_path / "history.json").read_text())["history"]
+    # one more epoch, now compiled: compile is how the run executes, not what it trains
+    assert cli.main(["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--output-dir", str(tmp_path),
+                     "--no-progress", "--aa", "", "--compile", "--resume"]) == 0
+    assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
+
+
 def test_cli_flags_follow_deits_names():
     args = cli.parser().parse_args(["--no-repeated-aug", "--distillation-type", "soft", "--mixup-switch-prob", "0.3",
                                     "--output_dir", "x"])
@@ -118,3 +136,20 @@ def test_cli_explains_a_corrupt_teacher_and_keeps_it(tmp_path, capsys):
     assert cli.main(cli_args(tmp_path / "run", "--distillation-type", "hard", "--teacher-path", str(teacher))) == 2
     assert "cannot be used" in capsys.readouterr().err
     assert teacher.read_bytes() == b"not a checkpoint"
+
+
+def test_cli_names_a_bad_profile_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("DEIT_PROFILE", "bogus")
+    assert cli.main(["--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: DEIT_PROFILE='bogus' is not a profile") and "Traceback" not in err
+
+
+def test_a_diverging_run_ends_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    # warmup epoch 1 is fine; at the absurd peak rate of epoch 2 the weights blow up
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--lr", "1e30", "--epochs", "3", "--warmup-epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The ") and "became nan" in err and "Lower the learning rate" in err
+    assert "Traceback" not in err and f"last good checkpoint is {tmp_path / 'last.pt'}" in err
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
