@@ -19,7 +19,7 @@ def _ensure_data() -> None:
         extract_archive(SHARED_ARCHIVE)
         return
     raise DataError(f"The tests need CIFAR-10 and found none in {root}. "
-                    f"Run `python -m helpers.data extract PATH/cifar10-jpeg.tar.xz`, "
+                    f"Run `python -m helpers data extract PATH/cifar10-jpeg.tar.xz`, "
                     f"or set DEIT_DATA to a folder holding it.")
 
 

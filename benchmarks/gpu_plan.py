@@ -29,10 +29,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.constants import REPO, RESULTS
 from helpers.profiles import PROFILES
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "results"
 TIMINGS = "gpu_plan.json"
 # The ablation, like the issue asks: every variant, 3 seeds, spread over at most 3 windows.
 ABLATION_SEEDS, ABLATION_WINDOWS, WINDOW_S = 3, 3, 480
@@ -159,7 +158,7 @@ STAGES = [
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
           DRY_TTA, FP32),
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit",
-          ["-m", "helpers.ablate"], [], 60, _ablation_args,
+          ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--only", *DRY_ABLATION], FP32),
 ]
 

@@ -18,7 +18,8 @@ import time
 import torch
 
 from helpers.data import TensorBatches
-from helpers.experiment import EVAL_BATCH, RUNS, profile_config, profile_data
+from helpers.constants import RUNS
+from helpers.experiment import EVAL_BATCH, profile_config, profile_data
 from helpers.files import write_json_atomically
 from helpers.models import count_parameters
 from helpers.profiles import PROFILES, get_profile

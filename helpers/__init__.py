@@ -1,16 +1,10 @@
 """The DeiT course's helpers: the tested, reusable version of what each notebook builds."""
+from helpers.constants import CLASSES
+from helpers.data import DataError, load_cifar10
 from helpers.profiles import Profile, get_profile, profile_name
 
 __all__ = ["Profile", "get_profile", "profile_name", "CLASSES", "DataError", "load_cifar10",
            "notebook_setup"]
-
-
-def __getattr__(name):
-    # Loaded on first use, so that `python -m helpers.data` does not import helpers.data twice.
-    if name in ("CLASSES", "DataError", "load_cifar10"):
-        from helpers import data
-        return getattr(data, name)
-    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
 
 
 def notebook_setup(seed: int = 0) -> Profile:

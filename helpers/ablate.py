@@ -1,9 +1,9 @@
-"""`python -m helpers.ablate`: what each DeiT ingredient contributes, measured with one protocol.
+"""`python -m helpers ablate`: what each DeiT ingredient contributes, measured with one protocol.
 
-    python -m helpers.ablate --list                        # the variants and their recipes
-    python -m helpers.ablate                               # every variant, 3 seeds (resumable)
-    python -m helpers.ablate --only plain full --seeds 3   # some of them
-    python -m helpers.ablate --summary                     # the tables from the results so far
+    python -m helpers ablate --list                        # the variants and their recipes
+    python -m helpers ablate                               # every variant, 3 seeds (resumable)
+    python -m helpers ablate --only plain full --seeds 3   # some of them
+    python -m helpers ablate --summary                     # the tables from the results so far
 
 The protocol, the same at every scale:
   * validation images are held out of the training set (helpers.data.train_validation_split);
@@ -28,23 +28,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from helpers.experiment import RUNS, profile_config, train_in_profile
+from helpers.constants import RESULTS as ALL_RESULTS, RUNS
+from helpers.experiment import profile_config, train_in_profile
 from helpers.files import write_json_atomically
 from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_delta
 from helpers.profiles import PROFILES, Profile, get_profile
-from helpers.provenance import REPO, provenance
+from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.stats import format_estimate, mean_and_se, paired_difference
 from helpers.train import pick_device
 
-RESULTS = REPO / "results" / "ablation"
+RESULTS = ALL_RESULTS / "ablation"
 PROTOCOL = 2  # results of another protocol version (e.g. best epoch on the test set) are ignored
 SEEDS = 3
 FULL = Recipe()
@@ -199,7 +199,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     names = list(names or table)
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise SystemExit(f"Unknown variants {unknown}; `python -m helpers.ablate --list` shows them.")
+        raise SystemExit(f"Unknown variants {unknown}; `python -m helpers ablate --list` shows them.")
     device = pick_device()
     teacher, results, started = None, [], time.perf_counter()
     for seed in range(seeds):
@@ -225,7 +225,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.ablate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m helpers ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="VARIANT")
     parser.add_argument("--seeds", type=int, default=SEEDS, help=f"seeds 0..N-1 for every variant (default {SEEDS})")
@@ -257,7 +257,3 @@ def main(argv=None) -> int:
     print()
     print_contributions(contributions(results))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from helpers.data import MEAN, STD
+from helpers.constants import CIFAR_FILL, MEAN, STD
 
 
 def _draw_device(generator: torch.Generator | None, default="cpu") -> torch.device:
@@ -330,8 +330,6 @@ class RandomErasing:
 # RandAugment on PIL images (Cubuk et al., 2020), with timm's extensions mstd, mmax and inc
 # ----------------------------------------------------------------------------------------------
 
-# Fill for pixels that geometric ops uncover: the CIFAR-10 mean colour, so they look "average".
-CIFAR_FILL = tuple(min(255, round(255 * m)) for m in MEAN)
 MAX_LEVEL = 10.0  # magnitude M lives on a 0..10 scale; level = M / 10
 
 OPS_STANDARD = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",

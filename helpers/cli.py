@@ -1,10 +1,10 @@
-"""`python -m helpers.train`: DeiT's recipe on CIFAR-10 from the command line.
+"""`python -m helpers train`: DeiT's recipe on CIFAR-10 from the command line.
 
-    python -m helpers.train --profile full --output-dir runs/deit
-    python -m helpers.train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
-    python -m helpers.train --output-dir runs/deit --resume                        # continue
-    python -m helpers.train --eval runs/deit/last.pt                               # evaluate
-    torchrun --nproc_per_node=4 -m helpers.train --profile full                    # multi-GPU
+    python -m helpers train --profile full --output-dir runs/deit
+    python -m helpers train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
+    python -m helpers train --output-dir runs/deit --resume                        # continue
+    python -m helpers train --eval runs/deit/last.pt                               # evaluate
+    torchrun --nproc_per_node=4 -m helpers train --profile full                    # multi-GPU
 
 Flag names follow DeiT's main.py. Sizes (data, epochs, batch, model) come from the profile
 (DEIT_PROFILE or --profile); any flag given overrides it.
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from helpers.data import TensorBatches, load_cifar10
-from helpers.experiment import EVAL_BATCH, RUNS, profile_config, train_in_profile
+from helpers.constants import RUNS
+from helpers.experiment import EVAL_BATCH, profile_config, train_in_profile
 from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
@@ -30,7 +31,7 @@ from helpers.train import evaluate, load_checkpoint, pick_device
 
 def parser() -> argparse.ArgumentParser:
     d = Recipe()
-    p = argparse.ArgumentParser(prog="python -m helpers.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m helpers train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=list(PROFILES), help="run size (default: DEIT_PROFILE, else by hardware)")
     p.add_argument("--epochs", type=int)
@@ -59,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha)
     g.add_argument("--distillation-tau", type=float, default=d.distillation_tau)
     g.add_argument("--teacher-path", help="teacher checkpoint (default: the profile's, trained if missing; "
-                                          "`python -m helpers.teacher` trains it alone)")
+                                          "`python -m helpers teacher` trains it alone)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile (default: on with a GPU)")
     p.add_argument("--output-dir", "--output_dir", help="checkpoints and history (default runs/<profile>/deit)")
@@ -163,7 +164,3 @@ def run(args) -> int:
     if world > 1:
         torch.distributed.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,15 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from helpers.constants import CLASSES, DATA as REPO_DATA
 from helpers.files import save_atomically
 
 DATA_ENV = "DEIT_DATA"
-REPO_DATA = Path(__file__).resolve().parents[1] / "data"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
-# Per-channel statistics of the CIFAR-10 training set (widely published values).
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
 SPLITS = ("train", "test")
 _CACHE_VERSION = 1
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -69,7 +64,7 @@ def _how_to_fix(root: Path) -> str:
         f"or point the environment variable {DATA_ENV} at the folder that holds them, e.g.\n"
         f"  export {DATA_ENV}=/path/to/data\n"
         f"An archive of the image folders unpacks with "
-        f"`python -m helpers.data extract ARCHIVE.tar.xz` (into {REPO_DATA})."
+        f"`python -m helpers data extract ARCHIVE.tar.xz` (into {REPO_DATA})."
     )
 
 
@@ -328,18 +323,20 @@ def extract_archive(archive, dest=None) -> Path:
     return find_source(target)[1]
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    """`python -m helpers data extract ARCHIVE | check`."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="CIFAR-10 data tools")
+    parser = argparse.ArgumentParser(prog="python -m helpers data", description="CIFAR-10 data tools")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="unpack an image-folder archive into the repo's data/")
     ex.add_argument("archive")
     ex.add_argument("--dest", default=None)
     sub.add_parser("check", help="load both splits (building the cache) and print their sizes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "extract":
         print(extract_archive(args.archive, args.dest))
     else:
         for split in SPLITS:
             print(split, len(load_cifar10(split, download=False)))
+    return 0

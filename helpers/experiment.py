@@ -1,17 +1,14 @@
 """One call that trains a model the way the active profile says: what the notebooks use."""
 from __future__ import annotations
 
-import os
 from dataclasses import fields
-from pathlib import Path
 
+from helpers.constants import RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
 from helpers.train import TrainConfig, evaluate, fit, pick_device
 
-# Checkpoints and histories; DEIT_RUNS moves them (the GPU plan's dry run keeps its own apart).
-RUNS = Path(os.environ.get("DEIT_RUNS") or Path(__file__).resolve().parents[1] / "runs")
 EVAL_BATCH = 500
 
 

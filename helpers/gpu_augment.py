@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from helpers.augment import (CIFAR_FILL, MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
+from helpers.constants import CIFAR_FILL
+from helpers.augment import (MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
                              RandAugmentConfig, op_argument, parse_rand_augment, to_device)
 
 __all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OP_FAMILIES", "OpDraws",

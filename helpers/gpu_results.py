@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from helpers.constants import RESULTS
+
 # The targets on one H100, checked against every measurement that is shown.
 THROUGHPUT_TARGETS = {"c/a": 6.0, "c/b": 0.9}
 TEACHER_TARGET = (94.0, 60.0)  # test accuracy %, training seconds

@@ -1,7 +1,7 @@
 """Re-execute notebooks in the CI profile and store their outputs in place.
 
-    python -m helpers.notebooks                 # every notebook in notebooks/
-    python -m helpers.notebooks notebooks/00_the_problem.ipynb
+    python -m helpers notebooks                 # every notebook in notebooks/
+    python -m helpers notebooks notebooks/00_the_problem.ipynb
 
 Run it before committing a changed notebook: the stored outputs of `# NBVAL_CHECK_OUTPUT`
 cells are then exactly what CI reproduces.
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from helpers.constants import NOTEBOOKS
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -33,15 +33,11 @@ def execute(path: Path, timeout: int = 600) -> float:
     return seconds
 
 
-def main(argv: list[str]) -> int:
-    paths = [Path(p) for p in argv] or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(p) for p in argv or []] or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
     for path in paths:
         if not path.is_file():
             print(f"No notebook at {path}.", file=sys.stderr)
             return 2
         print(f"{path.name}: {execute(path):.0f} s", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.data import CLASSES
+from helpers.constants import CLASSES
 
 
 def show_images(images, labels=None, titles=None, ncols: int = 8, scale: float = 1.3):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.constants import REPO
+
 
 
 @functools.lru_cache(maxsize=None)

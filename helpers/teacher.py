@@ -6,7 +6,7 @@ way for CIFAR (He et al., 2016, Sec. 4.2): a 3x3 stride-1 stem and no max-pool, 
 first stage still sees all 32x32 pixels instead of 8x8. The full profile uses exactly
 ResNet-18's stages (11.2 M parameters); ci and cpu use thinner, shallower versions.
 
-    python -m helpers.teacher [--profile cpu] [--retrain]    # train or load, print accuracy
+    python -m helpers teacher [--profile cpu] [--retrain]    # train or load, print accuracy
 
 The checkpoint (weights, config, test accuracy) lives in runs/<profile>/teacher/teacher.pt;
 later notebooks reuse it through load_or_train_teacher().
@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
-from helpers.experiment import RUNS, profile_data
+from helpers.constants import RUNS
+from helpers.experiment import profile_data
 from helpers.files import save_atomically
 from helpers.profiles import Profile, get_profile
 from helpers.train import autocast_for, pick_device
@@ -244,7 +245,7 @@ def save_teacher(model: nn.Module, record: dict, path) -> None:
 
 
 def _how_to_train(name: str) -> str:
-    return (f"Train it with `python -m helpers.teacher --profile {name} --retrain` or "
+    return (f"Train it with `python -m helpers teacher --profile {name} --retrain` or "
             f"load_or_train_teacher('{name}', retrain=True) (notebook 03 does this)")
 
 
@@ -309,13 +310,16 @@ def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missi
     return load_teacher(profile, path=path, config=config)
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    """`python -m helpers teacher [--profile P] [--retrain]`: train or load, print the accuracy."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Train (or load) the CNN teacher of a profile.")
+    parser = argparse.ArgumentParser(prog="python -m helpers teacher",
+                                     description="Train (or load) the CNN teacher of a profile.")
     parser.add_argument("--profile", default=None, help="ci, cpu or full (default: DEIT_PROFILE)")
     parser.add_argument("--retrain", action="store_true", help="train a new teacher over the saved one")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
     print(f"teacher: {teacher.test_acc:.2f}% test accuracy, {teacher.info['seconds']:.0f} s on "
           f"{teacher.info['device']}, saved at {teacher_path(args.profile)}")
+    return 0

@@ -327,8 +327,3 @@ def _stop_if_not_finite(loss: torch.Tensor, when: str, lr: float, run_dir, what:
     raise FloatingPointError(
         f"The {what} became {loss.item()} {when} (lr {lr:.2e}). "
         f"Lower the learning rate or check the inputs for NaN.{where}")
-
-
-if __name__ == "__main__":
-    from helpers.cli import main
-    raise SystemExit(main())

@@ -16,7 +16,7 @@ from timm.loss import SoftTargetCrossEntropy
 from torchvision import transforms as T
 
 from helpers import augment as A
-from helpers.data import MEAN, STD
+from helpers.constants import CIFAR_FILL, MEAN, STD
 
 
 def noise_images(b, c=3, h=32, w=32, seed=0):
@@ -288,7 +288,7 @@ def cifar_like_image(seed=0, size=32):
 @pytest.mark.parametrize("name", sorted(set(A.OPS_STANDARD + A.OPS_INCREASING)))
 def test_every_op_equals_timms_at_several_magnitudes_and_both_signs(name, monkeypatch):
     img = cifar_like_image(1)
-    kwargs = dict(fillcolor=A.CIFAR_FILL, resample=Image.Resampling.BICUBIC)
+    kwargs = dict(fillcolor=CIFAR_FILL, resample=Image.Resampling.BICUBIC)
     for sign in (1, -1):
         monkeypatch.setattr(timm_aa, "_randomly_negate", lambda v, s=sign: s * v)
         for m in (0.0, 2.5, 5.0, 7.0, 9.0, 9.7):
@@ -338,7 +338,7 @@ def test_op_frequencies_and_magnitudes_match_timm():
     for _ in range(n):
         ours(img)
         our_ops += ours.last_ops
-    theirs = timm_aa.rand_augment_transform(A.SEED_RAND_AUGMENT, {"img_mean": A.CIFAR_FILL})
+    theirs = timm_aa.rand_augment_transform(A.SEED_RAND_AUGMENT, {"img_mean": CIFAR_FILL})
     their_ops = []
     for op in theirs.ops:  # record each applied op and its magnitude; skip the image work
         op.aug_fn = lambda img, *a, _name=op.name, **k: img

@@ -6,7 +6,8 @@ import torch
 import torchvision.transforms as T
 
 from helpers import data
-from helpers.data import (CLASSES, CIFAR10Dataset, DataError, TensorBatches, extract_archive,
+from helpers.constants import CLASSES
+from helpers.data import (CIFAR10Dataset, DataError, TensorBatches, extract_archive,
                           find_source, load_cifar10, stratified_indices)
 
 

@@ -1,0 +1,62 @@
+"""The package's shape: one command line, import-only modules, no import cycle."""
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+MODULES = sorted(p.stem for p in HELPERS.glob("*.py") if p.stem != "__init__")
+
+
+def imports_of(module: str) -> set[str]:
+    """The helpers modules `module` imports anywhere in its code (also inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse((HELPERS / f"{module}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "helpers":
+            parts = node.module.split(".")
+            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("helpers.")}
+    return found - {module}
+
+
+def test_every_module_imports_and_the_import_graph_has_no_cycle():
+    graph = {m: imports_of(m) for m in MODULES}
+    for module in MODULES:
+        importlib.import_module(f"helpers.{module}")
+    done, active = set(), []
+
+    def visit(module):
+        if module in active:
+            raise AssertionError("import cycle: " + " -> ".join(active[active.index(module):] + [module]))
+        if module not in done:
+            active.append(module)
+            for dep in sorted(graph.get(module, ())):
+                visit(dep)
+            active.pop()
+            done.add(module)
+    for module in MODULES:
+        visit(module)
+
+
+def test_only_the_entry_point_runs_as_a_script():
+    scripts = [m for m in MODULES if '__name__ == "__main__"' in (HELPERS / f"{m}.py").read_text()]
+    assert scripts == ["__main__"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "helpers", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_command_line_lists_its_commands_and_names_a_wrong_one():
+    result = run("trian")
+    assert result.returncode == 2 and "unknown command 'trian'" in result.stderr
+    assert all(command in result.stderr for command in ("train", "teacher", "ablate", "data", "notebooks"))
+    helped = run("ablate", "--help")
+    assert helped.returncode == 0 and "python -m helpers ablate" in helped.stdout
+
+
+def test_the_command_line_runs_a_command():
+    result = run("ablate", "--list")
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 18
