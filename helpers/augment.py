@@ -341,42 +341,64 @@ OPS_INCREASING = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncr
                   "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
                   "BrightnessIncreasing", "SharpnessIncreasing",
                   "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-_SIGNED = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing",
-           "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"}
 _ENHANCERS = {"Color": ImageEnhance.Color, "Contrast": ImageEnhance.Contrast,
               "Brightness": ImageEnhance.Brightness, "Sharpness": ImageEnhance.Sharpness}
 
 
+def _trunc(x):
+    """int() truncation for a float or every element of a tensor."""
+    return torch.trunc(x) if isinstance(x, torch.Tensor) else float(int(x))
+
+
+def _clamp(x, low=None, high=None):
+    if isinstance(x, torch.Tensor):
+        return x.clamp(min=low, max=high)
+    return min(high, x) if low is None else max(low, x if high is None else min(high, x))
+
+
+def _enhance(level, sign):  # enhance factor 0.1..1.9; 1.0 = unchanged
+    return level * 1.8 + 0.1
+
+
+def _enhance_increasing(level, sign):  # the factor moves away from 1.0 as M grows
+    return _clamp(1.0 + sign * (level * 0.9), low=0.1)
+
+
+# Every op's argument at level = M / 10, with the ranges timm uses: ONE table, used by the PIL
+# version here and, on whole tensors of levels, by the batched version (helpers.gpu_augment).
+# sign (+1/-1) picks the direction of the symmetric ops; None: the op takes no argument.
+LEVEL_TO_ARGUMENT = {
+    "AutoContrast": None, "Equalize": None, "Invert": None,
+    "Rotate": lambda level, sign: sign * (level * 30.0),  # degrees
+    # bits kept (fewer = stronger, so the standard op weakens with M); >= 1: Pillow 13 refuses 0
+    "Posterize": lambda level, sign: _clamp(_trunc(level * 4), low=1),
+    "PosterizeIncreasing": lambda level, sign: _clamp(4 - _trunc(level * 4), low=1),
+    # threshold above which pixels are inverted
+    "Solarize": lambda level, sign: _clamp(_trunc(level * 256), high=256),
+    "SolarizeIncreasing": lambda level, sign: 256 - _clamp(_trunc(level * 256), high=256),
+    "SolarizeAdd": lambda level, sign: _clamp(_trunc(level * 110), high=128),  # added below 128
+    **{name: _enhance for name in _ENHANCERS},
+    **{name + "Increasing": _enhance_increasing for name in _ENHANCERS},
+    "ShearX": lambda level, sign: sign * (level * 0.3),
+    "ShearY": lambda level, sign: sign * (level * 0.3),
+    "TranslateXRel": lambda level, sign: sign * (level * 0.45),  # fraction of the image side
+    "TranslateYRel": lambda level, sign: sign * (level * 0.45),
+}
+_INTEGER_ARGUMENTS = {"Posterize", "PosterizeIncreasing", "Solarize", "SolarizeIncreasing", "SolarizeAdd"}
+
+
 def op_argument(name: str, magnitude: float, sign: int = 1):
-    """The argument an op gets at magnitude M (0..10), with the ranges timm uses.
+    """The argument an op gets at magnitude M (0..10); None for ops without an argument.
 
     sign (+1/-1) picks the direction of the symmetric ops (rotate left or right, etc.).
-    Returns None for ops without an argument.
     """
-    level = magnitude / MAX_LEVEL
-    if name in ("AutoContrast", "Equalize", "Invert"):
+    if name not in LEVEL_TO_ARGUMENT:
+        raise ValueError(f"Unknown op {name!r}; choose from {sorted(set(OPS_STANDARD + OPS_INCREASING))}.")
+    formula = LEVEL_TO_ARGUMENT[name]
+    if formula is None:
         return None
-    if name == "Rotate":
-        return sign * (level * 30.0)  # degrees
-    if name == "Posterize":  # bits kept; fewer bits = stronger, so this one weakens with M
-        return max(1, int(level * 4))  # 0 bits is a black image and Pillow >= 13 refuses it
-    if name == "PosterizeIncreasing":
-        return max(1, 4 - int(level * 4))
-    if name == "Solarize":  # threshold above which pixels are inverted
-        return min(256, int(level * 256))
-    if name == "SolarizeIncreasing":
-        return 256 - min(256, int(level * 256))
-    if name == "SolarizeAdd":  # brightness added to pixels below 128
-        return min(128, int(level * 110))
-    if name in _ENHANCERS:  # enhance factor 0.1..1.9; 1.0 = unchanged
-        return level * 1.8 + 0.1
-    if name.removesuffix("Increasing") in _ENHANCERS:  # factor moves away from 1.0 as M grows
-        return max(0.1, 1.0 + sign * (level * 0.9))
-    if name in ("ShearX", "ShearY"):
-        return sign * (level * 0.3)
-    if name in ("TranslateXRel", "TranslateYRel"):
-        return sign * (level * 0.45)  # fraction of the image side
-    raise ValueError(f"Unknown op {name!r}; choose from {sorted(set(OPS_STANDARD + OPS_INCREASING))}.")
+    value = formula(magnitude / MAX_LEVEL, sign)
+    return int(value) if name in _INTEGER_ARGUMENTS else value
 
 
 def apply_op(img: Image.Image, name: str, magnitude: float, sign: int = 1,
@@ -449,8 +471,7 @@ class RandAugment:
     applied with probability p at magnitude M + N(0, mstd) clipped to [0, mmax].
 
     `rng` (a random.Random) makes it reproducible; `last_ops` lists (name, magnitude) of the ops
-    applied to the latest image. A batched tensor version is a later issue (the hook is
-    BatchAugment's `per_image`).
+    applied to the latest image. helpers.gpu_augment is the batched tensor version.
     """
 
     def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.5, mmax: float = MAX_LEVEL,

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.constants import CIFAR_FILL
-from helpers.augment import (MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
+from helpers.augment import (LEVEL_TO_ARGUMENT, MAX_LEVEL, OPS_INCREASING, OPS_STANDARD,
                              RandAugmentConfig, op_argument, parse_rand_augment, to_device)
 
 __all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OP_FAMILIES", "OpDraws",
@@ -81,38 +81,18 @@ def op_parameter(name: str, magnitudes: torch.Tensor,
     """helpers.augment.op_argument for a whole batch: (B,) magnitudes (0..10) -> (B,) float64
     arguments (degrees, bits, threshold, factor, fraction of the side...); 0 for argument-free ops.
 
-    The same formulas as timm's level-to-argument functions, on tensors (float64, so int()
-    truncations land where Python's do).
+    The same table (helpers.augment.LEVEL_TO_ARGUMENT) on tensors, in float64 so that the int()
+    truncations land where Python's do.
     """
+    if name not in LEVEL_TO_ARGUMENT:
+        op_argument(name, 0.0)  # raises the ValueError that lists the known names
     magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64)
     # tensor / tensor: torch turns `scalar / tensor` into a multiply by a reciprocal, which can
-    # land one ulp off Python's division and flip the int() truncations below.
+    # land one ulp off Python's division and flip the int() truncations.
     level = magnitudes / torch.full_like(magnitudes, MAX_LEVEL)
     sign = torch.ones_like(level) if signs is None else torch.as_tensor(signs).to(level)
-    if name in ("AutoContrast", "Equalize", "Invert"):
-        return torch.zeros_like(level)
-    if name == "Rotate":
-        return sign * (level * 30.0)
-    if name == "Posterize":
-        return torch.trunc(level * 4).clamp(min=1)  # >= 1 bit: Pillow 13 refuses 0
-    if name == "PosterizeIncreasing":
-        return (4 - torch.trunc(level * 4)).clamp(min=1)
-    if name == "Solarize":
-        return torch.trunc(level * 256).clamp(max=256)
-    if name == "SolarizeIncreasing":
-        return 256 - torch.trunc(level * 256).clamp(max=256)
-    if name == "SolarizeAdd":
-        return torch.trunc(level * 110).clamp(max=128)
-    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
-        return level * 1.8 + 0.1
-    if name in OP_FAMILIES["blend"]:  # the increasing variants move away from factor 1 as M grows
-        return (1.0 + sign * (level * 0.9)).clamp(min=0.1)
-    if name in ("ShearX", "ShearY"):
-        return sign * (level * 0.3)
-    if name in ("TranslateXRel", "TranslateYRel"):
-        return sign * (level * 0.45)
-    op_argument(name, 0.0)  # raises the ValueError that lists the known names
-    raise AssertionError(name)
+    formula = LEVEL_TO_ARGUMENT[name]
+    return torch.zeros_like(level) if formula is None else formula(level, sign) * torch.ones_like(level)
 
 
 # ----------------------------------------------------------------------------------------------
