@@ -33,7 +33,8 @@ def write_json_atomically(obj, path) -> None:
 
 def write_csv_atomically(rows: list[dict], path) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # rows written by older code may lack some
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomically(buffer.getvalue(), path)

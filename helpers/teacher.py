@@ -14,20 +14,19 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
+from helpers.data import TensorBatches
 from helpers.experiment import profile_data
 from helpers.files import save_atomically
 from helpers.profiles import Profile, get_profile
-from helpers.train import autocast_for, pick_device
+from helpers.train import TrainConfig, autocast_for, fit, pick_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -135,11 +134,6 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy (%) of `model` on uint8 (N, 3, H, W) images already on the model's device."""
@@ -154,14 +148,42 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return 100.0 * correct / len(labels)
 
 
+def sgd_nesterov(config: TeacherConfig):
+    """optimizer_factory for fit: SGD with Nesterov momentum, no weight decay on BatchNorm and biases."""
+    def make(model: nn.Module, device) -> torch.optim.Optimizer:
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        return torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                                {"params": no_decay, "weight_decay": 0.0}],
+                               lr=config.scaled_lr, momentum=config.momentum, nesterov=True)
+    return make
+
+
+def linear_warmup_then_decay(config: TeacherConfig):
+    """lr_schedule for fit: linear up to the peak over warmup_fraction of the steps, then linearly to 0."""
+    def lr(step: int, total: int) -> float:
+        warmup = max(1, int(config.warmup_fraction * total))
+        if step < warmup:
+            return config.scaled_lr * (step + 1) / warmup
+        return config.scaled_lr * (total - step) / max(1, total - warmup)
+    return lr
+
+
+def _crop_flip_normalize(images: torch.Tensor, labels: torch.Tensor):
+    x = normalize(random_crop_flip(images, padding=4))
+    # cuDNN's fastest convolutions want NHWC (channels-last) tensors
+    return (x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x), labels
+
+
 def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=None,
                   progress: bool = True, data=None) -> tuple[nn.Module, dict]:
     """Train a teacher on the profile's CIFAR-10 subset; return (model, record).
 
-    All images sit on the device as uint8 and are cropped, flipped and normalized there;
-    on a GPU the model runs channels-last in bf16. record holds val_acc (on the profile's
-    held-out validation images) and test_acc, the training seconds (data transfer and
-    evaluation excluded), the per-epoch history and the device. `data` is (train, val, test).
+    It trains through the course's one training loop (helpers.train.fit) with its own optimizer
+    (SGD + Nesterov) and schedule; images sit on the device as uint8 and are cropped, flipped
+    and normalized there; on a GPU the model runs channels-last in bf16. `data` is (train, val,
+    test). record holds val_acc (the held-out validation images, final epoch) and test_acc,
+    seconds (training only: evaluation excluded), the per-epoch history and the device.
     """
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]
@@ -169,67 +191,24 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     train, val, test = data or profile_data(profile)
     torch.manual_seed(config.seed)
     model = build_teacher(config).to(device)
-    on_gpu = device.type == "cuda"
-    if on_gpu:
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-    x_train = train.images.permute(0, 3, 1, 2).contiguous().to(device)
-    y_train = train.labels.to(device)
-    x_test, y_test = test.images.permute(0, 3, 1, 2).contiguous().to(device), test.labels.to(device)
-
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=config.scaled_lr, momentum=config.momentum, nesterov=True)
-    steps_per_epoch = -(-len(y_train) // config.batch_size)
-    total = config.epochs * steps_per_epoch
-    warmup = max(1, int(config.warmup_fraction * total))
-    generator = torch.Generator().manual_seed(config.seed)
-    history = []
-    _sync(device)
-    started = time.perf_counter()
-    step = 0
-    for epoch in range(config.epochs):
-        model.train()
-        epoch_start = time.perf_counter()
-        order = torch.randperm(len(y_train), generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
-        for i in range(steps_per_epoch):
-            lr = config.scaled_lr * (step + 1) / warmup if step < warmup else \
-                config.scaled_lr * (total - step) / max(1, total - warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            x = normalize(random_crop_flip(x_train[idx], padding=4, generator=generator))
-            if on_gpu:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device):
-                loss = F.cross_entropy(model(x), y_train[idx], label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            step += 1
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch,
-                  "seconds": time.perf_counter() - epoch_start}
-        if not torch.isfinite(torch.tensor(record["train_loss"])):
-            raise FloatingPointError(f"The teacher's loss became {record['train_loss']} in epoch {epoch + 1}; "
-                                     f"lower TeacherConfig.lr (now {config.lr} per 128 images).")
-        history.append(record)
-        if progress:
-            print(f"teacher epoch {epoch + 1:2d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
-                  f"({record['seconds']:.0f} s)", flush=True)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    test_acc = accuracy(model, x_test, y_test)
-    val_acc = accuracy(model, val.images.permute(0, 3, 1, 2).contiguous().to(device), val.labels.to(device))
-    record = {"val_acc": val_acc, "test_acc": test_acc, "seconds": seconds, "epochs": config.epochs, "history": history,
-              "device": _device_name(device), "train_size": len(y_train), "val_size": len(val), "test_size": len(y_test),
+    loop = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, clip_grad=None,
+                       smoothing=config.label_smoothing, seed=config.seed, warmup_epochs=0)
+    history = fit(model, TensorBatches(train, config.batch_size, seed=config.seed).to(device),
+                  TensorBatches(val, 1000, shuffle=False).to(device), loop,
+                  batch_transform=_crop_flip_normalize, progress=False, log_epochs=progress, device=device,
+                  optimizer_factory=sgd_nesterov(config), lr_schedule=linear_warmup_then_decay(config))
+    seconds = sum(r["train_seconds"] for r in history)
+    test_acc = accuracy(model, test.images.permute(0, 3, 1, 2).contiguous().to(device), test.labels.to(device))
+    record = {"val_acc": history[-1]["val_acc"], "test_acc": test_acc, "seconds": seconds,
+              "epochs": config.epochs, "history": history, "device": _device_name(device),
+              "train_size": len(train), "val_size": len(val), "test_size": len(test),
               "config": asdict(config), "profile": profile.name}
     if progress:
-        print(f"teacher: {test_acc:.1f}% test accuracy after {config.epochs} epochs ({seconds:.0f} s on "
-              f"{record['device']})", flush=True)
+        print(f"teacher: {test_acc:.1f}% test accuracy after {config.epochs} epochs ({seconds:.0f} s of "
+              f"training on {record['device']})", flush=True)
     return model.to(memory_format=torch.contiguous_format).cpu(), record
 
 

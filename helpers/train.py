@@ -195,7 +195,7 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dic
 def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
         progress: bool = True, log_epochs: bool | None = None, device=None,
-        metadata: dict | None = None, on_epoch=None) -> list[dict]:
+        metadata: dict | None = None, on_epoch=None, optimizer_factory=None, lr_schedule=None) -> list[dict]:
     """Train `model` and return its history: one dict per epoch.
 
     train_batches yields (images, labels): uint8 images go through batch_transform (default:
@@ -208,6 +208,11 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     is stored in the checkpoint and history.json. progress shows a tqdm bar per epoch and
     log_epochs (default: as progress) prints one line per epoch. on_epoch(history) is called
     after every epoch (rank 0 only), e.g. to redraw live curves.
+
+    The optimizer and the learning-rate schedule are DeiT's unless injected (the CNN teacher
+    trains with SGD and its own schedule): optimizer_factory(model, device) -> optimizer, and
+    lr_schedule(step, total_steps) -> learning rate. Each epoch's record holds `seconds` (the
+    whole epoch) and `train_seconds` (before evaluation).
     """
     from tqdm.auto import tqdm
 
@@ -217,7 +222,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     peak_lr = config.scaled_lr * world  # DeiT scales by the global batch, all processes together
-    optimizer = make_optimizer(model, config, peak_lr, device)
+    optimizer = (optimizer_factory or (lambda m, d: make_optimizer(m, config, peak_lr, d)))(model, device)
     transform = batch_transform or (lambda images, labels: (normalize(images), labels))
     if loss_fn is None:
         def loss_fn(outputs, targets, images):
@@ -227,6 +232,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         raise ValueError(f"The training data gives no batch of {config.batch_size} images (full batches "
                          f"only): use a smaller batch size or more training images.")
     total_steps, warmup_steps = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+    if lr_schedule is None:
+        def lr_schedule(step, total):
+            return lr_at(step, total, warmup_steps, peak_lr, config.warmup_lr, config.min_lr)
     talk = progress and rank == 0
     log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0
     check_every = 50 if device.type == "cuda" else 1  # a NaN check waits for the GPU
@@ -256,7 +264,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not talk)
         for i, (images, labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
-            lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.warmup_lr, config.min_lr)
+            lr = lr_schedule(step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -268,8 +276,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             if i % check_every == 0 or i == steps_per_epoch - 1:
                 _stop_if_not_finite(loss, f"at epoch {epoch + 1}, step {i + 1}", lr, run_dir)
         train_loss = all_reduce_sum([loss_sum.item() / steps_per_epoch], device)[0] / world
+        trained = time.perf_counter() - started  # the loss's .item() waited for the GPU
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
-                  "lr": lr, "seconds": time.perf_counter() - started}
+                  "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": trained}
         _stop_if_not_finite(torch.tensor(record["val_loss"]), f"on the validation images after epoch {epoch + 1}",
                             lr, run_dir, what="validation loss")
         history.append(record)

@@ -239,7 +239,10 @@ def test_missing_teacher_is_explained_and_trained_only_when_asked(tmp_path, cifa
     monkeypatch.setattr(teach, "profile_data", lambda profile: tiny_teacher_data(cifar_train_small))
     teacher = teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER, train_if_missing=True,
                                           device="cpu", progress=False)
-    assert path.exists() and 0 <= teacher.test_acc <= 100
+    assert path.exists()
+    _, _, test = tiny_teacher_data(cifar_train_small)  # the recorded accuracy is the saved model's
+    recomputed = teach.accuracy(teacher.model, test.images.permute(0, 3, 1, 2).contiguous(), test.labels)
+    assert teacher.test_acc == pytest.approx(recomputed)
 
 
 def test_corrupt_teacher_is_never_overwritten_silently(saved_teacher, cifar_train_small, monkeypatch):
@@ -332,3 +335,25 @@ def test_checkers_accept_right_answers_and_hint_at_wrong_ones(capsys):
     assert not ex.check_soft_distillation_term(lambda d, t, tau: "oops")
     assert ex.check_mistakes_question("b") and not ex.check_mistakes_question("a")
     assert not ex.check_mistakes_question(None)
+
+
+def test_teacher_trains_through_fit_with_sgd_and_its_own_schedule(cifar_train_small, monkeypatch):
+    seen = {}
+    real_fit = teach.fit
+
+    def spy(model, train_batches, val_batches, config, **kwargs):
+        optimizer = kwargs["optimizer_factory"](model, "cpu")
+        seen["optimizer"] = optimizer
+        schedule = kwargs["lr_schedule"]
+        seen["lrs"] = [schedule(step, 100) for step in (0, 19, 20, 99)]
+        return real_fit(model, train_batches, val_batches, config, **kwargs)
+    monkeypatch.setattr(teach, "fit", spy)
+    _, record = teach.train_teacher("ci", TINY_TEACHER, device="cpu", progress=False,
+                                    data=tiny_teacher_data(cifar_train_small))
+    optimizer = seen["optimizer"]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [TINY_TEACHER.weight_decay, 0.0]
+    peak = TINY_TEACHER.scaled_lr  # warmup over the first 20 % of the steps, then linear to zero
+    assert seen["lrs"] == pytest.approx([peak / 20, peak, peak * 80 / 80, peak / 80])
+    assert len(record["history"]) == TINY_TEACHER.epochs and record["val_size"] == 50
+    assert record["seconds"] == pytest.approx(sum(r["train_seconds"] for r in record["history"]))

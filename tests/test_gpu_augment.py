@@ -205,11 +205,19 @@ def test_same_seed_same_output_and_rand_augment_batch_is_sample_then_apply(cifar
 
 def test_magnitude_10_runs_every_op_in_both_pools(cifar):
     for increasing in (True, False):
+        pool = G.OPS_INCREASING if increasing else G.OPS_STANDARD
+        draws = G.sample_ops(len(cifar), 4, 10.0, 0.5, 10.0, 1.0, len(pool), generator=gen(1))
+        at_max = {pool[op] for op, m in zip(draws.ops.flatten().tolist(), draws.magnitudes.flatten().tolist())
+                  if m == 10.0}
+        assert at_max == set(pool)  # every op was drawn at the top magnitude
         for interpolation in G.INTERPOLATIONS:
-            out = G.rand_augment_batch(cifar, num_ops=4, magnitude=10.0, mstd=0.5, prob=1.0,
-                                       increasing=increasing, interpolation=interpolation,
-                                       generator=gen(1))
+            out = G.apply_ops(cifar, draws, increasing, interpolation=interpolation)
             assert out.dtype == torch.uint8 and out.shape == cifar.shape
+        for name in pool:
+            out = G.apply_op(name, cifar, 10.0)
+            assert out.dtype == torch.uint8 and out.shape == cifar.shape
+            if increasing:  # at full strength every increasing op changes the images
+                assert not torch.equal(out, cifar), name
 
 
 def test_from_string_and_batch_augment_hook(cifar):

@@ -29,7 +29,7 @@ def run(small_data, run_dir=None, epochs=3, batches=None, seed=0, **kwargs):
 
 
 def without_time(history):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in history]
 
 
 class InterruptAt:
@@ -89,7 +89,8 @@ def test_training_learns_and_writes_history(small_data, tmp_path):
     model, history = run(small_data, tmp_path, epochs=4)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds"}
+    assert set(history[0]) == {"epoch", "train_loss", "val_loss", "val_acc", "lr", "seconds", "train_seconds"}
+    assert 0 < history[0]["train_seconds"] <= history[0]["seconds"]
     saved = json.loads((tmp_path / "history.json").read_text())
     assert saved["history"] == history and saved["config"]["epochs"] == 4
 
