@@ -232,19 +232,6 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
     return x, mix_targets(labels, num_classes, info.lam, smoothing), info
 
 
-def soft_target_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_k t_k log softmax(z)_k: cross-entropy against a distribution.
-
-    The right loss for MixUp/CutMix/smoothed targets; unlike nn.CrossEntropyLoss(label_smoothing=eps)
-    it does not smooth the targets a second time.
-    """
-    if logits.dim() != 2 or logits.shape != soft_targets.shape:
-        raise ValueError(f"logits and soft_targets must both be (B, K); got {tuple(logits.shape)} and "
-                         f"{tuple(soft_targets.shape)}. For integer labels use F.cross_entropy, or "
-                         f"make soft targets with smooth_one_hot(labels, K).")
-    return torch.sum(-soft_targets * torch.log_softmax(logits, dim=-1), dim=-1).mean()
-
-
 # ----------------------------------------------------------------------------------------------
 # Random Erasing
 # ----------------------------------------------------------------------------------------------

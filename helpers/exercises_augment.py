@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from helpers import augment
+from helpers import augment, losses
 from helpers.checking import attempt
 
 
@@ -76,7 +76,7 @@ def check_soft_target_cross_entropy(student_fn) -> None:
         got, problem = attempt(student_fn, logits.clone(), targets.clone())
         if problem:
             break
-        expected = augment.soft_target_cross_entropy(logits, targets)
+        expected = losses.soft_target_cross_entropy(logits, targets)
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             problem = f"Expected a scalar tensor (the batch mean), got {type(got).__name__} " \
                       f"{tuple(got.shape) if isinstance(got, torch.Tensor) else ''}."
@@ -84,5 +84,5 @@ def check_soft_target_cross_entropy(student_fn) -> None:
         if not torch.allclose(got.float().reshape(()), expected, atol=1e-5):
             problem = f"Expected {expected.item():.4f}, got {got.item():.4f}."
             break
-    _report(problem, hint, "Same value as helpers.augment.soft_target_cross_entropy and "
+    _report(problem, hint, "Same value as helpers.losses.soft_target_cross_entropy and "
                            "timm.loss.SoftTargetCrossEntropy.")

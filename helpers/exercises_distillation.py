@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checking import attempt, check_choice, report
-from helpers.distill import hard_distillation_term, soft_distillation_term
+from helpers.losses import hard_distillation_term, soft_distillation_term
 
 
 def _cases(seed: int = 0):

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from helpers.augment import BatchAugment, parse_rand_augment
 from helpers.data import TensorBatches
 from helpers.models import build_vit
-from helpers.train import classification_loss
+from helpers.losses import DistillationLoss
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 
@@ -67,15 +67,12 @@ class Recipe:
 
     def loss_fn(self, teacher=None):
         """fit's loss_fn(outputs, targets, images); the teacher sees the student's exact inputs."""
-        if self.distillation_type == "none":
-            return lambda outputs, targets, images: classification_loss(outputs, targets, self.smoothing)
-        if teacher is None:
+        if self.distillation_type != "none" and teacher is None:
             raise ValueError(f"distillation_type={self.distillation_type!r} needs a teacher: pass "
                              f"teacher=helpers.teacher.load_or_train_teacher(...).")
-        from helpers.distill import DistillationLoss
-        return DistillationLoss(teacher, self.distillation_type, alpha=self.distillation_alpha,
-                                tau=self.distillation_tau, smoothing=self.smoothing,
-                                kl_reduction=self.distillation_kl)
+        return DistillationLoss(teacher if self.distillation_type != "none" else None, self.distillation_type,
+                                alpha=self.distillation_alpha, tau=self.distillation_tau,
+                                smoothing=self.smoothing, kl_reduction=self.distillation_kl)
 
     def train_batches(self, arrays, batch_size: int, seed: int = 0, num_replicas: int = 1,
                       rank: int = 0) -> TensorBatches:

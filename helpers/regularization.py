@@ -1,19 +1,17 @@
-"""Regularizers DeiT relies on (notebook 02): stochastic depth and label smoothing.
+"""Regularizers DeiT relies on (notebook 02): stochastic depth and label smoothing's targets.
 
-Repeated augmentation, DeiT's third regularizer, changes what is loaded rather than the model
-or the loss, so it lives in helpers.sampler; it is re-exported here for convenience.
+Label smoothing's loss is in helpers.losses; repeated augmentation, DeiT's third regularizer,
+changes what is loaded rather than the model or the loss, so it lives in helpers.sampler.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from helpers.augment import smooth_one_hot, soft_target_cross_entropy
-from helpers.sampler import RepeatedAugSampler
+from helpers.augment import smooth_one_hot
 
 __all__ = ["DropPath", "StochasticDepth", "drop_path_rates", "survival_rates", "expected_depth",
-           "record_kept_paths", "smooth_targets", "label_smoothing_cross_entropy",
-           "LabelSmoothingCrossEntropy", "RepeatedAugSampler"]
+           "record_kept_paths", "smooth_targets"]
 
 
 # --- Stochastic depth (Huang et al., 2016) -------------------------------------------------------
@@ -119,25 +117,3 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0
         raise ValueError(f"targets must be (B,) class indices or (B, {num_classes}) probabilities, "
                          f"not shape {tuple(targets.shape)}.")
     return targets * (1.0 - smoothing) + smoothing / num_classes
-
-
-def label_smoothing_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
-                                  smoothing: float = 0.1) -> torch.Tensor:
-    """Mean cross-entropy against smoothed targets; equals nn.CrossEntropyLoss(label_smoothing=...)."""
-    return soft_target_cross_entropy(logits, smooth_targets(targets, logits.shape[-1], smoothing).to(logits.dtype))
-
-
-class LabelSmoothingCrossEntropy(nn.Module):
-    """label_smoothing_cross_entropy as a loss module, for training loops that take one."""
-
-    def __init__(self, smoothing: float = 0.1):
-        super().__init__()
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), not {smoothing}; DeiT uses 0.1.")
-        self.smoothing = smoothing
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return label_smoothing_cross_entropy(logits, targets, self.smoothing)
-
-    def extra_repr(self) -> str:
-        return f"smoothing={self.smoothing}"

@@ -25,6 +25,7 @@ from helpers.constants import RUNS
 from helpers.data import TensorBatches
 from helpers.experiment import profile_data
 from helpers.files import save_atomically
+from helpers.losses import FrozenTeacher
 from helpers.profiles import Profile, get_profile
 from helpers.train import TrainConfig, autocast_for, fit, pick_device
 
@@ -91,41 +92,6 @@ def build_teacher(config: TeacherConfig | None = None, num_classes: int = 10) ->
     model.conv1 = nn.Conv2d(3, config.channels[0], kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
-
-
-class FrozenTeacher(nn.Module):
-    """A teacher that cannot learn: eval mode and no gradients, whatever the caller does.
-
-    Eval mode matters for BatchNorm: in train mode every forward pass would overwrite the
-    running statistics with the student's batches, even under no_grad.
-    """
-
-    def __init__(self, model: nn.Module, info: dict | None = None):
-        super().__init__()
-        self.model = model
-        self.info = info or {}
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True) -> "FrozenTeacher":
-        return super().train(False)  # student.train() or teacher.train() must not wake it
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.model.eval()  # also if someone called .train() on the inner model directly
-        if images.is_cuda:  # cuDNN's fastest convolutions want NHWC (channels-last) tensors
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            return self.model(images).float()
-
-    def to_device(self, device) -> "FrozenTeacher":
-        """Move to `device`; channels-last on CUDA to match the inputs forward gives it."""
-        device = torch.device(device)
-        return self.to(device, memory_format=torch.channels_last) if device.type == "cuda" else self.to(device)
-
-    @property
-    def test_acc(self) -> float | None:
-        return self.info.get("test_acc")
 
 
 def _device_name(device: torch.device) -> str:

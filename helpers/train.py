@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.augment import normalize, soft_target_cross_entropy
+from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
+from helpers.losses import classification_loss
 
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
@@ -80,13 +81,6 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float,
         return warmup_lr + (peak - warmup_lr) * step / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def classification_loss(outputs, targets: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """CE for class indices (with label smoothing), soft-target CE for probability targets."""
-    if targets.is_floating_point():
-        return soft_target_cross_entropy(outputs, targets)
-    return F.cross_entropy(outputs, targets, label_smoothing=smoothing)
 
 
 def prepare_eval(images: torch.Tensor) -> torch.Tensor:

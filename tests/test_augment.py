@@ -16,6 +16,7 @@ from timm.loss import SoftTargetCrossEntropy
 from torchvision import transforms as T
 
 from helpers import augment as A
+from helpers.losses import soft_target_cross_entropy
 from helpers.constants import CIFAR_FILL, MEAN, STD
 
 
@@ -192,21 +193,21 @@ def test_odd_batch_timm_asserts_ours_pairs_the_middle_image_with_itself():
 def test_soft_target_cross_entropy_matches_timm_and_hard_labels():
     logits = torch.randn(6, 10, generator=gen(2))
     targets = A.mix_targets(torch.tensor([0, 1, 2, 3, 4, 5]), 10, 0.3, 0.1)
-    torch.testing.assert_close(A.soft_target_cross_entropy(logits, targets),
+    torch.testing.assert_close(soft_target_cross_entropy(logits, targets),
                                SoftTargetCrossEntropy()(logits, targets))
     labels = torch.tensor([9, 8, 7, 6, 5, 4])
-    torch.testing.assert_close(A.soft_target_cross_entropy(logits, F.one_hot(labels, 10).float()),
+    torch.testing.assert_close(soft_target_cross_entropy(logits, F.one_hot(labels, 10).float()),
                                F.cross_entropy(logits, labels))
     with pytest.raises(ValueError, match="F.cross_entropy"):
-        A.soft_target_cross_entropy(logits, labels)
+        soft_target_cross_entropy(logits, labels)
 
 
 def test_cross_entropy_with_label_smoothing_smooths_mixed_targets_a_second_time():
     logits = torch.randn(6, 10, generator=gen(4))
     targets = A.mix_targets(torch.tensor([0, 1, 2, 3, 4, 5]), 10, 0.6, 0.1)
     double = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, targets)
-    assert not torch.allclose(double, A.soft_target_cross_entropy(logits, targets))
-    torch.testing.assert_close(double, A.soft_target_cross_entropy(logits, 0.9 * targets + 0.01))
+    assert not torch.allclose(double, soft_target_cross_entropy(logits, targets))
+    torch.testing.assert_close(double, soft_target_cross_entropy(logits, 0.9 * targets + 0.01))
 
 
 # --- Random Erasing ---------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def _todo(*args):
     ("check_smooth_one_hot", A.smooth_one_hot,
      lambda y, k, eps: A.smooth_one_hot(y, k, 0.0) * (1 - eps) + eps / (k - 1)),
     ("check_cutmix_lambda", A.cutmix_lambda, lambda box, h, w: 1 - (box[1] - box[0]) / h),
-    ("check_soft_target_cross_entropy", A.soft_target_cross_entropy,
+    ("check_soft_target_cross_entropy", soft_target_cross_entropy,
      lambda z, t: torch.nn.CrossEntropyLoss(label_smoothing=0.1)(z, t)),
 ])
 def test_checkers_say_right_wrong_or_todo_and_never_raise(checker, reference, wrong, capsys):

@@ -6,7 +6,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from helpers import distill, exercises_distillation as ex, teacher as teach
+from helpers import distill, exercises_distillation as ex, losses, teacher as teach
 from helpers.augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit, count_parameters
@@ -75,17 +75,17 @@ def ce(rows, targets):
 def test_none_is_cross_entropy_on_the_cls_head_only():
     cls, dist, teacher, labels = small_case()
     want = ce(cls.tolist(), labels.tolist())
-    assert distill.distillation_loss("none", (cls, dist), labels).item() == pytest.approx(want, rel=1e-5)
+    assert losses.distillation_loss("none", (cls, dist), labels).item() == pytest.approx(want, rel=1e-5)
     mixed = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6]])
     want_mixed = sum(-sum(p * l for p, l in zip(prow, log_softmax(r)))
                      for prow, r in zip(mixed.tolist(), cls.tolist())) / 2
-    assert distill.distillation_loss("none", (cls, dist), mixed).item() == pytest.approx(want_mixed, rel=1e-5)
+    assert losses.distillation_loss("none", (cls, dist), mixed).item() == pytest.approx(want_mixed, rel=1e-5)
 
 
 def test_hard_is_half_labels_half_teacher_argmax():
     cls, dist, teacher, labels = small_case()
     want = 0.5 * ce(cls.tolist(), [0, 2]) + 0.5 * ce(dist.tolist(), [1, 0])
-    got = distill.distillation_loss("hard", (cls, dist), labels, teacher)
+    got = losses.distillation_loss("hard", (cls, dist), labels, teacher)
     assert got.item() == pytest.approx(want, rel=1e-5)
 
 
@@ -101,33 +101,33 @@ def test_soft_uses_tau_squared_kl_divided_by_every_element():
     cls, dist, teacher, labels = small_case()
     kl = kl_by_hand(dist, teacher, 3.0)
     want = 0.9 * ce(cls.tolist(), [0, 2]) + 0.1 * 9.0 * kl / dist.numel()
-    got = distill.distillation_loss("soft", (cls, dist), labels, teacher)
+    got = losses.distillation_loss("soft", (cls, dist), labels, teacher)
     assert got.item() == pytest.approx(want, rel=1e-5)
     # batchmean: the same KL divided by the batch only, i.e. K = 3 times larger
-    term = distill.soft_distillation_term(dist, teacher, 3.0, reduction="batchmean")
+    term = losses.soft_distillation_term(dist, teacher, 3.0, reduction="batchmean")
     assert term.item() == pytest.approx(9.0 * kl / 2, rel=1e-5)
     # DeiT's code: F.kl_div(log_softmax(s/T), log_softmax(t/T), 'sum', log_target=True) * T^2 / numel
     deit = F.kl_div(F.log_softmax(dist / 3, -1), F.log_softmax(teacher / 3, -1), reduction="sum",
                     log_target=True) * 9 / dist.numel()
-    assert distill.soft_distillation_term(dist, teacher).item() == pytest.approx(deit.item(), rel=1e-5)
+    assert losses.soft_distillation_term(dist, teacher).item() == pytest.approx(deit.item(), rel=1e-5)
 
 
 def test_soft_term_is_zero_when_student_copies_teacher():
     _, _, teacher, _ = small_case()
-    assert distill.soft_distillation_term(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
-    assert distill.soft_distillation_term(-teacher, teacher).item() > 0.1
-    shifted = distill.soft_distillation_term(teacher + 5.0, teacher).item()
+    assert losses.soft_distillation_term(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.soft_distillation_term(-teacher, teacher).item() > 0.1
+    shifted = losses.soft_distillation_term(teacher + 5.0, teacher).item()
     assert shifted == pytest.approx(0.0, abs=1e-6)  # softmax ignores a constant shift
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda c, d, t, y: distill.distillation_loss("medium", (c, d), y, t), "kind must be one of"),
-    (lambda c, d, t, y: distill.distillation_loss("hard", c, y, t), "distilled=True"),
-    (lambda c, d, t, y: distill.distillation_loss("hard", (c, d), y, None), "teacher's logits"),
-    (lambda c, d, t, y: distill.distillation_loss("soft", (c, d), y, t[:1]), "do not match"),
-    (lambda c, d, t, y: distill.distillation_loss("soft", (c, d), y, t, tau=0), "tau must be positive"),
-    (lambda c, d, t, y: distill.distillation_loss("hard", (c, d), y, t, alpha=2), "alpha must be in"),
-    (lambda c, d, t, y: distill.DistillationLoss(None, "soft"), "needs a teacher"),
+    (lambda c, d, t, y: losses.distillation_loss("medium", (c, d), y, t), "kind must be one of"),
+    (lambda c, d, t, y: losses.distillation_loss("hard", c, y, t), "distilled=True"),
+    (lambda c, d, t, y: losses.distillation_loss("hard", (c, d), y, None), "teacher's logits"),
+    (lambda c, d, t, y: losses.distillation_loss("soft", (c, d), y, t[:1]), "do not match"),
+    (lambda c, d, t, y: losses.distillation_loss("soft", (c, d), y, t, tau=0), "tau must be positive"),
+    (lambda c, d, t, y: losses.distillation_loss("hard", (c, d), y, t, alpha=2), "alpha must be in"),
+    (lambda c, d, t, y: losses.DistillationLoss(None, "soft"), "needs a teacher"),
 ])
 def test_bad_loss_arguments_are_explained(call, message):
     with pytest.raises(ValueError, match=message):
@@ -165,7 +165,7 @@ def test_teacher_sees_exactly_the_students_augmented_mixed_batch(cifar_train_sma
     augment = BatchAugment()  # crop, flip, erasing, MixUp/CutMix: every batch is different
     fit(student, TensorBatches(cifar_train_small, 50), TensorBatches(cifar_train_small, 100, shuffle=False),
         TrainConfig(epochs=1, batch_size=50, warmup_epochs=0), batch_transform=augment,
-        loss_fn=distill.DistillationLoss(spy_teacher, "soft"), progress=False, device="cpu")
+        loss_fn=losses.DistillationLoss(spy_teacher, "soft"), progress=False, device="cpu")
     assert len(student.seen) == len(spy_teacher.seen) == 4
     for s, t in zip(student.seen, spy_teacher.seen):
         assert torch.equal(s, t)
@@ -187,7 +187,7 @@ def test_teacher_never_changes_while_the_student_trains(cifar_train_small):
     assert not frozen.training and not frozen.model.training
     fit(student, TensorBatches(cifar_train_small, 50), TensorBatches(cifar_train_small, 100, shuffle=False),
         TrainConfig(epochs=1, batch_size=50, warmup_epochs=0), batch_transform=BatchAugment(),
-        loss_fn=distill.DistillationLoss(frozen, "hard"), progress=False, device="cpu")
+        loss_fn=losses.DistillationLoss(frozen, "hard"), progress=False, device="cpu")
     after = frozen.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in frozen.parameters())

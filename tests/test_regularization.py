@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import exercises_regularization as ex
 from helpers.models import Block, build_vit
-from helpers.regularization import (DropPath, LabelSmoothingCrossEntropy, StochasticDepth,
-                                    drop_path_rates, expected_depth, label_smoothing_cross_entropy,
+from helpers.losses import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
+from helpers.regularization import (DropPath, StochasticDepth, drop_path_rates, expected_depth,
                                     record_kept_paths, smooth_targets, survival_rates)
 from helpers.sampler import RepeatedAugSampler
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
-from helpers.train import (CheckpointError, TrainConfig, classification_loss, fit, lr_at,
+from helpers.losses import classification_loss
+from helpers.train import (CheckpointError, TrainConfig, fit, lr_at,
                            param_groups)
 
 TINY = dict(embed_dim=16, depth=1, num_heads=2)
