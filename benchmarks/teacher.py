@@ -12,7 +12,7 @@ With --save the last run's teacher is saved where helpers.teacher.load_teacher f
 import argparse
 import dataclasses
 
-from helpers.experiment import profile_data
+from helpers.profile_runs import profile_data
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
 from helpers.provenance import provenance

@@ -30,7 +30,7 @@ from helpers.models import count_parameters
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.speed import count_host_syncs, endless, seed_loader, sync, time_pipeline
+from helpers.speed import count_host_syncs, endless, starter_loader, sync, time_pipeline
 from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
                            make_optimizer, pick_device, train_step)
 
@@ -84,7 +84,7 @@ def main():
 
     def trainer(loss_fn, compile_it, recipe=recipe, row=None):
         torch.manual_seed(0)
-        model = recipe.build_model(**profile.model).to(device)
+        model = recipe.build_model(**profile.vit_sizes).to(device)
         optimizer = make_optimizer(model, config, config.scaled_lr, device)
         network = model
         if compile_it:
@@ -101,7 +101,7 @@ def main():
     plain_loss = recipe.loss_fn()
 
     # a: the seed's pipeline (eager, as the seed ran it).
-    loader, mixup = seed_loader(train, batch, workers)
+    loader, mixup = starter_loader(train, batch, workers)
     _, step = trainer(plain_loss, compile_it=False)
     rows["a seed pipeline"] = time_pipeline(
         endless(loader), lambda x, y: mixup(x.to(device, non_blocking=True), y.to(device, non_blocking=True)),
@@ -138,7 +138,7 @@ def main():
 
     speed = {name: row["images_per_s"] for name, row in rows.items()}
     a, b, c = speed["a seed pipeline"], speed["b model alone"], speed["c ours"]
-    print(f"\nViT of profile {profile.name} at 32 px ({count_parameters(recipe.build_model(**profile.model)):,} "
+    print(f"\nViT of profile {profile.name} at 32 px ({count_parameters(recipe.build_model(**profile.vit_sizes)):,} "
           f"parameters), batch {batch}, "
           f"{'bf16 ' if gpu else ''}{'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
     print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s} {'model share':>11s}")

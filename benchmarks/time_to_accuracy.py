@@ -19,7 +19,7 @@ import torch
 
 from helpers.data import TensorBatches
 from helpers.constants import RUNS
-from helpers.experiment import EVAL_BATCH, profile_config, profile_data
+from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data
 from helpers.files import write_json_atomically
 from helpers.models import count_parameters
 from helpers.profiles import PROFILES, get_profile
@@ -80,7 +80,7 @@ def main():
                          "test_acc": history[-1]["val_acc"]})
 
     torch.manual_seed(0)
-    model = recipe.build_model(**profile.model)
+    model = recipe.build_model(**profile.vit_sizes)
     run_dir = RUNS / profile.name / f"time_to_accuracy-{time.strftime('%Y%m%d-%H%M%S')}"
     fit(model, recipe.train_batches(train, config.batch_size).to(device),
         TensorBatches(test, EVAL_BATCH, shuffle=False).to(device), config,

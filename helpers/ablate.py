@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
-from helpers.experiment import profile_config, train_in_profile
+from helpers.profile_runs import profile_config, train_in_profile
 from helpers.files import write_json_atomically
 from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_delta
 from helpers.profiles import PROFILES, Profile, get_profile
@@ -108,7 +108,7 @@ def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, re
         "final_val_acc": final["val_acc"], "test_acc": final["test_acc"],
         "train_seconds": sum(r["seconds"] for r in history),
         "wall_clock_seconds_this_session": time.perf_counter() - started,
-        "recipe": recipe.as_dict(), "config": asdict(config), "model": profile.model,
+        "recipe": recipe.as_dict(), "config": asdict(config), "model": profile.vit_sizes,
         "train_images": profile.train_size, "val_images": profile.val_size, "test_images": profile.test_size,
         "teacher": getattr(teacher, "info", None) and {k: v for k, v in teacher.info.items() if k != "history"},
         "history": history, **provenance(),

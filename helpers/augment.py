@@ -352,7 +352,7 @@ def _enhance_increasing(level, sign):  # the factor moves away from 1.0 as M gro
 
 
 # Every op's argument at level = M / 10, with the ranges timm uses: ONE table, used by the PIL
-# version here and, on whole tensors of levels, by the batched version (helpers.gpu_augment).
+# version here and, on whole tensors of levels, by the batched version (helpers.batch_randaugment).
 # sign (+1/-1) picks the direction of the symmetric ops; None: the op takes no argument.
 LEVEL_TO_ARGUMENT = {
     "AutoContrast": None, "Equalize": None, "Invert": None,
@@ -458,7 +458,7 @@ class RandAugment:
     applied with probability p at magnitude M + N(0, mstd) clipped to [0, mmax].
 
     `rng` (a random.Random) makes it reproducible; `last_ops` lists (name, magnitude) of the ops
-    applied to the latest image. helpers.gpu_augment is the batched tensor version.
+    applied to the latest image. helpers.batch_randaugment is the batched tensor version.
     """
 
     def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.5, mmax: float = MAX_LEVEL,
@@ -511,10 +511,10 @@ class RandAugment:
 # Whole pipelines: the seed's (timm, as written) and the fixed one for 32x32 images
 # ----------------------------------------------------------------------------------------------
 
-SEED_RAND_AUGMENT = "rand-m9-mstd0.5-inc1"
+STARTER_RAND_AUGMENT = "rand-m9-mstd0.5-inc1"
 
 
-def seed_transforms():
+def starter_transforms():
     """The seed's get_deit_transforms, as written: timm's ImageNet-style recipe at 32 px.
 
     Known problems on CIFAR-10 (see notebook 01): RandomResizedCrop(scale=(0.08, 1)) at 32 px,
@@ -523,13 +523,13 @@ def seed_transforms():
     """
     from timm.data import create_transform
 
-    train = create_transform(32, is_training=True, auto_augment=SEED_RAND_AUGMENT, re_prob=0.25,
+    train = create_transform(32, is_training=True, auto_augment=STARTER_RAND_AUGMENT, re_prob=0.25,
                              re_mode="pixel", interpolation="bicubic")
     evaluation = create_transform(32, is_training=False, interpolation="bicubic")
     return train, evaluation
 
 
-def seed_mixup():
+def starter_mixup():
     """The seed's setup_mixup, as written (timm.data.Mixup; asserts on odd batches)."""
     from timm.data import Mixup
 
@@ -537,7 +537,7 @@ def seed_mixup():
                  label_smoothing=0.1, num_classes=10)
 
 
-def deit_train_transform(rand_augment: str | None = SEED_RAND_AUGMENT, reprob: float = 0.25,
+def deit_train_transform(rand_augment: str | None = STARTER_RAND_AUGMENT, reprob: float = 0.25,
                          rng: random.Random | None = None,
                          generator: torch.Generator | None = None):
     """DeiT's per-image training transform at 32 px: pad-4 random crop + flip, RandAugment,

@@ -21,7 +21,7 @@ import torch
 
 from helpers.data import TensorBatches, load_cifar10
 from helpers.constants import RUNS
-from helpers.experiment import EVAL_BATCH, profile_config, train_in_profile
+from helpers.profile_runs import EVAL_BATCH, profile_config, train_in_profile
 from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
@@ -129,7 +129,7 @@ def run(args) -> int:
         return 0
     recipe = recipe_from(args)
     sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
-    model_config = {**profile.model, **sizes}
+    model_config = {**profile.vit_sizes, **sizes}
     overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                        min_lr=args.min_lr, clip_grad=args.clip_grad).items() if v is not None}

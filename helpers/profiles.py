@@ -28,7 +28,7 @@ class Profile:
     epochs: int
     batch_size: int
     warmup_epochs: int
-    model: dict = field(default_factory=dict)  # ViT size, see helpers.models.vit_config
+    vit_sizes: dict = field(default_factory=dict)  # the ViT's size, see helpers.models.vit_config
     lr: float = 5e-4  # AdamW lr for batch 512 (scaled with the batch); short runs need more
     progress: bool = True  # tqdm bars; off in CI so stored outputs stay clean
     description: str = ""
@@ -50,19 +50,19 @@ class Profile:
 PROFILES = {
     "ci": Profile(
         name="ci", train_per_class=100, test_per_class=50, epochs=3, batch_size=100,
-        warmup_epochs=1, model=dict(embed_dim=48, depth=3, num_heads=3), lr=5e-3, progress=False,
+        warmup_epochs=1, vit_sizes=dict(embed_dim=48, depth=3, num_heads=3), lr=5e-3, progress=False,
         val_per_class=20, description="a smoke test: 1,000 training images, a 3-block ViT, 3 epochs",
     ),
     "cpu": Profile(
         name="cpu", train_per_class=400, test_per_class=200, epochs=60, batch_size=128,
-        warmup_epochs=5, model=dict(embed_dim=128, depth=6, num_heads=4, patch_size=8), lr=2e-3,
+        warmup_epochs=5, vit_sizes=dict(embed_dim=128, depth=6, num_heads=4, patch_size=8), lr=2e-3,
         val_per_class=100,
         description="4,000 training images (1,000 more held out), a 6-block ViT on 8x8 patches "
                     "(1.2 M parameters), 60 epochs",
     ),
     "full": Profile(
         name="full", train_per_class=None, test_per_class=None, epochs=100, batch_size=512,
-        warmup_epochs=5, model=dict(embed_dim=192, depth=12, num_heads=3), val_per_class=500,
+        warmup_epochs=5, vit_sizes=dict(embed_dim=192, depth=12, num_heads=3), val_per_class=500,
         description="45,000 training images (5,000 held out), DeiT-Tiny shape (5.4 M parameters), 100 epochs",
     ),
 }

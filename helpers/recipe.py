@@ -54,7 +54,7 @@ class Recipe:
     def batch_transform(self, num_classes: int = 10, generator=None) -> BatchAugment:
         per_image = None
         if self.aa:
-            from helpers.gpu_augment import BatchRandAugment
+            from helpers.batch_randaugment import BatchRandAugment
             per_image = BatchRandAugment.from_string(self.aa, generator=generator)
         return BatchAugment(crop_flip=True, mixup=self.mixup, cutmix=self.cutmix,
                             switch_prob=self.mixup_switch_prob, mix_prob=self.mixup_prob,

@@ -77,21 +77,21 @@ def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | No
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def seed_loader(train, batch_size: int, workers: int):
+def starter_loader(train, batch_size: int, workers: int):
     """The usual data path (the seed's): timm's create_transform on PIL images in DataLoader
     workers, then timm's Mixup. Returns (loader, mixup). Posterize is clamped to >= 1 bit so
     Pillow 13 cannot crash it (notebook 01); the cost per image is unchanged."""
     from PIL import ImageOps
 
-    from helpers.augment import seed_mixup, seed_transforms
+    from helpers.augment import starter_mixup, starter_transforms
     from helpers.data import CIFAR10Dataset
 
     if not getattr(ImageOps.posterize, "clamped", False):
         original = ImageOps.posterize
         ImageOps.posterize = lambda image, bits: original(image, max(1, bits))
         ImageOps.posterize.clamped = True
-    dataset = CIFAR10Dataset(train, transform=seed_transforms()[0])
+    dataset = CIFAR10Dataset(train, transform=starter_transforms()[0])
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=torch.cuda.is_available(),
                                          persistent_workers=workers > 0)
-    return loader, seed_mixup()
+    return loader, starter_mixup()

@@ -23,7 +23,7 @@ from torch import nn
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
 from helpers.data import TensorBatches
-from helpers.experiment import profile_data
+from helpers.profile_runs import profile_data
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import Profile, get_profile

@@ -44,7 +44,7 @@ def test_distillation_variants_use_the_papers_settings():
 def _fake_training(calls):
     """Stands in for train_in_profile: records the initial weights and the data seed."""
     def train(name, profile, recipe, seed, **kwargs):
-        model = recipe.build_model(**profile.model)
+        model = recipe.build_model(**profile.vit_sizes)
         calls[name] = (model.patch_embed.proj.weight.sum().item(), seed)
         return [{"epoch": 1, "val_acc": 50.0, "val_loss": 1.0, "train_loss": 1.0, "lr": 0.0, "seconds": 1.0,
                  "test_acc": 49.0, "test_loss": 1.1}]

@@ -182,7 +182,7 @@ def test_mix_prob_zero_and_alpha_zero_leave_images_alone():
 def test_odd_batch_timm_asserts_ours_pairs_the_middle_image_with_itself():
     x, labels = A.normalize(noise_images(5)), torch.tensor([0, 1, 2, 3, 4])
     with pytest.raises(AssertionError):
-        A.seed_mixup()(x.clone(), labels)
+        A.starter_mixup()(x.clone(), labels)
     out, targets, info = A.mix_batch(x, labels, 10, cutmix_alpha=0.0, smoothing=0.0, generator=gen())
     assert info.method == "mixup" and 0 < info.lam < 1
     torch.testing.assert_close(out[2], x[2])
@@ -323,7 +323,7 @@ def test_seed_string_forced_to_magnitude_10_runs_every_op():
 
 
 def test_seed_rand_augment_string_runs_50000_times_on_newest_pillow():
-    ra = A.RandAugment.from_string(A.SEED_RAND_AUGMENT, rng=random.Random(0))
+    ra = A.RandAugment.from_string(A.STARTER_RAND_AUGMENT, rng=random.Random(0))
     img, hit_max = cifar_like_image(4), 0
     for _ in range(50_000):
         ra(img)
@@ -333,13 +333,13 @@ def test_seed_rand_augment_string_runs_50000_times_on_newest_pillow():
 
 def test_op_frequencies_and_magnitudes_match_timm():
     n = 6000
-    ours = A.RandAugment.from_string(A.SEED_RAND_AUGMENT, rng=random.Random(0))
+    ours = A.RandAugment.from_string(A.STARTER_RAND_AUGMENT, rng=random.Random(0))
     img = Image.new("RGB", (8, 8), (100, 150, 200))
     our_ops = []
     for _ in range(n):
         ours(img)
         our_ops += ours.last_ops
-    theirs = timm_aa.rand_augment_transform(A.SEED_RAND_AUGMENT, {"img_mean": CIFAR_FILL})
+    theirs = timm_aa.rand_augment_transform(A.STARTER_RAND_AUGMENT, {"img_mean": CIFAR_FILL})
     their_ops = []
     for op in theirs.ops:  # record each applied op and its magnitude; skip the image work
         op.aug_fn = lambda img, *a, _name=op.name, **k: img
@@ -368,13 +368,13 @@ def test_rand_augment_rejects_tensors():
 # --- whole pipelines --------------------------------------------------------------------------
 
 def test_seed_pipeline_is_timms_imagenet_recipe():
-    train, evaluation = A.seed_transforms()
+    train, evaluation = A.starter_transforms()
     names = [type(t).__name__ for t in train.transforms]
     assert names[0] == "RandomResizedCropAndInterpolation" and "RandomErasing" in names
     assert train.transforms[0].scale == (0.08, 1.0)
     assert [type(t).__name__ for t in evaluation.transforms][:2] == ["Resize", "CenterCrop"]
     assert evaluation.transforms[0].size == 36
-    mixer = A.seed_mixup()
+    mixer = A.starter_mixup()
     assert (mixer.mixup_alpha, mixer.cutmix_alpha, mixer.switch_prob, mixer.label_smoothing,
             mixer.mode, mixer.num_classes) == (0.8, 1.0, 0.5, 0.1, "batch", 10)
 

@@ -24,7 +24,7 @@ def timm_distilled(**sizes):
     return timm.models.deit.VisionTransformerDistilled(**cfg)
 
 
-@pytest.mark.parametrize("sizes", [{}, PROFILES["ci"].model])
+@pytest.mark.parametrize("sizes", [{}, PROFILES["ci"].vit_sizes])
 def test_distilled_student_matches_timm(sizes):
     torch.manual_seed(0)
     ours, reference = build_vit(distilled=True, **sizes), timm_distilled(**sizes)

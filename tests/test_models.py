@@ -13,7 +13,7 @@ def timm_vit(cfg):
         num_classes=cfg["num_classes"])
 
 
-@pytest.mark.parametrize("sizes", [{}] + [p.model for p in PROFILES.values()])
+@pytest.mark.parametrize("sizes", [{}] + [p.vit_sizes for p in PROFILES.values()])
 def test_same_parameters_and_outputs_as_timm(sizes):
     cfg = vit_config(**sizes)
     ours, reference = build_vit(**sizes), timm_vit(cfg)
@@ -34,7 +34,7 @@ def test_deit_tiny_shape():
 
 
 def test_every_parameter_gets_a_gradient():
-    model = build_vit(**PROFILES["ci"].model)
+    model = build_vit(**PROFILES["ci"].vit_sizes)
     model(torch.randn(4, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 

@@ -27,11 +27,11 @@ def test_profiles_grow_from_ci_to_full():
     ci, cpu, full = (get_profile(n) for n in ("ci", "cpu", "full"))
     assert ci.train_size < cpu.train_size < full.train_size
     assert full.train_size + full.val_size == 50_000  # validation is held out of the training set
-    assert full.model == dict(embed_dim=192, depth=12, num_heads=3)
+    assert full.vit_sizes == dict(embed_dim=192, depth=12, num_heads=3)
 
 
 def test_every_profile_splits_train_validation_and_test_apart():
-    from helpers.experiment import profile_data
+    from helpers.profile_runs import profile_data
     for name in ("ci", "cpu"):
         profile = get_profile(name)
         train, val, test = profile_data(profile)

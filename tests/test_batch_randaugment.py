@@ -1,4 +1,4 @@
-"""helpers.gpu_augment: every op against Pillow on real CIFAR-10 images, the per-image draws
+"""helpers.batch_randaugment: every op against Pillow on real CIFAR-10 images, the per-image draws
 (independent ops, magnitudes and signs), and the contract (dtype, shape, device, seeds, errors).
 
 Tolerances against Pillow (max |diff| and mean |diff| in grey levels, 0..255):
@@ -22,7 +22,7 @@ from PIL import Image
 from scipy import stats
 
 from helpers import augment as A
-from helpers import gpu_augment as G
+from helpers import batch_randaugment as G
 
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC}

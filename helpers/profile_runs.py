@@ -58,13 +58,13 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     config = profile_config(profile, **config_overrides)
     train, val, test = profile_data(profile, train_per_class=train_per_class)
     if recipe is not None:
-        model = model if model is not None else recipe.build_model(**profile.model)
+        model = model if model is not None else recipe.build_model(**profile.vit_sizes)
         batch_transform = batch_transform or recipe.batch_transform()
         loss_fn = loss_fn or recipe.loss_fn(teacher)
         train_batches = recipe.train_batches(train, config.batch_size, config.seed, num_replicas, rank)
         metadata = {"recipe": recipe.as_dict(), **(metadata or {})}
     else:
-        model = model if model is not None else build_vit(**profile.model)
+        model = model if model is not None else build_vit(**profile.vit_sizes)
         train_batches = TensorBatches(train, config.batch_size, seed=config.seed,
                                       num_replicas=num_replicas, rank=rank)
     def eval_batches(arrays):
