@@ -207,7 +207,7 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
 
     With probability `prob` the batch is mixed; then CutMix with probability switch_prob (when
     both are on), else MixUp. Label smoothing is folded into the mixed targets, so the loss must
-    be soft_target_cross_entropy, never CrossEntropyLoss(label_smoothing=...) on top.
+    be helpers.losses.soft_target_cross_entropy, never CrossEntropyLoss(label_smoothing=...) on top.
     Returns (mixed images, (B, K) soft targets, MixInfo).
     """
     _check_batch(x)
@@ -567,10 +567,10 @@ class BatchAugment:
     Order (as in DeiT, where erasing is per image before the batch is mixed): random crop + flip
     on uint8, `per_image` hook, normalize, Random Erasing, MixUp/CutMix with label smoothing.
     Targets are (B, K) float soft targets when mixing or smoothing is on (use
-    soft_target_cross_entropy), else the int labels. Works on any device.
+    helpers.losses.soft_target_cross_entropy), else the int labels. Works on any device.
 
-    per_image: an optional callable on the uint8 batch, the place for a tensor RandAugment
-    (a later issue); it must return a uint8 batch of the same shape.
+    per_image: an optional callable on the uint8 batch, e.g. helpers.batch_randaugment's
+    BatchRandAugment; it must return a uint8 batch of the same shape.
     """
 
     def __init__(self, crop_flip: bool = True, mixup: float = 0.8, cutmix: float = 1.0,

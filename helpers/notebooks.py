@@ -4,7 +4,9 @@
     python -m helpers notebooks notebooks/00_the_problem.ipynb
 
 Run it before committing a changed notebook: the stored outputs of `# NBVAL_CHECK_OUTPUT`
-cells are then exactly what CI reproduces.
+cells are then exactly what CI reproduces. Like CI's fresh clone, the notebooks start from an
+empty runs folder (a temporary one, shared by the notebooks of one call), so no checkpoint left
+by earlier work changes what they print.
 """
 from __future__ import annotations
 
@@ -34,10 +36,15 @@ def execute(path: Path, timeout: int = 600) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
     paths = [Path(p) for p in argv or []] or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
-    for path in paths:
-        if not path.is_file():
-            print(f"No notebook at {path}.", file=sys.stderr)
-            return 2
-        print(f"{path.name}: {execute(path):.0f} s", flush=True)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        print(f"No notebook at {missing[0]}.", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="deit-notebook-runs-") as runs:
+        os.environ["DEIT_RUNS"] = runs  # the kernels inherit it
+        for path in paths:
+            print(f"{path.name}: {execute(path):.0f} s", flush=True)
     return 0

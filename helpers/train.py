@@ -168,9 +168,15 @@ def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
 
 
 def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dict | None):
+    from helpers.recipe import Recipe
+
     state = load_checkpoint(run_dir / CHECKPOINT)
-    saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})  # later fields: defaults
-    saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
+    # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
+    saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
+    saved_metadata = dict(state.get("metadata") or {})
+    if saved_metadata.get("recipe") is not None:
+        saved_metadata["recipe"] = {**Recipe().as_dict(), **saved_metadata["recipe"]}
+    saved, now = run_identity(saved_config, saved_metadata), run_identity(config, metadata)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
         raise CheckpointError(
