@@ -37,7 +37,7 @@ import torch
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
 from helpers.profile_runs import profile_config, train_in_profile
 from helpers.files import write_json_atomically
-from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_delta
+from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_converged, table_8_delta
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
@@ -159,11 +159,12 @@ def contributions(results: list[dict]) -> list[dict]:
     rows, previous = [], "plain"
     for i, (name, _) in enumerate(INGREDIENTS):
         rows.append({"ingredient": name, "added": diff(cumulative_name(i), previous),
-                     "removed": diff("full", f"full-{name}"), "paper_removed": table_8_delta(name)})
+                     "removed": diff("full", f"full-{name}"), "paper_removed": table_8_delta(name),
+                     "paper_converged": table_8_converged(name)})
         previous = cumulative_name(i)
     for name in DISTILLATION:
         rows.append({"ingredient": name, "added": diff(f"full+{name}", "full"), "removed": None,
-                     "paper_removed": None})
+                     "paper_removed": None, "paper_converged": None})
     return rows
 
 
@@ -182,10 +183,11 @@ def print_contributions(rows: list[dict]) -> None:
         return f"{format_estimate(d['mean'], d['se'], signed=True) + ('*' if d['distinguishable'] else ' '):>16s}"
     print(f"{'ingredient':28s} {'added':>16s} {'removed':>16s} {'paper (removed)':>16s}")
     for r in rows:
-        paper = f"{r['paper_removed']:+.1f}" if r["paper_removed"] is not None else "-"
+        paper = "-" if r["paper_removed"] is None else (
+            "did not train" if r["paper_converged"] is False else f"{r['paper_removed']:+.1f}")
         print(f"{r['ingredient']:28s} {cell(r['added'])} {cell(r['removed'])} {paper:>16s}")
     print("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
-          "* distinguishable from zero (paired t-test, 5 %)")
+          "* distinguishable from zero (paired t-test, 5 %); paper: DeiT-B on ImageNet, Table 8")
 
 
 def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,

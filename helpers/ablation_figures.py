@@ -75,9 +75,14 @@ def plot_contributions(results: list[dict], ax=None, title: str = ""):
         xs = [p + offset for p, v in zip(positions, values) if v is not None]
         ax.bar(xs, [v["mean"] for v in values if v is not None], width, color=colour, label=label,
                yerr=[v["se"] or 0.0 for v in values if v is not None], capsize=2)
-    paper = [(p + width, r["paper_removed"]) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
-    ax.bar([x for x, _ in paper], [min(v, 10.0) for _, v in paper], width, color="grey", hatch="//",
-           label="paper: cost of removing it (ImageNet, DeiT-B; cut at 10)")
+    paper = [(p + width, r) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
+    trained = [(x, r["paper_removed"]) for x, r in paper if r["paper_converged"]]
+    ax.bar([x for x, _ in trained], [v for _, v in trained], width, color="grey", hatch="//",
+           label="paper: cost of removing it (ImageNet, DeiT-B, Table 8)")
+    for x, r in paper:
+        if not r["paper_converged"]:  # the paper's run without it did not train at all
+            ax.annotate("paper: did\nnot train", (x, 0), xytext=(0, 4), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6, rotation=90)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(list(positions), [r["ingredient"] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="points of validation accuracy", title=title)

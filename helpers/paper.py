@@ -35,6 +35,13 @@ SOFT_DISTILLATION_TAU, SOFT_DISTILLATION_LAMBDA = 3.0, 0.1
 
 def table_8_delta(ingredient: str) -> float | None:
     """The paper's leave-one-out change (points at 224 px) from removing `ingredient`; None if
-    the table has no such row."""
+    the table has no such row. Check table_8_converged first: a run that did not train well
+    loses nearly everything, which is not the ingredient's worth in a working recipe."""
     row = TABLE_8_WITHOUT.get(ingredient)
     return None if row is None else round(TABLE_8_DEFAULT["top1_224"] - row["top1_224"], 1)
+
+
+def table_8_converged(ingredient: str) -> bool | None:
+    """False where the paper marks the run without `ingredient` as not training well."""
+    row = TABLE_8_WITHOUT.get(ingredient)
+    return None if row is None else row["converged"]

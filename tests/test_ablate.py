@@ -133,3 +133,25 @@ def test_ranking_checker_accepts_every_order_the_data_cannot_tell_apart(capsys):
 def test_unknown_variant_is_named():
     with pytest.raises(SystemExit, match="Unknown variants \\['fast'\\]"):
         ablate.run_ablation(["fast"], profile=get_profile("ci"))
+
+
+def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_runs():
+    import matplotlib
+    matplotlib.use("Agg")
+    from helpers import ablation_figures
+
+    def run(variant, seed, accs):
+        return {"variant": variant, "seed": seed, "final_val_acc": accs[-1], "test_acc": accs[-1],
+                "history": [{"epoch": i + 1, "val_acc": a} for i, a in enumerate(accs)]}
+    results = [run("plain", 0, [10, 20]), run("plain", 1, [12, 24]),
+               run("full", 0, [11, 30]), run("full", 1, [13, 32]),
+               run("full-random-erasing", 0, [9, 25]), run("full-random-erasing", 1, [9, 29])]
+    ax = ablation_figures.plot_validation_curves(results, ["plain", "full", "full-random-erasing", "full-mixup"])
+    assert [line.get_label() for line in ax.get_lines()] == ["plain (2 seeds)", "full (2 seeds)",
+                                                           "full-random-erasing (2 seeds)"]
+    assert list(ax.get_lines()[0].get_ydata()) == [11, 22]  # the mean over seeds
+    assert len(ax.collections) == 3  # one ± s.e. band per variant
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # legend beside the data
+    ax = ablation_figures.plot_contributions(results)
+    notes = [t.get_text() for t in ax.texts]
+    assert notes.count("paper: did\nnot train") == 2  # random erasing and stochastic depth
