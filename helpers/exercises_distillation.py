@@ -114,6 +114,7 @@ _MISTAKES_HINTS = {
 
 def check_mistakes_question(answer) -> bool:
     """Multiple choice: pass "a", "b", "c" or "d" (see MISTAKES_QUESTION)."""
-    return check_choice(answer, "b", "the DIST head is the teacher's student: it inherits its biases, "
-                                     "good and bad, which is how the CNN's inductive bias reaches the transformer.",
+    return check_choice(answer, "b", "the DIST head is trained to copy the teacher's decisions, mistakes "
+                                     "included. (That measures copying; whether the CNN's inductive bias "
+                                     "helps the student is for accuracy to show.)",
                         _MISTAKES_HINTS)

@@ -28,18 +28,23 @@ def show_images(images, labels=None, titles=None, ncols: int = 8, scale: float =
     return fig
 
 
-def plot_histories(histories: dict, title: str | None = None):
-    """Loss and validation accuracy per epoch for several runs: {name: history}."""
+def plot_histories(histories: dict, title: str | None = None, train_loss: bool = True):
+    """Loss and validation accuracy per epoch for several runs: {name: history}.
+
+    train_loss=False leaves out the training loss, e.g. when the runs optimize different
+    objectives (distillation adds a term) and only the validation loss is comparable."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
     for name, history in histories.items():
         epochs = [r["epoch"] for r in history]
-        line, = ax_loss.plot(epochs, [r["train_loss"] for r in history], label=f"{name} train")
-        ax_loss.plot(epochs, [r["val_loss"] for r in history], "--", color=line.get_color(), label=f"{name} val")
+        line, = ax_loss.plot(epochs, [r["val_loss"] for r in history], "--", label=f"{name} val")
+        if train_loss:
+            ax_loss.plot(epochs, [r["train_loss"] for r in history], color=line.get_color(), label=f"{name} train")
         ax_acc.plot(epochs, [r["val_acc"] for r in history], color=line.get_color(), marker="o", ms=3, label=name)
     from matplotlib.ticker import MaxNLocator
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss (solid: train, dashed: val)")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy",
+                title="loss (solid: train, dashed: validation)" if train_loss else "validation loss")
     ax_acc.set(xlabel="epoch", ylabel="val accuracy (%)", title="validation accuracy")
     ax_acc.legend(fontsize=8)
     ax_loss.legend(fontsize=7, ncol=2)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+import torch
+
 from helpers.constants import RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.models import build_vit
@@ -78,3 +80,51 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     tested = evaluate(model, eval_batches(test), device)
     history[-1] = {**history[-1], "test_loss": tested["val_loss"], "test_acc": tested["val_acc"]}
     return history
+
+
+def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, steps: int = 3) -> float:
+    """Measured training time per image of the profile's model and recipe on `device`: a few
+    augmented training steps, timed after one warm-up step (nothing is saved)."""
+    import time
+
+    from helpers.recipe import Recipe
+    from helpers.speed import sync
+    from helpers.train import autocast_for, make_optimizer, train_step
+
+    recipe = recipe or Recipe.plain()
+    device = torch.device(device) if device else pick_device()
+    data = load_cifar10("train", n_per_class=max(1, -(-profile.batch_size * (steps + 1) // 10)))
+    config = profile_config(profile)
+    model = recipe.build_model(**profile.vit_sizes).to(device)
+    optimizer = make_optimizer(model, config, config.scaled_lr, device)
+    loss_fn = recipe.loss_fn(teacher) if recipe.distillation_type != "none" else recipe.loss_fn()
+    transform = recipe.batch_transform()
+    batches = iter(TensorBatches(data, profile.batch_size, drop_last=True).to(device))
+    state = torch.random.get_rng_state()
+    for i in range(steps + 1):
+        if i == 1:
+            sync(device)
+            started = time.perf_counter()
+        inputs, targets = transform(*next(batches))
+        train_step(model, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast_for(device))
+    sync(device)
+    torch.random.set_rng_state(state)  # the estimate must not change what the training draws
+    return (time.perf_counter() - started) / (steps * profile.batch_size)
+
+
+def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1) -> str:
+    """One line for the top of a training cell: how long `runs` trainings will take here in this
+    profile, from a measured rate, and what the smaller profiles would cost instead."""
+    from helpers.profiles import PROFILES
+
+    device = torch.device(device) if device else pick_device()
+
+    def minutes(p: Profile) -> float:
+        return runs * seconds_per_image(p, recipe, device, teacher) * p.train_size * p.epochs / 60
+
+    here = minutes(profile)
+    cheaper = [f"{name}: about {minutes(p):.1f} min" for name, p in PROFILES.items()
+               if p.train_size * p.epochs < profile.train_size * profile.epochs and name != "full"]
+    return (f"Estimated training time here ({device.type}, profile {profile.name}, {runs} run(s)): about "
+            f"{here:.1f} min, measured from a few steps" + (f"; smaller profiles - {', '.join(cheaper)}" if cheaper else "")
+            + ". Finished runs are reused at once.")

@@ -77,20 +77,32 @@ def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | No
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def starter_loader(train, batch_size: int, workers: int):
-    """The usual data path (the seed's): timm's create_transform on PIL images in DataLoader
-    workers, then timm's Mixup. Returns (loader, mixup). Posterize is clamped to >= 1 bit so
-    Pillow 13 cannot crash it (notebook 01); the cost per image is unchanged."""
+def _posterize_at_least_one_bit(transform) -> None:
+    """Clamp the posterize ops of timm's RandAugment inside `transform` to >= 1 bit, so that
+    Pillow 13 cannot crash them (notebook 01); nothing outside this transform is changed, and the
+    cost per image is the same."""
     from PIL import ImageOps
+    from timm.data.auto_augment import RandAugment
 
+    def posterize(img, bits, **kwargs):
+        return ImageOps.posterize(img, max(1, int(bits)))
+    for step in getattr(transform, "transforms", []):
+        if isinstance(step, RandAugment):
+            for op in step.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = posterize
+
+
+def starter_loader(train, batch_size: int, workers: int):
+    """The usual data path (the starting pipeline's): timm's create_transform on PIL images in
+    DataLoader workers, then timm's Mixup. Returns (loader, mixup). Its posterize ops are clamped
+    to >= 1 bit so that Pillow 13 cannot crash them (only in this loader's transform)."""
     from helpers.augment import starter_mixup, starter_transforms
     from helpers.data import CIFAR10Dataset
 
-    if not getattr(ImageOps.posterize, "clamped", False):
-        original = ImageOps.posterize
-        ImageOps.posterize = lambda image, bits: original(image, max(1, bits))
-        ImageOps.posterize.clamped = True
-    dataset = CIFAR10Dataset(train, transform=starter_transforms()[0])
+    transform = starter_transforms()[0]
+    _posterize_at_least_one_bit(transform)
+    dataset = CIFAR10Dataset(train, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=torch.cuda.is_available(),
                                          persistent_workers=workers > 0)

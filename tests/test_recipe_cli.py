@@ -153,3 +153,17 @@ def test_a_diverging_run_ends_with_a_message_and_keeps_the_last_good_checkpoint(
     assert "Traceback" not in err and f"last good checkpoint is {tmp_path / 'last.pt'}" in err
     state = torch.load(tmp_path / "last.pt", weights_only=False)
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_starter_loader_clamps_posterize_in_its_own_transform_only():
+    from PIL import Image, ImageOps
+    from timm.data.auto_augment import RandAugment
+
+    from helpers.speed import starter_loader
+    original = ImageOps.posterize
+    loader, _ = starter_loader(load_cifar10("test", n_per_class=1), 2, 0)
+    assert ImageOps.posterize is original  # nothing patched for the rest of the process
+    rand_augment = next(t for t in loader.dataset.transform.transforms if isinstance(t, RandAugment))
+    img = Image.fromarray(load_cifar10("test", n_per_class=1).images[0].numpy())
+    for op in (o for o in rand_augment.ops if o.name.startswith("Posterize")):
+        assert op.aug_fn(img, 0).size == img.size  # 0 bits: Pillow 13 alone would raise
