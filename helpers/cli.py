@@ -57,8 +57,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-path", type=float, default=d.drop_path)
     g.add_argument("--repeated-aug", action=argparse.BooleanOptionalAction, default=d.repeated_aug)
     g.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default=d.distillation_type)
-    g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha)
-    g.add_argument("--distillation-tau", type=float, default=d.distillation_tau)
+    g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha,
+                   help="weight of the teacher's term (default: 0.5 for hard, the paper's 0.1 for soft; "
+                        "DeiT's main.py uses 0.5 for both)")
+    g.add_argument("--distillation-tau", type=float, default=d.distillation_tau,
+                   help="soft distillation's temperature (default: the paper's 3.0; DeiT's main.py uses 1.0)")
     g.add_argument("--teacher-path", help="teacher checkpoint (default: the profile's, trained if missing; "
                                           "`python -m helpers teacher` trains it alone)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from helpers.augment import BatchAugment, parse_rand_augment
 from helpers.data import TensorBatches
 from helpers.models import build_vit
-from helpers.losses import DistillationLoss
+from helpers.losses import DEFAULT_ALPHA, PAPER_TAU, DistillationLoss
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 
@@ -28,8 +28,11 @@ class Recipe:
     drop_path: float = 0.1
     repeated_aug: bool = True
     distillation_type: str = "none"
-    distillation_alpha: float = 0.5
-    distillation_tau: float = 1.0
+    # None: the kind's weight, 1/2 for hard and the paper's lambda 0.1 for soft. The soft default
+    # is the paper's (Section 6: tau 3, lambda 0.1); DeiT's main.py defaults to
+    # --distillation-alpha 0.5 --distillation-tau 1.0 for both kinds: pass those to train as it does.
+    distillation_alpha: float | None = None
+    distillation_tau: float = PAPER_TAU  # soft only
     distillation_kl: str = "numel"  # soft: KL summed and divided by B*K as in DeiT's code, or "batchmean"
 
     def __post_init__(self):
@@ -50,6 +53,11 @@ class Recipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def comparable(self) -> dict:
+        """The settings that change what a run trains: distillation settings its kind ignores are
+        dropped and the default alpha is resolved, so two recipes that train alike compare equal."""
+        return comparable_recipe(self.as_dict())
 
     def batch_transform(self, num_classes: int = 10, generator=None) -> BatchAugment:
         per_image = None
@@ -79,3 +87,14 @@ class Recipe:
         return TensorBatches(arrays, batch_size, shuffle=True, seed=seed, drop_last=True,
                              num_replicas=num_replicas, rank=rank,
                              num_repeats=3 if self.repeated_aug else 1)
+
+
+def comparable_recipe(recipe: dict) -> dict:
+    """Recipe.comparable for a recipe saved as a dict; fields added since take their defaults."""
+    fields = {**Recipe().as_dict(), **recipe}
+    kind = fields["distillation_type"]
+    if fields["distillation_alpha"] is None and kind != "none":
+        fields["distillation_alpha"] = DEFAULT_ALPHA[kind]
+    unused = {"none": ("distillation_alpha", "distillation_tau", "distillation_kl"),
+              "hard": ("distillation_tau", "distillation_kl"), "soft": ()}[kind]
+    return {k: v for k, v in fields.items() if k not in unused}

@@ -162,21 +162,19 @@ RUNTIME_OPTIONS = ("compile",)
 
 def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     """What a checkpoint must match to be resumed: the training config without runtime options,
-    and the recipe (metadata["recipe"], None when the run has none)."""
+    and the settings of the recipe that change training (metadata["recipe"], None when the run has none)."""
+    from helpers.recipe import comparable_recipe
+
     identity = {k: v for k, v in asdict(config).items() if k not in RUNTIME_OPTIONS}
-    return {**identity, "recipe": (metadata or {}).get("recipe")}
+    recipe = (metadata or {}).get("recipe")
+    return {**identity, "recipe": None if recipe is None else comparable_recipe(recipe)}
 
 
 def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dict | None):
-    from helpers.recipe import Recipe
-
     state = load_checkpoint(run_dir / CHECKPOINT)
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
     saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
-    saved_metadata = dict(state.get("metadata") or {})
-    if saved_metadata.get("recipe") is not None:
-        saved_metadata["recipe"] = {**Recipe().as_dict(), **saved_metadata["recipe"]}
-    saved, now = run_identity(saved_config, saved_metadata), run_identity(config, metadata)
+    saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
         raise CheckpointError(

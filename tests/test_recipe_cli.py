@@ -115,6 +115,35 @@ def test_cli_flags_follow_deits_names():
     assert recipe.mixup_switch_prob == 0.3 and args.output_dir == "x"
 
 
+def test_soft_distillation_has_one_set_of_defaults_the_papers():
+    from helpers.losses import DEFAULT_ALPHA, distillation_loss
+    recipe = cli.recipe_from(cli.parser().parse_args(["--distillation-type", "soft"]))
+    assert recipe == Recipe(distillation_type="soft")
+    torch.manual_seed(0)
+    teacher, images = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10)), torch.randn(4, 3, 2, 2)
+    cls_logits, dist_logits, labels = torch.randn(4, 10), torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+    papers = distillation_loss("soft", (cls_logits, dist_logits), labels, teacher(images).detach(),
+                               alpha=0.1, tau=3.0, smoothing=recipe.smoothing)
+    ours = recipe.loss_fn(teacher)((cls_logits, dist_logits), labels, images)
+    assert torch.allclose(ours, papers)
+    assert recipe.comparable()["distillation_alpha"] == DEFAULT_ALPHA["soft"] == 0.1
+    assert Recipe(distillation_type="hard").comparable()["distillation_alpha"] == 0.5
+
+
+def test_comparable_recipe_ignores_only_settings_the_run_does_not_use():
+    from helpers.recipe import comparable_recipe
+    # a plain run saved when the defaults were alpha 0.5 and tau 1.0 trains exactly as one saved now
+    older = {k: v for k, v in Recipe.plain().as_dict().items() if k != "distillation_kl"}
+    older.update(distillation_alpha=0.5, distillation_tau=1.0)
+    assert comparable_recipe(older) == Recipe.plain().comparable()
+    hard = Recipe(distillation_type="hard")
+    assert hard.but(distillation_tau=1.0).comparable() == hard.comparable()
+    assert hard.but(distillation_alpha=0.3).comparable() != hard.comparable()
+    soft = Recipe(distillation_type="soft")
+    assert soft.but(distillation_tau=1.0).comparable() != soft.comparable()
+    assert soft.but(distillation_kl="batchmean").comparable() != soft.comparable()
+
+
 def test_time_pipeline_counts_images_and_splits_the_time():
     from helpers.speed import count_host_syncs, endless, time_pipeline
     data = load_cifar10("test", n_per_class=2)
