@@ -73,7 +73,10 @@ def cumulative_name(index: int) -> str:
 
 
 def variants() -> dict[str, Recipe]:
-    """Every variant's recipe, by name: cumulative, leave-one-out, then distillation."""
+    """Every variant's recipe, by name: cumulative, leave-one-out, then distillation.
+
+    Notebooks: used in 05.
+    """
     plain = Recipe.plain()
     found, recipe = {"plain": plain}, plain
     for i, (_, fields) in enumerate(INGREDIENTS):
@@ -134,7 +137,10 @@ def by_variant(results: list[dict], key: str) -> dict[str, dict[int, float]]:
 
 def summarize(results: list[dict], names=None) -> list[dict]:
     """Per variant (in `names` order, default all found): seeds, and mean ± s.e. of the final
-    validation accuracy and of the test accuracy."""
+    validation accuracy and of the test accuracy.
+
+    Notebooks: used in 02, 03, 05.
+    """
     val, test = by_variant(results, "final_val_acc"), by_variant(results, "test_acc")
     rows = []
     for name in names or list(val):
@@ -150,7 +156,10 @@ def contributions(results: list[dict]) -> list[dict]:
     """Each ingredient's effect on final validation accuracy (points), as paired differences
     over seeds: `added` (the cumulative variant with it minus the one before) and `removed`
     (the full recipe minus the recipe without it), with the paper's Table 8 change beside it;
-    then each distillation against the full recipe."""
+    then each distillation against the full recipe.
+
+    Notebooks: used in 02, 03, 05.
+    """
     val = by_variant(results, "final_val_acc")
 
     def diff(better: str, worse: str):
@@ -169,6 +178,7 @@ def contributions(results: list[dict]) -> list[dict]:
 
 
 def print_summary(rows: list[dict]) -> None:
+    """Notebooks: used in 02, 03, 05."""
     print(f"{'variant':32s} {'seeds':>5s} {'final val acc %':>16s} {'test acc %':>14s}")
     for r in rows:
         print(f"{r['variant']:32s} {r['seeds']:5d} {format_estimate(r['val_acc'], r['val_se']):>16s} "
@@ -176,7 +186,10 @@ def print_summary(rows: list[dict]) -> None:
 
 
 def print_contributions(rows: list[dict]) -> None:
-    """The contributions table; * marks a difference distinguishable from zero (paired t, 5 %)."""
+    """The contributions table; * marks a difference distinguishable from zero (paired t, 5 %).
+
+    Notebooks: used in 02, 03, 05.
+    """
     def cell(d):
         if d is None:
             return f"{'-':>16s}"
@@ -195,7 +208,10 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
                  time_limit_s: float | None = None, expected_run_s: float = 0.0) -> list[dict]:
     """Run the named variants (default: all) for seeds 0..seeds-1, seed by seed; skip those
     whose result exists. With time_limit_s, stop before a run expected to end past the limit
-    (expected: the last run's wall-clock time, at first expected_run_s)."""
+    (expected: the last run's wall-clock time, at first expected_run_s).
+
+    Notebooks: used in 05.
+    """
     profile = profile or get_profile()
     table = variants()
     names = list(names or table)

@@ -19,7 +19,10 @@ FAMILIES = {"cumulative": plt.cm.Blues, "leave-one-out": plt.cm.Oranges, "distil
 
 def reference_results(profile: Profile) -> tuple[list[dict], str]:
     """The committed reference ablation to show in `profile`: the full one on the full profile
-    (once it exists), the cpu one otherwise; and a sentence that says which it is."""
+    (once it exists), the cpu one otherwise; and a sentence that says which it is.
+
+    Notebooks: used in 02, 03, 05.
+    """
     for name in (["full", "cpu"] if profile.name == "full" else ["cpu"]):
         results = load_results(name)
         if results:
@@ -40,7 +43,10 @@ def family_of(name: str) -> str:
 
 
 def plot_validation_curves(results: list[dict], names: list[str], ax=None, title: str = ""):
-    """Validation accuracy per epoch, mean ± s.e. over seeds, for each named variant."""
+    """Validation accuracy per epoch, mean ± s.e. over seeds, for each named variant.
+
+    Notebooks: used in 05.
+    """
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     by_family = {f: [n for n in names if family_of(n) == f] for f in FAMILIES}
     for name in names:
@@ -65,7 +71,10 @@ def plot_validation_curves(results: list[dict], names: list[str], ax=None, title
 
 def plot_contributions(results: list[dict], ax=None, title: str = ""):
     """Each ingredient's paired effect (added and removed) with ± s.e. bars, beside the paper's
-    Table 8 change from removing it (DeiT-B on ImageNet)."""
+    Table 8 change from removing it (DeiT-B on ImageNet).
+
+    Notebooks: used in 05.
+    """
     rows = contributions(results)
     ax = ax or plt.subplots(figsize=(9, 3.8))[1]
     width, positions = 0.27, range(len(rows))
@@ -91,6 +100,7 @@ def plot_contributions(results: list[dict], ax=None, title: str = ""):
 
 
 def variant_groups() -> dict[str, list[str]]:
+    """Notebooks: used in 05."""
     names = list(variants())
     return {"cumulative": [n for n in names if family_of(n) == "cumulative"],
             "leave-one-out": ["full"] + [n for n in names if family_of(n) == "leave-one-out"],
@@ -98,7 +108,10 @@ def variant_groups() -> dict[str, list[str]]:
 
 
 def final_accuracies(results: list[dict], names: list[str]) -> dict[str, dict[int, float]]:
-    """{variant: {seed: final validation accuracy}} for the named variants that were run."""
+    """{variant: {seed: final validation accuracy}} for the named variants that were run.
+
+    Notebooks: used in 05.
+    """
     table = by_variant(results, "final_val_acc")
     return {n: table[n] for n in names if n in table}
 

@@ -56,6 +56,8 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
 
     The batched form of RandomCrop(32, padding=4) + RandomHorizontalFlip, DeiT's choice at <= 32 px.
     Offsets and flips come from `generator` (drawn on its device), so a seed gives the same crops anywhere.
+
+    Notebooks: built in 00 (the crop and flip); used in 01, 02.
     """
     _check_batch(x)
     if padding < 0:
@@ -76,7 +78,10 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
 
 
 def normalize(x: torch.Tensor, mean=MEAN, std=STD) -> torch.Tensor:
-    """uint8 (B, 3, H, W) in 0..255 -> float32 standardized with CIFAR-10's channel statistics."""
+    """uint8 (B, 3, H, W) in 0..255 -> float32 standardized with CIFAR-10's channel statistics.
+
+    Notebooks: used in 00, 01, 02.
+    """
     _check_batch(x)
     if x.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 images in 0..255, got {x.dtype}. For floats in "
@@ -109,6 +114,8 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
 
     Szegedy et al. (2016) spread eps uniformly over all K classes, so the true class gets
     1 - eps + eps/K and every other class eps/K (rows still sum to 1).
+
+    Notebooks: built in 01 (label smoothing).
     """
     labels = torch.as_tensor(labels)
     if labels.dim() != 1 or labels.dtype.is_floating_point:
@@ -128,7 +135,10 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
 
 def mix_targets(labels: torch.Tensor, num_classes: int, lam: float,
                 smoothing: float = 0.0) -> torch.Tensor:
-    """lam * y_i + (1 - lam) * y_partner(i), with smoothed one-hot y; the partner is the reversed batch."""
+    """lam * y_i + (1 - lam) * y_partner(i), with smoothed one-hot y; the partner is the reversed batch.
+
+    Notebooks: used in 01.
+    """
     y = smooth_one_hot(labels, num_classes, smoothing)
     return y * lam + y.flip(0) * (1.0 - lam)
 
@@ -137,6 +147,8 @@ def sample_beta(alpha: float, generator: torch.Generator | None = None) -> float
     """One draw of lambda ~ Beta(alpha, alpha).
 
     torch's Beta sampler takes no generator, so a seeded Python RNG is derived from `generator`.
+
+    Notebooks: used in 01.
     """
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, not {alpha}.")
@@ -149,6 +161,8 @@ def mixup(x: torch.Tensor, lam: float) -> torch.Tensor:
 
     Reversal pairs image i with image B-1-i (timm's pairing). For an odd batch the middle image
     is paired with itself, so it stays unchanged: odd batches need no special case.
+
+    Notebooks: built in 01 (MixUp).
     """
     _check_batch(x)
     if not x.dtype.is_floating_point:
@@ -162,6 +176,8 @@ def cutmix_box(height: int, width: int, lam: float, center: tuple[int, int] | No
 
     Returns (top, bottom, left, right), bottom/right exclusive. With clipping the box can be
     smaller than asked; use cutmix_lambda for the area actually pasted.
+
+    Notebooks: built in 01 (CutMix).
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], not {lam}.")
@@ -178,13 +194,19 @@ def cutmix_box(height: int, width: int, lam: float, center: tuple[int, int] | No
 
 
 def cutmix_lambda(box: tuple[int, int, int, int], height: int, width: int) -> float:
-    """The share of the image that still shows the original: 1 - pasted area / image area."""
+    """The share of the image that still shows the original: 1 - pasted area / image area.
+
+    Notebooks: built in 01 (CutMix).
+    """
     top, bottom, left, right = box
     return 1.0 - (bottom - top) * (right - left) / float(height * width)
 
 
 def cutmix(x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
-    """Paste the box region of the partner image (reversed batch) into every image."""
+    """Paste the box region of the partner image (reversed batch) into every image.
+
+    Notebooks: built in 01 (CutMix).
+    """
     _check_batch(x)
     top, bottom, left, right = box
     out = x.clone()
@@ -209,6 +231,8 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
     both are on), else MixUp. Label smoothing is folded into the mixed targets, so the loss must
     be helpers.losses.soft_target_cross_entropy, never CrossEntropyLoss(label_smoothing=...) on top.
     Returns (mixed images, (B, K) soft targets, MixInfo).
+
+    Notebooks: used in 01.
     """
     _check_batch(x)
     if len(labels) != len(x):
@@ -276,6 +300,8 @@ def random_erase(x: torch.Tensor, p: float = 0.25, min_area: float = 0.02, max_a
 
     N(0, 1) is "a random image" in normalized units. Accepts (C, H, W) or (B, C, H, W); returns a
     new tensor on the same device.
+
+    Notebooks: built in 01 (random erasing).
     """
     single = x.dim() == 3
     batch = x.unsqueeze(0) if single else x
@@ -378,6 +404,8 @@ def op_argument(name: str, magnitude: float, sign: int = 1):
     """The argument an op gets at magnitude M (0..10); None for ops without an argument.
 
     sign (+1/-1) picks the direction of the symmetric ops (rotate left or right, etc.).
+
+    Notebooks: used in 01.
     """
     if name not in LEVEL_TO_ARGUMENT:
         raise ValueError(f"Unknown op {name!r}; choose from {sorted(set(OPS_STANDARD + OPS_INCREASING))}.")
@@ -390,7 +418,10 @@ def op_argument(name: str, magnitude: float, sign: int = 1):
 
 def apply_op(img: Image.Image, name: str, magnitude: float, sign: int = 1,
              fill=CIFAR_FILL, interpolation=Image.Resampling.BICUBIC) -> Image.Image:
-    """One RandAugment op on a PIL image at magnitude M (deterministic: the sign is given)."""
+    """One RandAugment op on a PIL image at magnitude M (deterministic: the sign is given).
+
+    Notebooks: used in 01, 04.
+    """
     arg = op_argument(name, magnitude, sign)
     geometry = dict(resample=interpolation, fillcolor=fill)
     base = name.removesuffix("Increasing")
@@ -433,6 +464,8 @@ def parse_rand_augment(spec: str) -> RandAugmentConfig:
     """'rand-m9-n2-mstd0.5-mmax10-inc1-p0.5' -> RandAugmentConfig (any order, all optional).
 
     Defaults follow timm: n=2, m=10, mstd=0, mmax=10, inc=0, p=0.5; mstd > 100 means uniform.
+
+    Notebooks: used in 01.
     """
     parts = spec.split("-")
     if parts[0] != "rand":
@@ -459,6 +492,8 @@ class RandAugment:
 
     `rng` (a random.Random) makes it reproducible; `last_ops` lists (name, magnitude) of the ops
     applied to the latest image. helpers.batch_randaugment is the batched tensor version.
+
+    Notebooks: used in 01.
     """
 
     def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.5, mmax: float = MAX_LEVEL,
@@ -520,6 +555,8 @@ def starter_transforms():
     Known problems on CIFAR-10 (see notebook 01): RandomResizedCrop(scale=(0.08, 1)) at 32 px,
     ImageNet mean/std, an eval transform that resizes 32 -> 36 and crops back, and a
     RandAugment that raises ValueError on Pillow >= 13. Returns (train, eval).
+
+    Notebooks: used in 01.
     """
     from timm.data import create_transform
 
@@ -530,7 +567,10 @@ def starter_transforms():
 
 
 def starter_mixup():
-    """The seed's setup_mixup, as written (timm.data.Mixup; asserts on odd batches)."""
+    """The seed's setup_mixup, as written (timm.data.Mixup; asserts on odd batches).
+
+    Notebooks: used in 01.
+    """
     from timm.data import Mixup
 
     return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch",
@@ -542,6 +582,8 @@ def deit_train_transform(rand_augment: str | None = STARTER_RAND_AUGMENT, reprob
                          generator: torch.Generator | None = None):
     """DeiT's per-image training transform at 32 px: pad-4 random crop + flip, RandAugment,
     ToTensor, CIFAR-10 Normalize, Random Erasing (pixel). PIL image in, (3, 32, 32) float out.
+
+    Notebooks: used in 01.
     """
     from torchvision import transforms as T
 
@@ -555,7 +597,10 @@ def deit_train_transform(rand_augment: str | None = STARTER_RAND_AUGMENT, reprob
 
 
 def eval_transform():
-    """Evaluation at 32 px: no resizing, no cropping, only ToTensor + CIFAR-10 Normalize."""
+    """Evaluation at 32 px: no resizing, no cropping, only ToTensor + CIFAR-10 Normalize.
+
+    Notebooks: used in 01.
+    """
     from torchvision import transforms as T
 
     return T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
@@ -571,6 +616,8 @@ class BatchAugment:
 
     per_image: an optional callable on the uint8 batch, e.g. helpers.batch_randaugment's
     BatchRandAugment; it must return a uint8 batch of the same shape.
+
+    Notebooks: used in 01, 03.
     """
 
     def __init__(self, crop_flip: bool = True, mixup: float = 0.8, cutmix: float = 1.0,

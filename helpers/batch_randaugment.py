@@ -292,6 +292,8 @@ def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR
 
     signs: (B,) of +1/-1 for the symmetric ops (default +1). Deterministic; for teaching and
     for comparing with Pillow.
+
+    Notebooks: used in 04.
     """
     _check_images(images)
     _check_options(interpolation, fill)
@@ -332,6 +334,8 @@ def sample_ops(batch: int, num_ops: int = 2, magnitude: float = 9.0, mstd: float
 
     Magnitude: N(magnitude, mstd) (uniform in [0, magnitude] when mstd is inf), clipped to
     [0, mmax]; timm's AugmentOp does the same.
+
+    Notebooks: used in 04.
     """
     if num_ops < 0 or magnitude < 0 or mstd < 0 or not 0.0 <= prob <= 1.0:
         raise ValueError(f"need num_ops >= 0, magnitude >= 0, mstd >= 0 and 0 <= prob <= 1; got "
@@ -350,7 +354,10 @@ def sample_ops(batch: int, num_ops: int = 2, magnitude: float = 9.0, mstd: float
 
 def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fill=CIFAR_FILL,
               interpolation: str = "bicubic") -> torch.Tensor:
-    """Apply drawn ops slot by slot (a loop over slots, never over images)."""
+    """Apply drawn ops slot by slot (a loop over slots, never over images).
+
+    Notebooks: used in 04.
+    """
     _check_images(images)
     _check_options(interpolation, fill)
     pool = OPS_INCREASING if increasing else OPS_STANDARD

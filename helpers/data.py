@@ -161,6 +161,8 @@ def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None
     """CIFAR-10 `split` as uint8 arrays, decoded once and then read from a cache file.
 
     n_per_class picks a deterministic, stratified subset (the same `seed` gives the same images).
+
+    Notebooks: used in 00, 01, 02, 03, 04.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}.")
@@ -266,6 +268,8 @@ class TensorBatches:
     (num_repeats=3) come for free, and the order depends only on (seed, epoch): a resumed run
     sees the same batches as an uninterrupted one. Without shuffle (evaluation) each process
     takes every num_replicas-th image, with no padding, so summed metrics are exact.
+
+    Notebooks: used in 03.
     """
 
     def __init__(self, arrays: CIFAR10Arrays, batch_size: int, shuffle: bool = True,

@@ -34,6 +34,8 @@ def token_similarity(model, images: torch.Tensor) -> list[float]:
 
     Returns depth + 2 numbers. The paper (Sec. 5.1) reports 0.06 at the input and 0.93 at
     the output for its ImageNet DeiT-B.
+
+    Notebooks: used in 03.
     """
     _check_distilled(model)
     was_training = model.training
@@ -50,14 +52,20 @@ def token_similarity(model, images: torch.Tensor) -> list[float]:
 
 
 def eval_batches(arrays, batch_size: int = 500):
-    """Normalized float (B, 3, 32, 32) batches and labels from CIFAR10Arrays, in order."""
+    """Normalized float (B, 3, 32, 32) batches and labels from CIFAR10Arrays, in order.
+
+    Notebooks: used in 03.
+    """
     for images, labels in TensorBatches(arrays, batch_size, shuffle=False):
         yield normalize(images), labels
 
 
 @torch.no_grad()
 def collect_predictions(student, teacher, arrays, batch_size: int = 500, device=None) -> dict:
-    """Logits of both student heads and of the teacher on every image: a dict of CPU tensors."""
+    """Logits of both student heads and of the teacher on every image: a dict of CPU tensors.
+
+    Notebooks: used in 03.
+    """
     device = torch.device(device) if device else next(student.parameters()).device
     was_training = student.training
     student.eval()
@@ -75,7 +83,10 @@ def collect_predictions(student, teacher, arrays, batch_size: int = 500, device=
 
 
 def head_report(preds: dict) -> dict:
-    """Accuracy (%) and agreement with the teacher (%) of each head and of both ways to combine them."""
+    """Accuracy (%) and agreement with the teacher (%) of each head and of both ways to combine them.
+
+    Notebooks: used in 03.
+    """
     labels, teacher = preds["labels"], preds["teacher"].argmax(-1)
     predictions = {
         "CLS head": preds["cls"].argmax(-1),
@@ -90,7 +101,10 @@ def head_report(preds: dict) -> dict:
 
 
 def on_teacher_mistakes(preds: dict) -> dict:
-    """On the images the teacher gets wrong: how often each head copies the teacher, or is right."""
+    """On the images the teacher gets wrong: how often each head copies the teacher, or is right.
+
+    Notebooks: used in 03.
+    """
     labels, teacher = preds["labels"], preds["teacher"].argmax(-1)
     wrong = teacher != labels
     report = {"images": int(wrong.sum())}
@@ -103,13 +117,17 @@ def on_teacher_mistakes(preds: dict) -> dict:
 
 
 def print_head_report(report: dict) -> None:
+    """Notebooks: used in 03."""
     print(f"{'':20s} {'accuracy':>9s} {'agrees with teacher':>20s}")
     for name, row in report.items():
         print(f"{name:20s} {row['accuracy']:8.1f}% {row['agrees_with_teacher']:19.1f}%")
 
 
 def plot_token_similarity(similarities: dict):
-    """Cosine(CLS, DIST) per layer for one or more students: {name: token_similarity(...)}."""
+    """Cosine(CLS, DIST) per layer for one or more students: {name: token_similarity(...)}.
+
+    Notebooks: used in 03.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -128,7 +146,10 @@ def plot_token_similarity(similarities: dict):
 
 
 def plot_head_reports(reports: dict):
-    """Grouped bars: accuracy and agreement with the teacher per head, for each student."""
+    """Grouped bars: accuracy and agreement with the teacher per head, for each student.
+
+    Notebooks: used in 03.
+    """
     import matplotlib.pyplot as plt
 
     heads = ["CLS head", "DIST head", "average of logits", "average of softmax"]

@@ -28,7 +28,10 @@ def misordered_pairs(prediction: list[str], results: list[dict]) -> list[tuple[s
 
 def check_ranking(prediction, results: list[dict]) -> bool:
     """Right when `prediction` lists the measured ingredients, most costly to remove first, in
-    any order that the data does not contradict."""
+    any order that the data does not contradict.
+
+    Notebooks: used in 05.
+    """
     costs = _removal_costs(results)
     if not costs:
         print("Not checkable yet: these results have no leave-one-out runs.")
@@ -52,7 +55,10 @@ def within_noise(results: list[dict]) -> list[str]:
 
 
 def check_within_noise(answer, results: list[dict]) -> bool:
-    """Right when `answer` names exactly the ingredients whose removal is within seed noise."""
+    """Right when `answer` names exactly the ingredients whose removal is within seed noise.
+
+    Notebooks: used in 05.
+    """
     costs = _removal_costs(results)
     if not costs or all(d["se"] is None for d in costs.values()):
         print("Not checkable yet: with one seed per variant there is no measure of noise.")

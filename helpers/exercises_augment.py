@@ -20,7 +20,10 @@ def _report(problem: str | None, hint: str, success: str) -> None:
 
 
 def check_smooth_one_hot(student_fn) -> None:
-    """Exercise 1: student_fn(labels, num_classes, smoothing) -> (B, K) smoothed one-hot targets."""
+    """Exercise 1: student_fn(labels, num_classes, smoothing) -> (B, K) smoothed one-hot targets.
+
+    Notebooks: used in 01.
+    """
     hint = ("every class gets smoothing / num_classes, and the true class gets 1 - smoothing on top "
             "(so its value is 1 - smoothing + smoothing / num_classes and each row sums to 1).")
     problem = None
@@ -43,7 +46,10 @@ def check_smooth_one_hot(student_fn) -> None:
 
 
 def check_cutmix_lambda(student_fn) -> None:
-    """Exercise 2: student_fn(box, height, width) -> lambda actually achieved by a clipped box."""
+    """Exercise 2: student_fn(box, height, width) -> lambda actually achieved by a clipped box.
+
+    Notebooks: used in 01.
+    """
     hint = ("lambda is the share of the image that still shows the original image: "
             "1 - (bottom - top) * (right - left) / (height * width). Use the clipped box, not the "
             "lambda you drew.")
@@ -65,7 +71,10 @@ def check_cutmix_lambda(student_fn) -> None:
 
 
 def check_soft_target_cross_entropy(student_fn) -> None:
-    """Exercise 3: student_fn(logits, soft_targets) -> scalar mean soft-target cross-entropy."""
+    """Exercise 3: student_fn(logits, soft_targets) -> scalar mean soft-target cross-entropy.
+
+    Notebooks: used in 01.
+    """
     hint = ("take log_softmax of the logits over the class dimension, multiply by the targets, sum "
             "over classes, negate, then average over the batch. Do not smooth the targets again.")
     generator = torch.Generator().manual_seed(0)

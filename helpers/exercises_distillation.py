@@ -35,7 +35,10 @@ def _close(a: float, b: float) -> bool:
 # --- Exercise 1: the hard-distillation loss ------------------------------------------------------
 
 def check_hard_distillation_loss(fn) -> bool:
-    """fn(cls_logits, dist_logits, labels, teacher_logits) -> 1/2 CE(cls, labels) + 1/2 CE(dist, argmax teacher)."""
+    """fn(cls_logits, dist_logits, labels, teacher_logits) -> 1/2 CE(cls, labels) + 1/2 CE(dist, argmax teacher).
+
+    Notebooks: used in 03.
+    """
     for seed in (0, 1):
         cls, dist, labels, teacher = _cases(seed)
         got, failure = attempt(fn, cls, dist, labels, teacher)
@@ -66,7 +69,10 @@ def check_hard_distillation_loss(fn) -> bool:
 # --- Exercise 2: the soft-distillation term ------------------------------------------------------
 
 def check_soft_distillation_term(fn) -> bool:
-    """fn(dist_logits, teacher_logits, tau) -> tau^2 KL(softmax(teacher/tau) || softmax(dist/tau)), summed / B*K."""
+    """fn(dist_logits, teacher_logits, tau) -> tau^2 KL(softmax(teacher/tau) || softmax(dist/tau)), summed / B*K.
+
+    Notebooks: used in 03.
+    """
     for seed, tau in ((0, 3.0), (1, 1.5)):
         _, dist, _, teacher = _cases(seed)
         got, failure = attempt(fn, dist, teacher, tau)
@@ -113,7 +119,10 @@ _MISTAKES_HINTS = {
 
 
 def check_mistakes_question(answer) -> bool:
-    """Multiple choice: pass "a", "b", "c" or "d" (see MISTAKES_QUESTION)."""
+    """Multiple choice: pass "a", "b", "c" or "d" (see MISTAKES_QUESTION).
+
+    Notebooks: used in 03.
+    """
     return check_choice(answer, "b", "the DIST head is trained to copy the teacher's decisions, mistakes "
                                      "included. (That measures copying; whether the CNN's inductive bias "
                                      "helps the student is for accuracy to show.)",

@@ -18,7 +18,10 @@ _SCHEDULE_CASES = [(12, 0.1), (6, 0.2), (2, 0.5), (1, 0.1)]
 
 
 def check_drop_path_schedule(fn) -> bool:
-    """fn(depth, max_rate) -> `depth` drop rates from 0 at the first block to max_rate at the last."""
+    """fn(depth, max_rate) -> `depth` drop rates from 0 at the first block to max_rate at the last.
+
+    Notebooks: used in 02.
+    """
     for depth, max_rate in _SCHEDULE_CASES:
         got, failure = attempt(fn, depth, max_rate)
         if failure:
@@ -62,7 +65,10 @@ _MASK_HINTS = {
 
 
 def check_mask_question(answer) -> bool:
-    """Multiple choice: pass "a", "b", "c" or "d" (see MASK_QUESTION)."""
+    """Multiple choice: pass "a", "b", "c" or "d" (see MASK_QUESTION).
+
+    Notebooks: used in 02.
+    """
     return check_choice(answer, "b", "per-sample masks make every batch an ensemble of sub-networks, and "
                                      "the gradient is a lower-variance average over them (Huang et al., 2016).",
                         _MASK_HINTS)
@@ -71,7 +77,10 @@ def check_mask_question(answer) -> bool:
 # --- Exercise 3: smoothed targets ---------------------------------------------------------------
 
 def check_smooth_targets(fn) -> bool:
-    """fn(labels, num_classes, smoothing) -> (B, K) targets: 1 - eps + eps/K on the label, eps/K elsewhere."""
+    """fn(labels, num_classes, smoothing) -> (B, K) targets: 1 - eps + eps/K on the label, eps/K elsewhere.
+
+    Notebooks: used in 02.
+    """
     labels = torch.tensor([0, 3, 9, 3])
     for num_classes, eps in [(10, 0.1), (4, 0.3)]:
         case = labels % num_classes

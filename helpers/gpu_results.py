@@ -16,23 +16,33 @@ TEACHER_TARGET = (94.0, 60.0)  # test accuracy %, training seconds
 
 
 def load(name: str, results: Path = RESULTS) -> dict | None:
-    """results/<name>.json, or None if it has not been measured yet."""
+    """results/<name>.json, or None if it has not been measured yet.
+
+    Notebooks: used in 03, 04.
+    """
     path = results / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def source(record: dict) -> str:
-    """Where a measurement comes from, in one line."""
+    """Where a measurement comes from, in one line.
+
+    Notebooks: used in 04.
+    """
     return f"{record['device']}, torch {record['torch']}, commit {record['commit']}, {record['date'][:10]}"
 
 
 def missing(name: str) -> str:
+    """Notebooks: used in 03, 04."""
     return (f"results/{name}.json has not been measured yet: it is made on a GPU by "
             f"`bash benchmarks/gpu_window.sh` (the GPU plan), and this cell shows it once committed.")
 
 
 def print_throughput(record: dict) -> None:
-    """The throughput table with each row against the seed pipeline (a) and the model alone (b)."""
+    """The throughput table with each row against the seed pipeline (a) and the model alone (b).
+
+    Notebooks: used in 04.
+    """
     speed = record["images_per_second"]
     a, b = speed["a seed pipeline"], speed["b model alone"]
     print(f"Measured on {source(record)}; batch {record['batch_size']}, "
@@ -47,7 +57,10 @@ def print_throughput(record: dict) -> None:
 
 
 def print_teacher(records: list[dict]) -> None:
-    """Every measured teacher run, with the target verdict."""
+    """Every measured teacher run, with the target verdict.
+
+    Notebooks: used in 03.
+    """
     accuracy, seconds = TEACHER_TARGET
     print(f"{'epochs':>6s} {'seconds':>8s} {'test acc %':>10s}  verdict (target >= {accuracy:g} % in <= {seconds:g} s)")
     for record in records:
@@ -58,7 +71,10 @@ def print_teacher(records: list[dict]) -> None:
 
 
 def plot_time_to_accuracy(records: dict[str, dict], ax=None):
-    """Test accuracy against seconds on the clock (teacher included), one line per run."""
+    """Test accuracy against seconds on the clock (teacher included), one line per run.
+
+    Notebooks: used in 04.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:

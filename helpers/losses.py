@@ -37,6 +37,8 @@ def soft_target_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) 
 
     The right loss for MixUp/CutMix/smoothed targets; unlike nn.CrossEntropyLoss(label_smoothing=eps)
     it does not smooth the targets a second time.
+
+    Notebooks: built in 01 (soft-target cross-entropy).
     """
     if logits.dim() != 2 or logits.shape != soft_targets.shape:
         raise ValueError(f"logits and soft_targets must both be (B, K); got {tuple(logits.shape)} and "
@@ -54,7 +56,10 @@ def classification_loss(outputs, targets: torch.Tensor, smoothing: float = 0.0) 
 
 def label_smoothing_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                                   smoothing: float = 0.1) -> torch.Tensor:
-    """Mean cross-entropy against smoothed targets; equals nn.CrossEntropyLoss(label_smoothing=...)."""
+    """Mean cross-entropy against smoothed targets; equals nn.CrossEntropyLoss(label_smoothing=...).
+
+    Notebooks: built in 02 (label smoothing).
+    """
     return soft_target_cross_entropy(logits, smooth_targets(targets, logits.shape[-1], smoothing).to(logits.dtype))
 
 
@@ -94,6 +99,8 @@ def soft_distillation_term(dist_logits: torch.Tensor, teacher_logits: torch.Tens
 
     tau^2 keeps the gradient's scale independent of tau (Hinton et al., 2015). reduction
     "numel" divides the summed KL by B*K like DeiT's code; "batchmean" divides by B only.
+
+    Notebooks: built in 03 (soft distillation).
     """
     if tau <= 0:
         raise ValueError(f"tau must be positive, not {tau}; the paper uses tau = {PAPER_TAU}.")
@@ -114,6 +121,8 @@ def distillation_loss(kind: str, outputs, targets: torch.Tensor, teacher_logits:
     outputs: the student's (cls_logits, dist_logits), or logits alone for "none".
     targets: class indices (with optional label smoothing) or (B, K) mixed probabilities.
     alpha: the weight of the teacher's term (default 1/2 for hard, 0.1 for soft).
+
+    Notebooks: built in 03 (hard distillation).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}.")
@@ -144,6 +153,8 @@ class DistillationLoss:
 
     The teacher is wrapped in FrozenTeacher if it is not one yet (eval mode, no gradients),
     and moved to the images' device on first use.
+
+    Notebooks: used in 03.
     """
 
     def __init__(self, teacher: nn.Module | None, kind: str = "hard", *, alpha: float | None = None,

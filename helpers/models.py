@@ -16,7 +16,10 @@ DEIT_TINY_32 = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_head
 
 
 def vit_config(**overrides) -> dict:
-    """A ViT config: DeiT-Tiny at 32 px, with any field overridden (e.g. a profile's model)."""
+    """A ViT config: DeiT-Tiny at 32 px, with any field overridden (e.g. a profile's model).
+
+    Notebooks: used in 00.
+    """
     unknown = set(overrides) - set(DEIT_TINY_32) - {"num_classes", "drop_path_rate", "distilled"}
     if unknown:
         raise ValueError(f"Unknown ViT config fields: {sorted(unknown)}.")
@@ -41,7 +44,10 @@ class PatchEmbed(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Self-attention with num_heads heads; softmax(QK^T / sqrt(d)) V per head."""
+    """Self-attention with num_heads heads; softmax(QK^T / sqrt(d)) V per head.
+
+    Notebooks: used in 02.
+    """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
@@ -60,6 +66,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """Notebooks: used in 02."""
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
@@ -69,7 +76,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x))).
+
+    Notebooks: built in 02 (the transformer block).
+    """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
@@ -138,9 +148,13 @@ class VisionTransformer(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Notebooks: used in 00, 03."""
     return sum(p.numel() for p in model.parameters())
 
 
 def build_vit(**overrides) -> VisionTransformer:
-    """A VisionTransformer from vit_config(**overrides)."""
+    """A VisionTransformer from vit_config(**overrides).
+
+    Notebooks: built in 00 (the ViT); used in 02, 03.
+    """
     return VisionTransformer(**vit_config(**overrides))

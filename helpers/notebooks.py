@@ -7,6 +7,9 @@ Run it before committing a changed notebook: the stored outputs of `# NBVAL_CHEC
 cells are then exactly what CI reproduces. Like CI's fresh clone, the notebooks start from an
 empty runs folder (a temporary one, shared by the notebooks of one call), so no checkpoint left
 by earlier work changes what they print.
+
+After changing a helper, rerun the notebooks its docstring's "Notebooks:" line names (a test
+keeps those lines equal to what the notebooks' code uses directly).
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import time
 from pathlib import Path
 
 from helpers.constants import NOTEBOOKS
+
+TAG = "Notebooks:"  # the docstring line naming the notebooks that use a helper
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -33,6 +38,46 @@ def execute(path: Path, timeout: int = 600) -> float:
         cell.get("metadata", {}).pop("execution", None)
     nbformat.write(nb, path)
     return seconds
+
+
+def helpers_used(path: Path) -> set[str]:
+    """The helpers functions and classes a notebook's code names directly, as
+    "module.name" of the module that defines them (what its stored outputs depend on)."""
+    import importlib
+    import inspect
+    import json
+    import re
+
+    code = "\n".join("".join(c["source"]) for c in json.loads(Path(path).read_text())["cells"]
+                     if c["cell_type"] == "code")
+    names = set()  # (module, attribute) pairs
+    aliases = {}
+    for match in re.finditer(r"from helpers import ([\w ,]+)", code):
+        for part in match.group(1).split(","):
+            module, _, alias = part.strip().partition(" as ")
+            aliases[alias or module] = module
+    for match in re.finditer(r"from helpers\.(\w+) import ([\w ,]+)", code):
+        names |= {(match.group(1), part.split(" as ")[0].strip()) for part in match.group(2).split(",")}
+    for alias, module in aliases.items():
+        names |= {(module, m) for m in re.findall(r"(?<![\w.])" + alias + r"\.(\w+)", code)}
+    names |= set(re.findall(r"helpers\.(\w+)\.(\w+)", code))
+    names |= {("__init__", m) for m in re.findall(r"(?<![\w.])helpers\.(\w+)(?![.\w])", code)}
+    used = set()
+    for module, name in names:
+        owner = importlib.import_module("helpers" if module == "__init__" else f"helpers.{module}")
+        obj = getattr(owner, name, None)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__.startswith("helpers."):
+            used.add(f"{obj.__module__.removeprefix('helpers.')}.{obj.__qualname__}")
+    return used
+
+
+def notebooks_using() -> dict[str, list[str]]:
+    """{"module.name": ["00", "03"]}: which notebooks' stored outputs a change to a helper touches."""
+    users: dict[str, list[str]] = {}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for name in helpers_used(path):
+            users.setdefault(name, []).append(path.name[:2])
+    return users
 
 
 def main(argv: list[str] | None = None) -> int:

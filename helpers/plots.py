@@ -8,7 +8,10 @@ from helpers.constants import CLASSES
 
 
 def show_images(images, labels=None, titles=None, ncols: int = 8, scale: float = 1.3):
-    """A grid of images: uint8 (N, H, W, 3) or (N, 3, H, W), or floats in [0, 1]."""
+    """A grid of images: uint8 (N, H, W, 3) or (N, 3, H, W), or floats in [0, 1].
+
+    Notebooks: used in 00, 02, 04.
+    """
     images = torch.as_tensor(images)
     if images.shape[1] == 3 and images.shape[-1] != 3:
         images = images.permute(0, 2, 3, 1)
@@ -32,7 +35,10 @@ def plot_histories(histories: dict, title: str | None = None, train_loss: bool =
     """Loss and validation accuracy per epoch for several runs: {name: history}.
 
     train_loss=False leaves out the training loss, e.g. when the runs optimize different
-    objectives (distillation adds a term) and only the validation loss is comparable."""
+    objectives (distillation adds a term) and only the validation loss is comparable.
+
+    Notebooks: used in 00, 02, 03.
+    """
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
     for name, history in histories.items():
         epochs = [r["epoch"] for r in history]
@@ -55,7 +61,10 @@ def plot_histories(histories: dict, title: str | None = None, train_loss: bool =
 
 
 class LiveCurves:
-    """fit(..., on_epoch=LiveCurves(...)): redraws the curves in the notebook after every epoch."""
+    """fit(..., on_epoch=LiveCurves(...)): redraws the curves in the notebook after every epoch.
+
+    Notebooks: used in 04.
+    """
 
     def __init__(self, title: str | None = None, others: dict | None = None):
         self.title, self.others = title, dict(others or {})

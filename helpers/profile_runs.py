@@ -52,6 +52,8 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     Without one: the profile's plain ViT, shuffled batches, normalization only. The data sits
     on the training device. Checkpoints go to runs/<profile>/<name>: running the cell again
     resumes, or returns a finished run's history at once.
+
+    Notebooks: used in 00, 02, 03, 04.
     """
     profile = profile or get_profile()
     device = device or pick_device()
@@ -114,7 +116,10 @@ def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, 
 
 def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1) -> str:
     """One line for the top of a training cell: how long `runs` trainings will take here in this
-    profile, from a measured rate, and what the smaller profiles would cost instead."""
+    profile, from a measured rate, and what the smaller profiles would cost instead.
+
+    Notebooks: used in 00, 02, 03, 04.
+    """
     from helpers.profiles import PROFILES
 
     device = torch.device(device) if device else pick_device()

@@ -82,7 +82,10 @@ def profile_name() -> str:
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The Profile called `name`, or the active one."""
+    """The Profile called `name`, or the active one.
+
+    Notebooks: used in 00, 03.
+    """
     name = name or profile_name()
     if name not in PROFILES:
         raise ProfileError(f"Unknown profile {name!r}; use one of: {', '.join(PROFILES)}.")
@@ -90,7 +93,10 @@ def get_profile(name: str | None = None) -> Profile:
 
 
 def smoke_test_label(profile: Profile) -> str:
-    """What a run's numbers are worth in this profile, for the output next to them."""
+    """What a run's numbers are worth in this profile, for the output next to them.
+
+    Notebooks: used in 00, 03, 04, 05.
+    """
     if profile.name == "ci":
         return ("SMOKE TEST (ci profile: a few epochs on 1,000 images) - these numbers only show that "
                 "the code runs; they are not evidence of anything.")

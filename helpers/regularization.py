@@ -21,6 +21,8 @@ class DropPath(nn.Module):
 
     In training each sample keeps the branch with probability 1 - drop_prob; kept outputs are
     scaled by 1 / (1 - drop_prob) so the expected output is unchanged. Identity in eval.
+
+    Notebooks: built in 02 (stochastic depth).
     """
 
     def __init__(self, drop_prob: float = 0.0):
@@ -55,6 +57,8 @@ def drop_path_rates(depth: int, max_rate: float) -> list[float]:
 
     The same values as timm's `torch.linspace(0, drop_path_rate, depth)`: early blocks compute
     features every later block needs, so they are dropped least (Huang et al., 2016, Sec. 3).
+
+    Notebooks: built in 02 (stochastic depth).
     """
     if int(depth) != depth or depth < 1:
         raise ValueError(f"depth must be a whole number >= 1, not {depth}.")
@@ -65,12 +69,18 @@ def drop_path_rates(depth: int, max_rate: float) -> list[float]:
 
 
 def survival_rates(depth: int, max_rate: float) -> list[float]:
-    """Probability that each block's branches survive: 1 at the first block, 1 - max_rate at the last."""
+    """Probability that each block's branches survive: 1 at the first block, 1 - max_rate at the last.
+
+    Notebooks: used in 02.
+    """
     return [1.0 - rate for rate in drop_path_rates(depth, max_rate)]
 
 
 def expected_depth(rates) -> float:
-    """Expected number of blocks a sample passes through: the sum of survival probabilities."""
+    """Expected number of blocks a sample passes through: the sum of survival probabilities.
+
+    Notebooks: used in 02.
+    """
     return float(sum(1.0 - rate for rate in rates))
 
 
@@ -80,6 +90,8 @@ def record_kept_paths(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     Returns a bool tensor (B, branches): column j is the j-th drop-path call of the forward pass
     (two per transformer block: attention, then MLP). Works for helpers' and timm's models,
     since both name the module DropPath. A branch counts as dropped when its output is all zero.
+
+    Notebooks: used in 02.
     """
     calls: list[torch.Tensor] = []
 
@@ -106,6 +118,8 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0
 
     `targets` are class indices (B,) or probabilities (B, K). For indices the result is one-hot
     with off-value smoothing/K and on-value 1 - smoothing + smoothing/K, as timm's mixup_target.
+
+    Notebooks: built in 02 (label smoothing).
     """
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), not {smoothing}; DeiT uses 0.1.")

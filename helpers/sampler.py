@@ -26,6 +26,8 @@ class RepeatedAugSampler(Sampler[int]):
     With num_replicas=1 the copies of an image are consecutive, so a batch holds each image up
     to num_repeats times: DeiT only uses this across many GPUs, where the copies are split up.
     Call set_epoch(epoch) before each epoch, in every process, to re-shuffle consistently.
+
+    Notebooks: built in 02 (repeated augmentation).
     """
 
     def __init__(self, dataset_len_or_dataset, num_replicas: int | None = 1, rank: int | None = 0,

@@ -13,7 +13,10 @@ def sync(device) -> None:
 
 
 def endless(batches):
-    """Batches forever, re-shuffled each pass."""
+    """Batches forever, re-shuffled each pass.
+
+    Notebooks: used in 04.
+    """
     epoch = 0
     while True:
         if hasattr(batches, "set_epoch"):
@@ -31,6 +34,8 @@ def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 
     data_s and step_s come from a second pass that synchronizes between the two parts, so each
     is timed on its own; gpu_busy = step_s / (data_s + step_s) is the share a model would have
     if nothing overlapped.
+
+    Notebooks: used in 04.
     """
     iterator = iter(batches)
     for _ in range(warmup):
@@ -96,7 +101,10 @@ def _posterize_at_least_one_bit(transform) -> None:
 def starter_loader(train, batch_size: int, workers: int):
     """The usual data path (the starting pipeline's): timm's create_transform on PIL images in
     DataLoader workers, then timm's Mixup. Returns (loader, mixup). Its posterize ops are clamped
-    to >= 1 bit so that Pillow 13 cannot crash them (only in this loader's transform)."""
+    to >= 1 bit so that Pillow 13 cannot crash them (only in this loader's transform).
+
+    Notebooks: used in 04.
+    """
     from helpers.augment import starter_mixup, starter_transforms
     from helpers.data import CIFAR10Dataset
 

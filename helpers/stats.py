@@ -23,7 +23,10 @@ def mean_and_se(values: list[float]) -> tuple[float, float | None]:
 
 def paired_difference(a: dict, b: dict) -> dict | None:
     """a - b over the seeds both have ({seed: value} each): mean, se, n, t, p and whether the
-    difference is distinguishable from zero. None when they share no seed."""
+    difference is distinguishable from zero. None when they share no seed.
+
+    Notebooks: used in 05.
+    """
     from scipy import stats
 
     seeds = sorted(set(a) & set(b))
@@ -44,6 +47,9 @@ def paired_difference(a: dict, b: dict) -> dict | None:
 
 
 def format_estimate(mean: float, se: float | None, signed: bool = False) -> str:
-    """'+1.23 ± 0.45' (or without ± when there is no standard error)."""
+    """'+1.23 ± 0.45' (or without ± when there is no standard error).
+
+    Notebooks: used in 05.
+    """
     text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
     return text + (f" ± {se:.2f}" if se is not None else "")

@@ -79,7 +79,10 @@ def teacher_config(profile=None, **overrides) -> TeacherConfig:
 
 
 def build_teacher(config: TeacherConfig | None = None, num_classes: int = 10) -> nn.Module:
-    """timm's ResNet with BasicBlocks, with a 3x3 stride-1 stem and no max-pool for 32 px."""
+    """timm's ResNet with BasicBlocks, with a 3x3 stride-1 stem and no max-pool for 32 px.
+
+    Notebooks: used in 03.
+    """
     from timm.models.resnet import BasicBlock, ResNet
 
     config = config or TEACHERS["full"]
@@ -234,6 +237,8 @@ def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missi
     Loads runs/<profile>/teacher/teacher.pt. A missing checkpoint is trained only with
     train_if_missing=True; an unreadable or outdated one raises TeacherError and is
     replaced only with retrain=True (an unreadable file is first moved to teacher.pt.bad).
+
+    Notebooks: used in 03, 04.
     """
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]

@@ -32,6 +32,7 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class TrainConfig:
+    """Notebooks: used in 03, 04."""
     epochs: int = 10
     batch_size: int = 128
     lr: float = 5e-4  # for batch 512; scaled linearly with the batch size, as in DeiT
@@ -50,6 +51,7 @@ class TrainConfig:
 
 
 def pick_device() -> torch.device:
+    """Notebooks: used in 04."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -211,6 +213,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     trains with SGD and its own schedule): optimizer_factory(model, device) -> optimizer, and
     lr_schedule(step, total_steps) -> learning rate. Each epoch's record holds `seconds` (the
     whole epoch) and `train_seconds` (before evaluation).
+
+    Notebooks: used in 03.
     """
     from tqdm.auto import tqdm
 
@@ -301,7 +305,10 @@ BF16_ON_CPU = "DEIT_BF16_ON_CPU"  # set to 1 to exercise the GPU's bf16 path on 
 
 def autocast_for(device: torch.device):
     """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere,
-    unless DEIT_BF16_ON_CPU=1 asks for bf16 on the CPU too."""
+    unless DEIT_BF16_ON_CPU=1 asks for bf16 on the CPU too.
+
+    Notebooks: used in 04.
+    """
     device = torch.device(device)
     if device.type == "cpu" and os.environ.get(BF16_ON_CPU) == "1":
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -309,7 +316,10 @@ def autocast_for(device: torch.device):
 
 
 def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast) -> torch.Tensor:
-    """One optimizer step; returns the loss (still on the device: reading it would wait for the GPU)."""
+    """One optimizer step; returns the loss (still on the device: reading it would wait for the GPU).
+
+    Notebooks: used in 04.
+    """
     with autocast:
         loss = loss_fn(network(inputs), targets, inputs)
     optimizer.zero_grad(set_to_none=True)
@@ -321,7 +331,10 @@ def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device):
-    """AdamW without decay on norms/biases/tokens; the fused kernel on CUDA (one launch per step)."""
+    """AdamW without decay on norms/biases/tokens; the fused kernel on CUDA (one launch per step).
+
+    Notebooks: used in 04.
+    """
     return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, fused=device.type == "cuda")
 
 

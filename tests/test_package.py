@@ -60,3 +60,25 @@ def test_the_command_line_lists_its_commands_and_names_a_wrong_one():
 def test_the_command_line_runs_a_command():
     result = run("ablate", "--list")
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 18
+
+
+def test_each_helper_names_the_notebooks_that_use_it():
+    """Its "Notebooks:" line says whose stored outputs to regenerate after changing it."""
+    import inspect
+    import re
+
+    from helpers.notebooks import TAG, helpers_used, notebooks_using
+
+    used = notebooks_using()
+    assert {"augment.cutmix", "models.build_vit", "train.fit", "ablate.summarize"} <= set(used)
+    assert helpers_used(Path(HELPERS.parent, "notebooks", "01_augmentation.ipynb")) >= {"augment.mixup"}
+    tagged = {}
+    for module in MODULES:
+        mod = importlib.import_module(f"helpers.{module}")
+        for name, obj in vars(mod).items():
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == mod.__name__ \
+                    and obj.__name__ == name:  # not an alias
+                tag = re.search(TAG + r"(.*)", obj.__doc__ or "")
+                if tag:
+                    tagged[f"{module}.{name}"] = sorted(set(re.findall(r"\b\d\d\b", tag.group(1))))
+    assert tagged == used
