@@ -465,7 +465,7 @@ def parse_rand_augment(spec: str) -> RandAugmentConfig:
 
     Defaults follow timm: n=2, m=10, mstd=0, mmax=10, inc=0, p=0.5; mstd > 100 means uniform.
 
-    Notebooks: used in 01.
+    Notebooks: built in 01 (RandAugment).
     """
     parts = spec.split("-")
     if parts[0] != "rand":
@@ -491,9 +491,10 @@ class RandAugment:
     applied with probability p at magnitude M + N(0, mstd) clipped to [0, mmax].
 
     `rng` (a random.Random) makes it reproducible; `last_ops` lists (name, magnitude) of the ops
-    applied to the latest image. helpers.batch_randaugment is the batched tensor version.
+    applied to the latest image; sample_ops() draws one image's ops without applying them.
+    helpers.batch_randaugment is the batched tensor version.
 
-    Notebooks: used in 01.
+    Notebooks: built in 01 (RandAugment).
     """
 
     def __init__(self, n: int = 2, m: float = 9.0, mstd: float = 0.5, mmax: float = MAX_LEVEL,
@@ -509,9 +510,12 @@ class RandAugment:
         self.last_ops: list[tuple[str, float]] = []
 
     @classmethod
-    def from_string(cls, spec: str, **kwargs) -> "RandAugment":
-        c = parse_rand_augment(spec)
+    def from_config(cls, c: RandAugmentConfig, **kwargs) -> "RandAugment":
         return cls(n=c.n, m=c.m, mstd=c.mstd, mmax=c.mmax, increasing=c.inc, p=c.p, **kwargs)
+
+    @classmethod
+    def from_string(cls, spec: str, **kwargs) -> "RandAugment":
+        return cls.from_config(parse_rand_augment(spec), **kwargs)
 
     def sample_magnitude(self) -> float:
         if math.isinf(self.mstd):
@@ -527,15 +531,23 @@ class RandAugment:
             raise ValueError(f"RandAugment works on PIL images, got {type(img).__name__}. Use "
                              f"torchvision.transforms.functional.to_pil_image(x) first.")
         self.last_ops = []
+        for name, magnitude, sign in self.sample_ops():
+            img = apply_op(img, name, magnitude, sign, self.fill, self.interpolation)
+            self.last_ops.append((name, magnitude))
+        return img
+
+    def sample_ops(self) -> list[tuple[str, float, int]]:
+        """One image's draws, in order, without touching an image: (name, magnitude, sign) of
+        each op to apply. Per slot: the op, whether to apply it, its magnitude, its sign."""
+        chosen = []
         for _ in range(self.n):
             name = self.rng.choice(self.ops)
             if self.rng.random() >= self.p:
                 continue
             magnitude = self.sample_magnitude()
             sign = -1 if self.rng.random() < 0.5 else 1
-            img = apply_op(img, name, magnitude, sign, self.fill, self.interpolation)
-            self.last_ops.append((name, magnitude))
-        return img
+            chosen.append((name, magnitude, sign))
+        return chosen
 
     def __repr__(self) -> str:
         return (f"RandAugment(n={self.n}, m={self.m}, mstd={self.mstd}, mmax={self.mmax}, "

@@ -6,6 +6,8 @@ prints whether it is right, with a hint when it is not. They never raise: a stub
 """
 from __future__ import annotations
 
+import random
+
 import torch
 
 from helpers import augment, losses
@@ -95,3 +97,91 @@ def check_soft_target_cross_entropy(student_fn) -> None:
             break
     _report(problem, hint, "Same value as helpers.losses.soft_target_cross_entropy and "
                            "timm.loss.SoftTargetCrossEntropy.")
+
+
+# RandAugment strings the sampler checker runs, with how many images each: DeiT's own; four ops
+# at p = 1, where an image often gets the same op twice; wide noise around a small M, so the
+# clip at 0 matters; and timm's "uniform magnitude" convention (mstd > 100).
+SAMPLER_CASES = (("rand-m9-mstd0.5-inc1", 300), ("rand-n4-m5-p1", 100),
+                 ("rand-n3-m2-mstd3-inc1", 100), ("rand-n2-m7-mstd101", 100))
+
+
+def _draws_problem(draws, config) -> str | None:
+    """What is wrong with one image's draws on their own (their shape and ranges), if anything."""
+    pool = augment.OPS_INCREASING if config.inc else augment.OPS_STANDARD
+    if not isinstance(draws, (list, tuple)) or not all(
+            isinstance(d, (list, tuple)) and len(d) == 3 for d in draws):
+        return f"Expected a list of (name, magnitude, sign) tuples, got {draws!r}."
+    if len(draws) > config.n:
+        return f"Got {len(draws)} ops for n = {config.n}; draw exactly n, and apply each with probability p."
+    for name, magnitude, sign in draws:
+        if name not in pool:
+            return f"{name!r} is not in the {'increasing' if config.inc else 'standard'} pool."
+        if not isinstance(magnitude, (int, float)):
+            return f"The magnitude must be a number, got {magnitude!r}."
+        if not 0 <= magnitude <= config.mmax:
+            return (f"Magnitude {magnitude:.3f} lies outside [0, {config.mmax:g}]: clip the noisy "
+                    f"magnitude to [0, mmax].")
+        if sign not in (-1, 1):
+            return f"The sign must be -1 or 1, got {sign!r}."
+    return None
+
+
+def _has_repeat(draws) -> bool:
+    names = [d[0] for d in draws]
+    return len(set(names)) < len(names)
+
+
+def _sampler_mismatch(spec: str, images: int, student_fn) -> str | None:
+    """Run the student's sampler and helpers' RandAugment from the same seed, image by image."""
+    config = augment.parse_rand_augment(spec)
+    reference = augment.RandAugment.from_config(config, rng=random.Random(0))
+    rng = random.Random(0)
+    first_difference, ours, theirs = None, [], []
+    for image in range(images):
+        draws, problem = attempt(student_fn, config, rng)
+        problem = problem or _draws_problem(draws, config)
+        if problem:
+            return f"For {spec!r}: {problem}"
+        expected = reference.sample_ops()
+        same = len(draws) == len(expected) and all(
+            (n, s) == (en, es) and abs(m - em) < 1e-9 for (n, m, s), (en, em, es) in zip(draws, expected))
+        if not same and first_difference is None:
+            rounded = lambda ds: [(n, round(m, 3), s) for n, m, s in ds]  # noqa: E731
+            first_difference = (f"For {spec!r}, image {image} (both from random.Random(0)): expected "
+                                f"{rounded(expected)}, got {rounded(draws)}.")
+        ours.append(draws)
+        theirs.append(expected)
+    if first_difference is None:
+        return None
+    # Name the likely cause before showing the first difference.
+    if sum(map(_has_repeat, theirs)) > 0 and not any(map(_has_repeat, ours)):
+        return (f"For {spec!r} helpers' images got the same op twice {sum(map(_has_repeat, theirs))} "
+                f"times in {images}, yours never did: pick each op with replacement "
+                f"(rng.choice(pool) for every slot).")
+    applied, expected_applied = sum(map(len, ours)), sum(map(len, theirs))
+    if config.p < 1 and applied == images * config.n:
+        return (f"For {spec!r} you applied all {applied} ops drawn; helpers applied "
+                f"{expected_applied}: apply each op only with probability p.")
+    return first_difference
+
+
+def check_rand_augment_sampler(student_fn) -> None:
+    """Exercise 4: student_fn(config, rng) -> [(name, magnitude, sign), ...], the ops RandAugment
+    applies to one image, drawn from the random.Random `rng` in the order of
+    helpers.augment.RandAugment (config: what helpers.augment.parse_rand_augment returns).
+
+    Notebooks: used in 01.
+    """
+    hint = ("for each of the config.n slots, in this order: name = rng.choice(pool); skip the op "
+            "unless rng.random() < config.p; magnitude = my_sample_magnitude(config.m, config.mstd, "
+            "rng, config.mmax); sign = -1 if rng.random() < 0.5 else 1 (for every op, even those "
+            "without a direction).")
+    problem = None
+    for spec, images in SAMPLER_CASES:
+        problem = _sampler_mismatch(spec, images, student_fn)
+        if problem:
+            break
+    images = sum(n for _, n in SAMPLER_CASES)
+    _report(problem, hint, f"Your draws equal helpers.augment.RandAugment's, draw for draw, for "
+                           f"{images} images and {len(SAMPLER_CASES)} RandAugment strings.")

@@ -439,3 +439,80 @@ def test_checkers_say_right_wrong_or_todo_and_never_raise(checker, reference, wr
     assert "NotImplementedError" in capsys.readouterr().out
     check(lambda *a: None)
     assert capsys.readouterr().out.startswith("Not right yet.")
+
+
+# --- RandAugment's sampler (notebook 01, exercise 4) ------------------------------------------
+
+def test_sample_ops_are_the_draws_that_rand_augment_applies():
+    img = cifar_like_image(6)
+    config = A.parse_rand_augment("rand-n3-m9-mstd1-inc1")
+    sampler = A.RandAugment.from_config(config, rng=random.Random(5))
+    applier = A.RandAugment.from_string("rand-n3-m9-mstd1-inc1", rng=random.Random(5))
+    signs = set()
+    for _ in range(200):
+        draws = sampler.sample_ops()
+        out = applier(img)
+        assert [(name, m) for name, m, _ in draws] == applier.last_ops
+        expected = img
+        for name, m, sign in draws:
+            expected = A.apply_op(expected, name, m, sign)
+        assert np.array_equal(np.asarray(out), np.asarray(expected))
+        signs.update(sign for _, _, sign in draws)
+    assert signs == {-1, 1}
+
+
+def _sampler(config, rng, replace=True, clip=True, use_p=True):
+    """A from-scratch sampler with switchable mistakes (the draws in helpers' order when right)."""
+    pool = A.OPS_INCREASING if config.inc else A.OPS_STANDARD
+    names = None if replace else rng.sample(pool, config.n)
+    draws = []
+    for slot in range(config.n):
+        name = rng.choice(pool) if replace else names[slot]
+        if use_p and rng.random() >= config.p:
+            continue
+        if math.isinf(config.mstd):
+            m = rng.uniform(0.0, config.m)
+        else:
+            m = rng.gauss(config.m, config.mstd) if config.mstd > 0 else config.m
+        draws.append((name, max(0.0, min(m, config.mmax)) if clip else m, -1 if rng.random() < 0.5 else 1))
+    return draws
+
+
+@pytest.mark.parametrize("mistake, words", [
+    (dict(replace=False), "with replacement"),
+    (dict(clip=False), "clip the noisy magnitude"),
+    (dict(use_p=False), "probability p"),
+])
+def test_sampler_checker_passes_helpers_and_names_each_mistake(mistake, words, capsys):
+    from helpers.exercises_augment import check_rand_augment_sampler
+
+    check_rand_augment_sampler(lambda c, rng: A.RandAugment.from_config(c, rng=rng).sample_ops())
+    assert capsys.readouterr().out.startswith("Correct!")
+    check_rand_augment_sampler(_sampler)
+    assert capsys.readouterr().out.startswith("Correct!")
+    check_rand_augment_sampler(lambda c, rng: _sampler(c, rng, **mistake))
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet.") and words in out and "Hint:" in out
+    flipped = lambda c, rng: [(n, m, -s) for n, m, s in _sampler(c, rng)]  # noqa: E731
+    check_rand_augment_sampler(flipped)
+    assert "image 0" in capsys.readouterr().out
+    check_rand_augment_sampler(_todo)
+    assert "NotImplementedError" in capsys.readouterr().out
+    check_rand_augment_sampler(lambda *a: None)
+    assert capsys.readouterr().out.startswith("Not right yet.")
+
+
+def test_notebook_01_quotes_the_starter_code_literally():
+    import inspect
+    import json
+    import re
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parents[1] / "notebooks" / "01_augmentation.ipynb").read_text())["cells"]
+    text = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## 1. The seed's pipeline"))
+    quoted = [line.strip() for block in re.findall(r"```python\n(.*?)```", text, re.S)
+              for line in block.splitlines() if line.strip()]
+    source = {line.strip() for f in (A.starter_transforms, A.starter_mixup)
+              for line in inspect.getsource(f).splitlines()}
+    assert any(line.startswith("evaluation = create_transform(") for line in quoted)
+    assert [line for line in quoted if line not in source] == []
