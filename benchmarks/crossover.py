@@ -1,21 +1,25 @@
-"""Probe a laptop-sized setting: does DeiT's recipe beat the plain ViT there, and how fast?
+"""Where does DeiT's recipe overtake the plain ViT? Validation accuracy against epochs, plain vs
+the full recipe, seed by seed, on a laptop-sized setting (issue: the premise on a laptop).
 
-    python benchmarks/cpu_setting.py --train-per-class 200 --epochs 300 --patch 8 \
-        --recipes plain full --output results/cpu_probes/p8-2k-300.json
+    python -m benchmarks.crossover --train-per-class 200 --epochs 400 --seeds 3 --threads 1
 
-Trains each recipe on `train-per-class` images per class and validates on a held-out split of
-the training set (helpers.data.train_validation_split); every epoch it records validation
-accuracy and the accuracy on a fixed sample of the (unaugmented) training images, so
-over-fitting shows as the gap between the two. One seed per call: probes to choose where to
-measure, not results. Use --threads 1 to run two probes side by side on two cores.
+Trains on `train-per-class` images per class and validates on a held-out split of the training
+set (helpers.data.train_validation_split), the same split for every run. Every `--seen-every`
+epochs it also records the accuracy on a fixed sample of the (unaugmented) training images, so
+over-fitting shows as the gap between the two. Seed k gives both recipes the same initial
+weights. Each (recipe, seed) writes results/crossover/<recipe>-seed<k>.json when it finishes
+and is skipped once that exists; an interrupted run resumes from its checkpoint in
+runs/crossover/ (one checkpoint per epoch). Use --threads 1 beside other work on two cores.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
+from helpers.constants import RESULTS, RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.files import write_json_atomically
 from helpers.models import count_parameters
@@ -24,59 +28,78 @@ from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.train import TrainConfig, evaluate, fit
 
+RECIPES = {"plain": Recipe.plain(), "full": Recipe()}
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-per-class", type=int, default=200)
-    parser.add_argument("--val-per-class", type=int, default=100)
-    parser.add_argument("--embed-dim", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=6)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--patch", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--warmup-epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=PROFILES["cpu"].lr, help="per 512 images, scaled")
-    parser.add_argument("--recipes", nargs="+", default=["plain", "full"], choices=["plain", "full"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args()
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train-per-class", type=int, default=200)
+    p.add_argument("--val-per-class", type=int, default=100)
+    p.add_argument("--embed-dim", type=int, default=128)
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=400)
+    p.add_argument("--warmup-epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=PROFILES["cpu"].lr, help="per 512 images, scaled")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seen-every", type=int, default=5, help="epochs between training-set accuracies")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--results-dir", default=str(RESULTS / "crossover"))
+    p.add_argument("--runs-dir", default=str(RUNS / "crossover"))
+    return p
+
+
+def run_one(name: str, seed: int, args, train, val, seen) -> dict:
+    recipe = RECIPES[name]
+    model_config = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads, patch_size=args.patch)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         warmup_epochs=args.warmup_epochs, smoothing=recipe.smoothing, seed=seed)
+    torch.manual_seed(seed)
+    model = recipe.build_model(**model_config)
+
+    def on_epoch(history):
+        record = history[-1]
+        if record["epoch"] % args.seen_every == 0 or record["epoch"] == args.epochs:
+            # saved with the next epoch's checkpoint; the last one is in the returned history
+            record["train_seen_acc"] = evaluate(model, TensorBatches(seen, 500, shuffle=False))["val_acc"]
+            print(f"{name} seed {seed} epoch {record['epoch']}: val {record['val_acc']:.1f}%  "
+                  f"train (seen) {record['train_seen_acc']:.1f}%  ({record['seconds']:.1f} s/epoch)", flush=True)
+
+    started = time.perf_counter()
+    history = fit(model, recipe.train_batches(train, config.batch_size, seed), TensorBatches(val, 500, shuffle=False),
+                  config, batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(), progress=False,
+                  log_epochs=False, device="cpu", on_epoch=on_epoch,
+                  run_dir=Path(args.runs_dir) / f"{name}-seed{seed}-{args.train_per_class}pc-{args.epochs}ep",
+                  metadata={"recipe": recipe.as_dict(), "model": model_config})
+    return {"experiment": "crossover", "recipe_name": name, "seed": seed, "recipe": recipe.as_dict(),
+            "model": model_config, "parameters": count_parameters(model), "config": vars(args),
+            "train_images": len(train), "val_images": len(val), "seen_images": len(seen),
+            "threads": torch.get_num_threads(), "history": history,
+            "train_seconds": sum(r["train_seconds"] for r in history),
+            "wall_clock_seconds_this_session": time.perf_counter() - started, **provenance()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
     train, val = train_validation_split(load_cifar10("train"), args.val_per_class, args.train_per_class)
     seen = train.subset(torch.arange(0, len(train), max(1, len(train) // len(val)))[:len(val)])
-    model_config = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads, patch_size=args.patch)
-    runs = {}
-    for name in args.recipes:
-        recipe = Recipe.plain() if name == "plain" else Recipe()
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             warmup_epochs=args.warmup_epochs, smoothing=recipe.smoothing, seed=args.seed)
-        torch.manual_seed(args.seed)
-        model = recipe.build_model(**model_config)
-        train_acc = []
-
-        def on_epoch(history, model=model, train_acc=train_acc):
-            train_acc.append(evaluate(model, TensorBatches(seen, 500, shuffle=False))["val_acc"])
-            if len(history) % 10 == 0 or len(history) == args.epochs:
-                r = history[-1]
-                print(f"{name} epoch {r['epoch']}: val {r['val_acc']:.1f}%  train (seen) {train_acc[-1]:.1f}%  "
-                      f"({r['seconds']:.1f} s/epoch)", flush=True)
-
-        started = time.perf_counter()
-        history = fit(model, recipe.train_batches(train, config.batch_size, config.seed),
-                      TensorBatches(val, 500, shuffle=False), config, batch_transform=recipe.batch_transform(),
-                      loss_fn=recipe.loss_fn(), progress=False, device="cpu", on_epoch=on_epoch)
-        runs[name] = {"recipe": recipe.as_dict(), "val_acc": [r["val_acc"] for r in history],
-                      "train_seen_acc": train_acc, "train_loss": [r["train_loss"] for r in history],
-                      "seconds": time.perf_counter() - started}
-        print(f"{name}: final val {history[-1]['val_acc']:.2f}%, {runs[name]['seconds'] / 60:.1f} min", flush=True)
-    write_json_atomically({"benchmark": "cpu_setting_probe", "args": vars(args), "model": model_config,
-                           "parameters": count_parameters(Recipe().build_model(**model_config)),
-                           "train_images": len(train), "val_images": len(val), "threads": torch.get_num_threads(),
-                           "runs": runs, **provenance()}, args.output)
+    out = Path(args.results_dir)
+    for seed in range(args.seeds):  # seed-major: a complete plain/full pair comes first
+        for name in args.recipes:
+            path = out / f"{name}-seed{seed}.json"
+            if path.exists():
+                print(f"{path} exists: skipped", flush=True)
+                continue
+            result = run_one(name, seed, args, train, val, seen)
+            write_json_atomically(result, path)
+            print(f"{name} seed {seed}: final val {result['history'][-1]['val_acc']:.2f}% -> {path}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

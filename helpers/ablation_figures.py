@@ -60,11 +60,16 @@ def plot_validation_curves(results: list[dict], names: list[str], ax=None, title
         per_epoch = [[r["history"][i]["val_acc"] for r in runs] for i in range(length)]
         mean = [statistics.fmean(v) for v in per_epoch]
         se = [statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0 for v in per_epoch]
-        ax.plot(epochs, mean, color=colour, label=f"{name} ({len(runs)} seeds)")
+        seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
+        ax.plot(epochs, mean, color=colour, label=f"{name} ({seeds})")
         ax.fill_between(epochs, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)],
                         color=colour, alpha=0.25, linewidth=0)
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no finished runs of these variants yet", transform=ax.transAxes,
+                ha="center", va="center", color="0.4")
+        return ax
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 

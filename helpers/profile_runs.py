@@ -15,7 +15,10 @@ EVAL_BATCH = 500
 
 
 def profile_config(profile: Profile, **overrides) -> TrainConfig:
-    """TrainConfig sized by the profile; keyword arguments override any field."""
+    """TrainConfig sized by the profile; keyword arguments override any field.
+
+    Notebooks: used in 04.
+    """
     unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise TypeError(f"Unknown TrainConfig fields: {sorted(unknown)}.")
@@ -29,6 +32,8 @@ def profile_data(profile: Profile, train_per_class: int | None = None):
 
     Validation images are held out of the training set, the same ones for every run of the
     profile: curves and every choice use them. The test set is for the final model only.
+
+    Notebooks: used in 04.
     """
     train, val = train_validation_split(load_cifar10("train"), profile.val_per_class,
                                         train_per_class or profile.train_per_class)
@@ -87,36 +92,45 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
 def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, steps: int = 3) -> float:
     """Measured training time per image of the profile's model and recipe on `device`: a few
     augmented training steps, timed after one warm-up step (nothing is saved)."""
-    import time
-
     from helpers.recipe import Recipe
-    from helpers.speed import sync
-    from helpers.train import autocast_for, make_optimizer, train_step
+    from helpers.train import make_optimizer
 
     recipe = recipe or Recipe.plain()
     device = torch.device(device) if device else pick_device()
-    data = load_cifar10("train", n_per_class=max(1, -(-profile.batch_size * (steps + 1) // 10)))
     config = profile_config(profile)
     model = recipe.build_model(**profile.vit_sizes).to(device)
-    optimizer = make_optimizer(model, config, config.scaled_lr, device)
     loss_fn = recipe.loss_fn(teacher) if recipe.distillation_type != "none" else recipe.loss_fn()
-    transform = recipe.batch_transform()
-    batches = iter(TensorBatches(data, profile.batch_size, drop_last=True).to(device))
-    state = torch.random.get_rng_state()
+    return time_training_steps(model, make_optimizer(model, config, config.scaled_lr, device),
+                               recipe.batch_transform(), loss_fn, profile.batch_size, device,
+                               clip_grad=config.clip_grad, steps=steps)
+
+
+def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
+                        clip_grad=None, steps: int = 3) -> float:
+    """Seconds per image of `steps` training steps on real CIFAR-10 images, after one warm-up step."""
+    import time
+
+    from helpers.speed import sync
+    from helpers.train import autocast_for, train_step
+
+    data = load_cifar10("train", n_per_class=max(1, -(-batch_size * (steps + 1) // 10)))
+    batches = iter(TensorBatches(data, batch_size, drop_last=True).to(device))
     for i in range(steps + 1):
         if i == 1:
             sync(device)
             started = time.perf_counter()
-        inputs, targets = transform(*next(batches))
-        train_step(model, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast_for(device))
+        inputs, targets = batch_transform(*next(batches))
+        train_step(model, optimizer, inputs, targets, loss_fn, clip_grad, autocast_for(device))
     sync(device)
-    torch.random.set_rng_state(state)  # the estimate must not change what the training draws
-    return (time.perf_counter() - started) / (steps * profile.batch_size)
+    return (time.perf_counter() - started) / (steps * batch_size)
 
 
-def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1) -> str:
+def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1, *,
+                   rate=None, epochs=None, what: str = "training time") -> str:
     """One line for the top of a training cell: how long `runs` trainings will take here in this
     profile, from a measured rate, and what the smaller profiles would cost instead.
+    For another model than the profile's ViT: rate(profile, device) -> seconds per image and
+    epochs(profile) (helpers.teacher.estimated_teacher_time does this for the CNN teacher).
 
     Notebooks: used in 00, 02, 03, 04.
     """
@@ -124,12 +138,17 @@ def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, run
 
     device = torch.device(device) if device else pick_device()
 
-    def minutes(p: Profile) -> float:
-        return runs * seconds_per_image(p, recipe, device, teacher) * p.train_size * p.epochs / 60
+    rate = rate or (lambda p, d: seconds_per_image(p, recipe, d, teacher))
+    epochs = epochs or (lambda p: p.epochs)
 
-    here = minutes(profile)
-    cheaper = [f"{name}: about {minutes(p):.1f} min" for name, p in PROFILES.items()
-               if p.train_size * p.epochs < profile.train_size * profile.epochs and name != "full"]
-    return (f"Estimated training time here ({device.type}, profile {profile.name}, {runs} run(s)): about "
+    def minutes(p: Profile) -> float:
+        return runs * rate(p, device) * p.train_size * epochs(p) / 60
+
+    # Measuring builds models and draws batches: the estimate must not change what training draws.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        here = minutes(profile)
+        cheaper = [f"{name}: about {minutes(p):.1f} min" for name, p in PROFILES.items()
+                   if p.train_size * epochs(p) < profile.train_size * epochs(profile) and name != "full"]
+    return (f"Estimated {what} here ({device.type}, profile {profile.name}, {runs} run(s)): about "
             f"{here:.1f} min, measured from a few steps" + (f"; smaller profiles - {', '.join(cheaper)}" if cheaper else "")
             + ". Finished runs are reused at once.")

@@ -23,7 +23,7 @@ from torch import nn
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
 from helpers.data import TensorBatches
-from helpers.profile_runs import profile_data
+from helpers.profile_runs import estimated_time, profile_data, time_training_steps
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import Profile, get_profile
@@ -144,6 +144,31 @@ def _crop_flip_normalize(images: torch.Tensor, labels: torch.Tensor):
     return (x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x), labels
 
 
+def teacher_seconds_per_image(profile=None, device=None) -> float:
+    """Measured training time per image of the profile's teacher (a few steps, nothing saved)."""
+    profile = _profile(profile)
+    config = TEACHERS[profile.name]
+    device = torch.device(device) if device else pick_device()
+    model = build_teacher(config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
+    def loss_fn(logits, labels, _images):
+        return nn.functional.cross_entropy(logits, labels)
+
+    return time_training_steps(model, sgd_nesterov(config)(model, device), _crop_flip_normalize, loss_fn,
+                               config.batch_size, device)
+
+
+def estimated_teacher_time(profile=None, device=None) -> str:
+    """estimated_time's line for training the profile's teacher here, from a measured rate.
+
+    Notebooks: used in 03.
+    """
+    return estimated_time(_profile(profile), device=device, rate=teacher_seconds_per_image,
+                          epochs=lambda p: TEACHERS[p.name].epochs, what="the teacher's training time")
+
+
 def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=None,
                   progress: bool = True, data=None) -> tuple[nn.Module, dict]:
     """Train a teacher on the profile's CIFAR-10 subset; return (model, record).
@@ -182,6 +207,10 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
 
 
 def teacher_path(profile=None) -> Path:
+    """Where the profile's teacher checkpoint lives.
+
+    Notebooks: used in 03.
+    """
     return RUNS / _profile(profile).name / "teacher" / "teacher.pt"
 
 

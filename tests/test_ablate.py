@@ -152,6 +152,10 @@ def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_r
     assert list(ax.get_lines()[0].get_ydata()) == [11, 22]  # the mean over seeds
     assert len(ax.collections) == 3  # one ± s.e. band per variant
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # legend beside the data
+    one_seed = ablation_figures.plot_validation_curves(results[:1], ["plain"])
+    assert one_seed.get_lines()[0].get_label() == "plain (1 seed)"
+    empty = ablation_figures.plot_validation_curves(results, ["full+hard-distillation"])
+    assert not empty.get_lines() and "no finished runs" in empty.texts[0].get_text()
     ax = ablation_figures.plot_contributions(results)
     notes = [t.get_text() for t in ax.texts]
     assert notes.count("paper: did\nnot train") == 2  # random erasing and stochastic depth

@@ -45,3 +45,16 @@ def test_description_says_how_to_switch(monkeypatch):
     monkeypatch.setenv("DEIT_PROFILE", "ci")
     text = describe(get_profile())
     assert text.startswith("Profile: ci") and "DEIT_PROFILE=" in text
+
+
+def test_time_estimates_are_measured_and_leave_the_random_state_alone():
+    from helpers.profile_runs import estimated_time
+    from helpers.teacher import estimated_teacher_time
+
+    state = torch.random.get_rng_state()
+    student = estimated_time(get_profile("ci"), device="cpu", runs=2)
+    teacher = estimated_teacher_time(get_profile("ci"), device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)  # training after it draws the same
+    assert student.startswith("Estimated training time here (cpu, profile ci, 2 run(s))")
+    assert teacher.startswith("Estimated the teacher's training time here (cpu, profile ci")
+    assert all(float(line.split("about ")[1].split(" min")[0]) > 0 for line in (student, teacher))
