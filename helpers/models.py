@@ -18,7 +18,7 @@ DEIT_TINY_32 = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_head
 def vit_config(**overrides) -> dict:
     """A ViT config: DeiT-Tiny at 32 px, with any field overridden (e.g. a profile's model).
 
-    Notebooks: used in 00.
+    Notebooks: used in 00, 04.
     """
     unknown = set(overrides) - set(DEIT_TINY_32) - {"num_classes", "drop_path_rate", "distilled"}
     if unknown:
@@ -46,7 +46,7 @@ class PatchEmbed(nn.Module):
 class MultiHeadAttention(nn.Module):
     """Self-attention with num_heads heads; softmax(QK^T / sqrt(d)) V per head.
 
-    Notebooks: used in 02.
+    Notebooks: used in 00, 02.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
@@ -78,7 +78,7 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x))).
 
-    Notebooks: built in 02 (the transformer block).
+    Notebooks: built in 00 (the transformer block), 02 (with stochastic depth).
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):

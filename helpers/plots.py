@@ -75,3 +75,79 @@ class LiveCurves:
         fig = plot_histories({**self.others, "this run": history}, title=self.title)
         display(fig)
         plt.close(fig)
+
+
+# Colours of the ViT diagram: one per kind of token, one for the layers they pass through.
+_TOKEN_COLOURS = {"[CLS]": "#f4b183", "[DIST]": "#c5a3e0", "patch": "#9dc3e6", "layer": "#e7e6e6"}
+
+
+def _diagram_box(ax, x0: float, x1: float, y: float, text: str, colour: str, height: float = 0.8):
+    """A rounded box from x0 to x1, centred on height y, with `text` in its middle."""
+    from matplotlib.patches import FancyBboxPatch
+    ax.add_patch(FancyBboxPatch((x0, y - height / 2), x1 - x0, height, boxstyle="round,pad=0.05",
+                                facecolor=colour, edgecolor="0.3"))
+    ax.text((x0 + x1) / 2, y, text, ha="center", va="center", fontsize=9)
+
+
+def _diagram_arrow(ax, x: float, y0: float, y1: float) -> None:
+    """An upward arrow at x from y0 to y1."""
+    ax.annotate("", xy=(x, y1), xytext=(x, y0), arrowprops=dict(arrowstyle="->", color="0.3"))
+
+
+def draw_vit_diagram(distilled: bool = False, num_patches: int = 64, ax=None):
+    """The ViT as boxes and arrows, bottom to top: patches -> linear projection -> tokens with
+    [CLS] in front (and DeiT's [DIST] after it if `distilled`) + position embeddings ->
+    L transformer blocks -> LayerNorm -> a linear head on [CLS] (and one on [DIST]).
+
+    The token order is helpers.models.VisionTransformer's: [CLS, DIST, p1 ... pN]. Returns the axes.
+
+    Notebooks: used in 00.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4.6))
+    step, half = 1.3, 0.5  # distance between token columns, half a token box's width
+    names = ["[CLS]"] + (["[DIST]"] if distilled else []) + ["p1", "p2", "p3", "…", f"p{num_patches}"]
+    xs = [i * step for i in range(len(names))]
+    first_patch, right = xs[names.index("p1")] - half, xs[-1] + half
+    y_patches, y_proj, y_tokens, y_blocks, y_norm, y_heads = 0, 1.3, 2.6, 4.3, 6.0, 7.3
+
+    _diagram_box(ax, first_patch, right, y_patches,
+                 f"the image cut into {num_patches} patches, each flattened", "white")
+    _diagram_box(ax, first_patch, right, y_proj, "linear projection (one matrix, shared by all patches)",
+                 _TOKEN_COLOURS["patch"])
+    for x, name in zip(xs, names):
+        if name == "…":
+            ax.text(x, y_tokens, name, ha="center", va="center", fontsize=12)
+            continue
+        colour = _TOKEN_COLOURS.get(name, _TOKEN_COLOURS["patch"])
+        _diagram_box(ax, x - half, x + half, y_tokens, name, colour)
+        _diagram_arrow(ax, x, y_tokens + 0.45, y_blocks - 0.65)
+        if name.startswith("p"):
+            _diagram_arrow(ax, x, y_patches + 0.45, y_proj - 0.45)
+            _diagram_arrow(ax, x, y_proj + 0.45, y_tokens - 0.45)
+        else:
+            ax.text(x, y_proj, "learned", ha="center", va="center", fontsize=8, style="italic")
+    ax.text(right + 0.2, y_tokens, "+ position\nembedding\n(one per token)", va="center", fontsize=8)
+    _diagram_box(ax, xs[0] - half, right, y_blocks,
+                 "L × transformer block:  x + Attn(LN(x)),  then  x + MLP(LN(x))\n"
+                 "(every token attends to every token)", _TOKEN_COLOURS["layer"], height=1.2)
+    _diagram_box(ax, xs[0] - half, right, y_norm, "LayerNorm", _TOKEN_COLOURS["layer"], height=0.6)
+
+    heads = [("head", "[CLS]", "class logits: cross-entropy with the true label")]
+    if distilled:
+        heads.append(("head_dist", "[DIST]", "distillation logits: cross-entropy with the teacher's class"))
+    # Each head reads only its own token's output; the outputs are stacked so their labels do not overlap.
+    for i, (head, token, output) in enumerate(heads):
+        x, y_out = xs[names.index(token)], y_heads + 1.3 * (len(heads) - i)
+        _diagram_arrow(ax, x, y_norm + 0.35, y_heads - 0.4)
+        _diagram_box(ax, x - half, x + half, y_heads, head, _TOKEN_COLOURS[token], height=0.7)
+        _diagram_arrow(ax, x, y_heads + 0.4, y_out - 0.3)
+        ax.text(x - half, y_out, output, va="center", fontsize=9)
+    title = ("DeiT, distilled: [CLS] and [DIST] tokens, two heads; at test time their outputs are averaged"
+             if distilled else "ViT: one [CLS] token, one head")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(xs[0] - half - 0.2, right + 1.8)
+    ax.set_ylim(y_patches - 0.6, y_heads + 1.3 * len(heads) + 0.5)
+    ax.axis("off")
+    ax.figure.tight_layout()
+    return ax

@@ -2,7 +2,8 @@ import pytest
 import timm
 import torch
 
-from helpers.models import VisionTransformer, build_vit, count_parameters, vit_config
+from helpers.exercises_vit import check_block_forward
+from helpers.models import Block, VisionTransformer, build_vit, count_parameters, vit_config
 from helpers.profiles import PROFILES
 
 
@@ -57,3 +58,87 @@ def test_bad_shapes_are_explained(bad, message):
 def test_unknown_config_field():
     with pytest.raises(ValueError, match="Unknown ViT config fields"):
         vit_config(width=3)
+
+
+# --- notebook 00: the diagram, and the transformer-block exercise --------------------------------
+
+@pytest.mark.parametrize("distilled", [False, True])
+def test_vit_diagram_shows_the_models_token_order(distilled):
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import draw_vit_diagram
+
+    ax = draw_vit_diagram(distilled, num_patches=16)
+    position = {t.get_text(): t.get_position() for t in ax.texts}
+    plt.close(ax.figure)
+    tokens = ["[CLS]", "[DIST]", "p1", "p2", "p16"] if distilled else ["[CLS]", "p1", "p2", "p16"]
+    xs = [position[token][0] for token in tokens]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # left to right, as in VisionTransformer.tokens
+    assert ("[DIST]" in position) == distilled and ("head_dist" in position) == distilled
+    assert "head" in position and "p64" not in position
+
+
+def student_block(forward):
+    """A helpers Block whose forward is the student's `forward(self, x)`."""
+    return type("StudentBlock", (Block,), {"forward": forward})
+
+
+def pre_norm(self, x):
+    x = x + self.attn(self.norm1(x))
+    return x + self.mlp(self.norm2(x))
+
+
+def post_norm(self, x):
+    x = self.norm1(x + self.attn(x))
+    return self.norm2(x + self.mlp(x))
+
+
+def residual_after_norm(self, x):
+    x = self.norm1(x)
+    x = x + self.attn(x)
+    x = self.norm2(x)
+    return x + self.mlp(x)
+
+
+def no_mlp_residual(self, x):
+    x = x + self.attn(self.norm1(x))
+    return self.mlp(self.norm2(x))
+
+
+def stub(self, x):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("block_class", [Block, student_block(pre_norm)])
+def test_block_checker_accepts_a_pre_norm_block(block_class, capsys):
+    assert check_block_forward(block_class)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+@pytest.mark.parametrize("forward, says", [
+    (post_norm, "post-norm"),
+    (lambda self, x: self.mlp(self.norm2(self.attn(self.norm1(x)))), "residual connections are missing"),
+    (residual_after_norm, "the residual adds the normalized x"),
+    (lambda self, x: x + self.attn(self.norm1(x)) + self.mlp(self.norm2(x)), "both branches read"),
+    (no_mlp_residual, "differs from helpers.models.Block's by up to"),
+    (lambda self, x: x, "differs from helpers.models.Block's by up to"),
+    (lambda self, x: x[:, 0], "return a tensor of the same shape"),
+    (stub, "NotImplementedError"),
+])
+def test_block_checker_names_the_mistake(forward, says, capsys):
+    assert not check_block_forward(student_block(forward))
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: ") and says in out
+
+
+def test_block_checker_explains_parts_it_cannot_copy(capsys):
+    class Renamed(torch.nn.Module):
+        def __init__(self, dim, num_heads):
+            super().__init__()
+            self.inner = Block(dim, num_heads)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    assert not check_block_forward(Renamed)
+    assert "keep the parts as given" in capsys.readouterr().out
