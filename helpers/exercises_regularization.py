@@ -9,7 +9,7 @@ import math
 import torch
 
 from helpers.checking import attempt, check_choice, report
-from helpers.regularization import drop_path_rates, smooth_targets
+from helpers.regularization import drop_path_rates, expected_calibration_error, reliability_bins
 
 
 # --- Exercise 1: the linear drop-path schedule ---------------------------------------------------
@@ -74,32 +74,64 @@ def check_mask_question(answer) -> bool:
                         _MASK_HINTS)
 
 
-# --- Exercise 3: smoothed targets ---------------------------------------------------------------
+# --- Exercise 3: expected calibration error -----------------------------------------------------
 
-def check_smooth_targets(fn) -> bool:
-    """fn(labels, num_classes, smoothing) -> (B, K) targets: 1 - eps + eps/K on the label, eps/K elsewhere.
+def _calibration_case(n: int = 600, num_classes: int = 10, seed: int = 0):
+    """Softmax outputs from sure to unsure, each prediction right half of the time, and labels.
+
+    Right as often at every confidence, the model is over-confident in the top bins and
+    under-confident in the bottom ones, so forgetting the absolute value shows.
+    """
+    g = torch.Generator().manual_seed(seed)
+    sharpness = 4 * torch.rand(n, 1, generator=g)
+    probs = (torch.randn(n, num_classes, generator=g) * sharpness).softmax(dim=1)
+    predicted = probs.argmax(dim=1)
+    wrong_class = (predicted + torch.randint(1, num_classes, (n,), generator=g)) % num_classes
+    labels = torch.where(torch.rand(n, generator=g) < 0.5, predicted, wrong_class)
+    return probs, labels
+
+
+def _as_number(value):
+    try:
+        return float(value), None
+    except (TypeError, ValueError, RuntimeError):
+        return None, f"return one number (a float), not {type(value).__name__}."
+
+
+def check_expected_calibration_error(fn) -> bool:
+    """fn(probs, labels, bins=15) -> ECE: sum over equal-width confidence bins of |B|/n * |acc - conf|.
 
     Notebooks: used in 02.
     """
-    labels = torch.tensor([0, 3, 9, 3])
-    for num_classes, eps in [(10, 0.1), (4, 0.3)]:
-        case = labels % num_classes
-        got, failure = attempt(fn, case, num_classes, eps)
+    probs, labels = _calibration_case()
+    for bins in (15, 5):
+        got, failure = attempt(fn, probs, labels, bins)
         if failure:
             return report(False, failure)
-        if not isinstance(got, torch.Tensor) or got.shape != (len(case), num_classes):
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return report(False, f"return a ({len(case)}, {num_classes}) tensor, not {shape}.")
-        got = got.float()
-        want = smooth_targets(case, num_classes, eps)
-        if torch.allclose(got, want, atol=1e-6):
+        got, failure = _as_number(got)
+        if failure:
+            return report(False, failure)
+        if math.isnan(got):
+            return report(False, "the result is NaN: skip empty bins (their mean is 0 / 0); they hold no "
+                                  "samples, so they add nothing.")
+        want = expected_calibration_error(probs, labels, bins)
+        b = reliability_bins(probs, labels, bins)
+        filled = b["count"] > 0
+        gaps = b["accuracy"][filled] - b["confidence"][filled]
+        weights = b["count"][filled] / len(labels)
+        if math.isclose(got, want, abs_tol=1e-4):
             continue
-        on = got[torch.arange(len(case)), case]
-        if torch.allclose(on, torch.full_like(on, 1 - eps), atol=1e-6):
-            return report(False, f"the true class gets 1 - eps + eps/K = {1 - eps + eps / num_classes:.3g}: "
-                                  "the uniform part eps/K goes to every class, the true one included.")
-        if not torch.allclose(got.sum(1), torch.ones(len(case)), atol=1e-5):
-            return report(False, "each row must be a probability distribution that sums to 1.")
-        return report(False, f"with K={num_classes}, eps={eps} the off-value is eps/K = {eps / num_classes:.3g} "
-                              f"and the on-value 1 - eps + eps/K = {1 - eps + eps / num_classes:.3g}.")
-    return report(True, "(1 - eps) * one_hot + eps / K, the same targets as timm's mixup_target.")
+        if bins != 15 and math.isclose(got, expected_calibration_error(probs, labels, 15), abs_tol=1e-4):
+            return report(False, f"with bins={bins} you still return the 15-bin value: "
+                                  "use the `bins` argument.")
+        if math.isclose(got, float(gaps.abs().mean()), abs_tol=1e-4):
+            return report(False, "weigh each bin by its share of the samples, |B| / n: a bin with 3 images "
+                                  "must count less than one with 300.")
+        if math.isclose(abs(got), abs(float((weights * gaps).sum())), abs_tol=1e-4):
+            return report(False, "take the absolute gap |acc - conf| in each bin before summing, so "
+                                  "over- and under-confident bins do not cancel.")
+        return report(False, f"with bins={bins} expected {want:.4f}, "
+                              f"got {got:.4f}; confidence is the largest probability of each row, a bin is "
+                              "(low, high], and a sample is correct when that row's argmax is its label.")
+    return report(True, "ECE is the sample-weighted gap between accuracy and confidence over the bins "
+                        "(Guo et al., 2017).")

@@ -1,4 +1,5 @@
-"""Regularizers DeiT relies on (notebook 02): stochastic depth and label smoothing's targets.
+"""Regularizers DeiT relies on (notebook 02): stochastic depth and label smoothing's targets,
+plus the calibration measures that show what label smoothing does to confidence.
 
 Label smoothing's loss is in helpers.losses; repeated augmentation, DeiT's third regularizer,
 changes what is loaded rather than the model or the loss, so it lives in helpers.sampler.
@@ -11,7 +12,7 @@ from torch import nn
 from helpers.augment import smooth_one_hot
 
 __all__ = ["DropPath", "StochasticDepth", "drop_path_rates", "survival_rates", "expected_depth",
-           "record_kept_paths", "smooth_targets"]
+           "record_kept_paths", "smooth_targets", "reliability_bins", "expected_calibration_error"]
 
 
 # --- Stochastic depth (Huang et al., 2016) -------------------------------------------------------
@@ -131,3 +132,69 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0
         raise ValueError(f"targets must be (B,) class indices or (B, {num_classes}) probabilities, "
                          f"not shape {tuple(targets.shape)}.")
     return targets * (1.0 - smoothing) + smoothing / num_classes
+
+
+# --- Calibration (Guo et al., 2017): what label smoothing changes besides accuracy ---------------
+
+def _confidence_and_correct(probs_or_logits: torch.Tensor, labels: torch.Tensor):
+    """(confidence, correct) per sample: the top softmax probability, and whether its class is the label."""
+    if not isinstance(probs_or_logits, torch.Tensor) or probs_or_logits.ndim != 2:
+        what = (tuple(probs_or_logits.shape) if isinstance(probs_or_logits, torch.Tensor)
+                else type(probs_or_logits).__name__)
+        raise ValueError(f"probs_or_logits must be a (N, K) tensor of class scores, not {what}.")
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
+        raise ValueError("labels must be a (N,) tensor of integer class indices, e.g. dataset.labels.")
+    n, num_classes = probs_or_logits.shape
+    if len(labels) != n:
+        raise ValueError(f"{n} predictions but {len(labels)} labels; pass one label per row.")
+    if n == 0:
+        raise ValueError("No predictions: calibration needs at least one sample.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in 0..{num_classes - 1} for {num_classes} classes; "
+                         f"got {labels.min().item()}..{labels.max().item()}.")
+    scores = probs_or_logits.detach().float()
+    if not torch.isfinite(scores).all():
+        raise ValueError("probs_or_logits contains NaN or inf; check the model's outputs.")
+    # Rows that already are distributions are taken as probabilities; anything else as logits.
+    is_probs = bool((scores >= 0).all() and (scores <= 1).all()
+                    and torch.allclose(scores.sum(1), torch.ones(n), atol=1e-3))
+    probs = scores if is_probs else scores.softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    return confidence, (predicted == labels.to(predicted.device)).float()
+
+
+def reliability_bins(probs_or_logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict:
+    """Predictions grouped by confidence into equal-width bins ((m-1)/M, m/M] (Guo et al., 2017, Sec. 2).
+
+    Returns a dict of tensors: "edges" (bins + 1), and per bin "count", "confidence" (mean top
+    probability) and "accuracy" (fraction correct); the last two are NaN for empty bins.
+    `probs_or_logits` is (N, K): rows that are probability distributions are used as they are,
+    anything else goes through a softmax.
+
+    Notebooks: used in 02.
+    """
+    if isinstance(bins, bool) or int(bins) != bins or bins < 1:
+        raise ValueError(f"bins must be a whole number >= 1, not {bins}; Guo et al. (2017) use 15.")
+    bins = int(bins)
+    confidence, correct = _confidence_and_correct(probs_or_logits, labels)
+    edges = torch.linspace(0.0, 1.0, bins + 1)
+    # right=False puts a confidence equal to an edge into the bin that edge closes: (low, high].
+    index = torch.bucketize(confidence.cpu(), edges[1:-1], right=False)
+    count = torch.bincount(index, minlength=bins).float()
+    mean_confidence = torch.bincount(index, weights=confidence.cpu(), minlength=bins) / count
+    accuracy = torch.bincount(index, weights=correct.cpu(), minlength=bins) / count
+    return {"edges": edges, "count": count, "confidence": mean_confidence, "accuracy": accuracy}
+
+
+def expected_calibration_error(probs_or_logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE = sum over bins of |B_b| / n * |accuracy(B_b) - confidence(B_b)| (Guo et al., 2017, Sec. 2).
+
+    0 for a model whose confidence matches its accuracy in every bin; 0.3 for one that is 90 %
+    sure and 60 % right. Takes probabilities or logits, like reliability_bins.
+
+    Notebooks: built in 02 (calibration).
+    """
+    b = reliability_bins(probs_or_logits, labels, bins)
+    filled = b["count"] > 0                   # empty bins carry no samples, so no weight
+    weights = b["count"][filled] / b["count"].sum()
+    return float((weights * (b["accuracy"][filled] - b["confidence"][filled]).abs()).sum())

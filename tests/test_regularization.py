@@ -17,7 +17,8 @@ from helpers import exercises_regularization as ex
 from helpers.models import Block, build_vit
 from helpers.losses import LabelSmoothingCrossEntropy, label_smoothing_cross_entropy
 from helpers.regularization import (DropPath, StochasticDepth, drop_path_rates, expected_depth,
-                                    record_kept_paths, smooth_targets, survival_rates)
+                                    expected_calibration_error, record_kept_paths, reliability_bins,
+                                    smooth_targets, survival_rates)
 from helpers.sampler import RepeatedAugSampler
 
 
@@ -263,6 +264,76 @@ def test_sampler_rejects_empty_dataset_and_missing_world_size():
         RepeatedAugSampler(10, num_replicas=None, rank=None)
 
 
+# --- Calibration -----------------------------------------------------------------------------------
+
+def _two_class(confidences, correct):
+    """Probabilities [c, 1 - c] (so c is the confidence, class 0 the prediction); label 0 where correct."""
+    c = torch.tensor(confidences, dtype=torch.float32)
+    return torch.stack([c, 1 - c], dim=1), (~torch.tensor(correct)).long()
+
+
+def test_ece_is_zero_when_every_bin_is_right_as_often_as_it_is_sure():
+    # 0.6 sure and 3 of 5 right, 0.8 sure and 8 of 10 right, 1.0 sure and all right.
+    probs, labels = _two_class([0.6] * 5 + [0.8] * 10 + [1.0] * 4,
+                               [True] * 3 + [False] * 2 + [True] * 8 + [False] * 2 + [True] * 4)
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_ece_of_an_overconfident_model_is_its_weighted_gap():
+    # 12 samples 0.95 sure but 6 right (gap 0.45), 8 samples 0.75 sure and 6 right (gap 0):
+    # ECE = 12/20 * 0.45 + 8/20 * 0 = 0.27 (unweighted bins would give 0.225).
+    probs, labels = _two_class([0.95] * 12 + [0.75] * 8,
+                               [True, False] * 6 + [True] * 6 + [False] * 2)
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.27, abs=1e-6)
+
+
+def test_ece_on_sampled_predictions():
+    g = torch.Generator().manual_seed(0)
+    confidence = 0.5 + 0.5 * torch.rand(200_000, generator=g)
+    calibrated = torch.rand(200_000, generator=g) < confidence
+    overconfident = torch.rand(200_000, generator=g) < confidence - 0.2   # right 20 points less often
+    calibrated_ece = expected_calibration_error(*_two_class(confidence.tolist(), calibrated.tolist()))
+    overconfident_ece = expected_calibration_error(*_two_class(confidence.tolist(), overconfident.tolist()))
+    assert calibrated_ece < 0.01
+    assert overconfident_ece == pytest.approx(0.2, abs=0.01)
+
+
+def test_ece_takes_logits_and_one_bin_is_the_global_gap():
+    g = torch.Generator().manual_seed(1)
+    logits, labels = torch.randn(300, 10, generator=g) * 3, torch.randint(0, 10, (300,), generator=g)
+    probs = logits.softmax(1)
+    from_logits = expected_calibration_error(logits, labels)
+    assert from_logits == pytest.approx(expected_calibration_error(probs, labels))
+    confidence, predicted = probs.max(1)
+    global_gap = abs(float((predicted == labels).float().mean() - confidence.mean()))
+    assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(global_gap, abs=1e-6)
+
+
+def test_reliability_bins_are_closed_on_the_right():
+    # Top probabilities 0.5, 0.6, 0.75, 1.0 with 4 bins: (0, .25], (.25, .5], (.5, .75], (.75, 1].
+    probs, labels = _two_class([0.5, 0.6, 0.75, 1.0], [True, False, True, True])
+    b = reliability_bins(probs, labels, bins=4)
+    assert b["edges"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert b["count"].tolist() == [0, 1, 2, 1]
+    assert torch.isnan(b["accuracy"][0]) and torch.isnan(b["confidence"][0])
+    assert b["accuracy"][1:].tolist() == [1.0, 0.5, 1.0]
+    assert b["confidence"][1:].tolist() == pytest.approx([0.5, 0.675, 1.0])
+
+
+@pytest.mark.parametrize("scores, labels, bins, message", [
+    (torch.rand(5), torch.zeros(5, dtype=torch.long), 15, r"\(N, K\)"),
+    (torch.rand(5, 3), torch.zeros(5), 15, "integer class indices"),
+    (torch.rand(5, 3), torch.zeros(4, dtype=torch.long), 15, "5 predictions but 4 labels"),
+    (torch.rand(5, 3), torch.full((5,), 3), 15, r"0\.\.2"),
+    (torch.rand(0, 3), torch.zeros(0, dtype=torch.long), 15, "at least one"),
+    (torch.full((2, 3), float("nan")), torch.zeros(2, dtype=torch.long), 15, "NaN"),
+    (torch.rand(5, 3), torch.zeros(5, dtype=torch.long), 0, "bins must be a whole number"),
+])
+def test_calibration_input_errors_name_the_fix(scores, labels, bins, message):
+    with pytest.raises(ValueError, match=message):
+        expected_calibration_error(scores, labels, bins)
+
+
 # --- Exercise checkers -----------------------------------------------------------------------------
 
 def _stub(*args):
@@ -289,14 +360,23 @@ def test_mask_question_checker(capsys):
         assert "Not yet" in capsys.readouterr().out
 
 
-def test_smooth_targets_checker(capsys):
-    assert ex.check_smooth_targets(smooth_targets)
-    assert not ex.check_smooth_targets(_stub)
+def test_calibration_checker(capsys):
+    assert ex.check_expected_calibration_error(expected_calibration_error)
+    assert not ex.check_expected_calibration_error(_stub)
+    assert "NotImplementedError" in capsys.readouterr().out
 
-    def forgot_uniform_on_true_class(labels, k, eps):
-        return F.one_hot(labels, k).float() * (1 - eps) + (1 - F.one_hot(labels, k).float()) * eps / (k - 1)
+    def unweighted(probs, labels, bins=15):
+        b = reliability_bins(probs, labels, bins)
+        filled = b["count"] > 0
+        return float((b["accuracy"][filled] - b["confidence"][filled]).abs().mean())
 
-    capsys.readouterr()
-    assert not ex.check_smooth_targets(forgot_uniform_on_true_class)
-    assert "eps/K goes to every class" in capsys.readouterr().out
-    assert not ex.check_smooth_targets(lambda labels, k, eps: "nope")
+    def signed(probs, labels, bins=15):  # one global gap: over- and under-confidence cancel
+        confidence, predicted = probs.max(1)
+        return float((predicted == labels).float().mean() - confidence.mean())
+
+    for wrong, hint in [(unweighted, "share of the samples"), (signed, "absolute gap"),
+                        (lambda probs, labels, bins=15: expected_calibration_error(probs, labels), "`bins`"),
+                        (lambda probs, labels, bins=15: float("nan"), "skip empty bins"),
+                        (lambda probs, labels, bins=15: (0.2, 0.1), "one number")]:
+        assert not ex.check_expected_calibration_error(wrong)
+        assert hint in capsys.readouterr().out
