@@ -78,7 +78,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float,
           warmup_lr: float = 1e-6, min_lr: float = 1e-5) -> float:
-    """Linear warmup from warmup_lr to peak, then half a cosine from peak down to min_lr."""
+    """Linear warmup from warmup_lr to peak, then half a cosine from peak down to min_lr.
+
+    Notebooks: used in 04.
+    """
     if step < warmup_steps:
         return warmup_lr + (peak - warmup_lr) * step / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)

@@ -167,3 +167,54 @@ def test_too_few_images_for_one_batch_is_explained(small_data):
     with pytest.raises(ValueError, match="no batch of 500 images.*smaller batch size"):
         fit(build_vit(**TINY), TensorBatches(train, 500, drop_last=True), TensorBatches(test, 40),
             TrainConfig(epochs=1, batch_size=500), progress=False, device="cpu")
+
+
+# --- notebook 04's exercise: warmup + cosine, checked against lr_at ---------------------------
+
+def written_schedule(step, total_steps, warmup_steps, peak, warmup_lr, min_lr, *, warmup=True, floor=True):
+    """A schedule written from its definition (not lr_at), with switches for two common mistakes."""
+    if warmup and step < warmup_steps:
+        return warmup_lr + (peak - warmup_lr) * step / warmup_steps
+    start = warmup_steps if warmup else 0
+    end = min_lr if floor else 0.0
+    progress = (step - start) / max(1, total_steps - start)
+    return end + (peak - end) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def test_schedule_checker_accepts_correct_schedules(capsys):
+    from helpers.exercises_fast import check_warmup_cosine
+    assert check_warmup_cosine(lr_at)
+    assert check_warmup_cosine(written_schedule)
+    assert capsys.readouterr().out.count("Correct!") == 2
+
+
+@pytest.mark.parametrize("mistake, hint", [
+    (dict(warmup=False), "there is no warmup"),
+    (dict(floor=False), "should have lr"),  # decays to 0 instead of min_lr: wrong endpoint
+])
+def test_schedule_checker_rejects_a_wrong_schedule(capsys, mistake, hint):
+    from helpers.exercises_fast import check_warmup_cosine
+    assert not check_warmup_cosine(lambda *args: written_schedule(*args, **mistake))
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet:") and hint in out
+
+
+def test_schedule_checker_names_the_wrong_endpoint(capsys):
+    from helpers.exercises_fast import check_warmup_cosine
+
+    def ends_early(step, total_steps, warmup_steps, peak, warmup_lr, min_lr):
+        # Right everywhere except the last step, which should be min_lr.
+        right = lr_at(step, total_steps, warmup_steps, peak, warmup_lr, min_lr)
+        return right if step < total_steps else peak
+    assert not check_warmup_cosine(ends_early)
+    assert "must end at min_lr" in capsys.readouterr().out
+
+
+def test_schedule_checker_reports_a_stub_without_raising(capsys):
+    from helpers.exercises_fast import check_warmup_cosine
+
+    def stub(step, total_steps, warmup_steps, peak, warmup_lr, min_lr):
+        raise NotImplementedError
+    assert check_warmup_cosine(stub) is False
+    out = capsys.readouterr().out
+    assert "still raises NotImplementedError" in out and "total_steps=" not in out  # no case details
