@@ -1,0 +1,116 @@
+"""Aggregate training throughput of M ViTs trained together (helpers.together), M = 1, 2, 4, 8, ...
+
+    python benchmarks/together.py                                  # small ViT, a quick CPU look
+    python benchmarks/together.py --deit-tiny --batch-size 1024 --models 1 2 4 8 16 32 --peak-tflops 990
+
+Each row trains M models (plain recipe, seeds 0..M-1) for --steps steps through fit_together,
+after one untimed warm-up step, and reports the aggregate images/s (M x batch x steps / the
+training time), its ratio to M = 1 in the same run, and the model-FLOPs utilisation (MFU) that
+implies given the device's peak FLOP/s (--peak-tflops; without it "n/a").
+
+FLOPs per training image, from the model's shape (D width, L blocks, N = patches + 1 tokens,
+p patch side, K classes, the MLP hidden width r D):
+    forward  = 2 N L (4 D^2 + 2 r D^2)     every block's qkv, proj, fc1, fc2 (2 FLOPs a multiply-add)
+             + 2 L (2 N^2 D)                attention's Q K^T and A V
+             + 2 (N - 1) 3 p^2 D + 2 D K    patch embedding and the head
+    training = 3 x forward                  backward costs about twice the forward
+Norms, softmax, GELU and the optimizer are left out (a few percent). DeiT-Tiny at 32 px
+(D 192, L 12, N 65, p 4, r 4) gives 2.19 GFLOP per training image.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from helpers.data import TensorBatches, load_cifar10
+from helpers.models import DEIT_TINY_32, vit_config
+from helpers.recipe import Recipe
+from helpers.together import Member, fit_together
+from helpers.train import TrainConfig, pick_device
+
+SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
+
+
+def training_flops_per_image(img_size=32, patch_size=4, embed_dim=192, depth=12, mlp_ratio=4.0,
+                             num_classes=10, distilled=False, **_) -> float:
+    """The formula of the module docstring."""
+    d, patches = embed_dim, (img_size // patch_size) ** 2
+    tokens = patches + (2 if distilled else 1)
+    blocks = depth * (2 * tokens * (4 * d * d + 2 * mlp_ratio * d * d) + 2 * 2 * tokens ** 2 * d)
+    ends = 2 * patches * 3 * patch_size ** 2 * d + 2 * d * num_classes * (2 if distilled else 1)
+    return 3 * (blocks + ends)
+
+
+class FirstSteps:
+    """The first `steps` batches of each epoch (for the warm-up call)."""
+
+    def __init__(self, batches, steps):
+        self.batches, self.steps = batches, steps
+
+    def set_epoch(self, epoch):
+        self.batches.set_epoch(epoch)
+
+    def __len__(self):
+        return min(self.steps, len(self.batches))
+
+    def __iter__(self):
+        return (batch for _, batch in zip(range(len(self)), self.batches))
+
+
+def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device) -> float:
+    def members():
+        config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0)
+        found = []
+        for k in range(m):
+            torch.manual_seed(k)
+            recipe = Recipe.plain()
+            batches = TensorBatches(train, batch_size, seed=k, drop_last=True).to(device)
+            found.append(Member(recipe.build_model(**sizes), FirstSteps(batches, steps), config,
+                                recipe.batch_transform(), recipe.loss_fn()))
+        return found
+
+    warm = members()
+    for member in warm:
+        member.train_batches.steps = 1
+    fit_together(warm, val, device=device)  # first-call costs (allocator, kernels) are not timed
+    return fit_together(members(), val, device=device)[0][0]["train_seconds"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--batch-size", type=int, default=32, help="per model")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--deit-tiny", action="store_true", help="DeiT-Tiny at 32 px (default: a small ViT)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's peak FLOP/s in TFLOP/s, for the MFU")
+    parser.add_argument("--threads", type=int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = pick_device()
+    sizes = {} if args.deit_tiny else SMALL
+    flops = training_flops_per_image(**vit_config(**sizes))
+    print(f"DeiT-Tiny at 32 px: {training_flops_per_image(**DEIT_TINY_32) / 1e9:.2f} GFLOP per training image "
+          f"(formula in the docstring)")
+    print(f"device {device}, model {vit_config(**sizes)}, {flops / 1e9:.3f} GFLOP per training image, "
+          f"batch {args.batch_size} per model, {args.steps} timed steps")
+    train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
+    val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
+    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'TFLOP/s':>9s} {'MFU':>6s}")
+    base = None
+    for m in args.models:
+        seconds = train_seconds(m, sizes, train, val, args.batch_size, args.steps, device)
+        rate = m * args.batch_size * args.steps / seconds
+        base = base or (rate if m == 1 else None)
+        achieved = rate * flops
+        mfu = f"{100 * achieved / (args.peak_tflops * 1e12):5.1f}%" if args.peak_tflops else "n/a"
+        ratio = f"{rate / base:7.2f}" if base else f"{'-':>7s}"
+        print(f"{m:4d} {rate:10.0f} {ratio} {achieved / 1e12:9.4f} {mfu:>6s}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

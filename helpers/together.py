@@ -1,0 +1,427 @@
+"""Train M ViTs of the same shape in the same steps: `fit_together`, M calls of `fit` in one.
+
+A DeiT-Tiny at 32 px multiplies 192-wide matrices: far too small to fill a GPU. Stacking M
+models' parameters (torch.func.stack_module_state) and running the course's own
+VisionTransformer under torch.vmap(functional_call) turns every matrix product into one
+batched product over the M models, so the chip does M models' work per kernel launch.
+
+Each model keeps everything `fit` would give it: its recipe (augmentation, mixing, stochastic
+depth, label smoothing, distillation), its seed, data order, learning-rate schedule, weight
+decay and gradient clipping, and its own history in fit's format. Only the parameter shapes
+must match (a distilled student, with its DIST token and head, trains in a group of its own).
+
+Why the result equals M separate `fit` runs (tests/test_together.py checks it):
+  * randomness: fit seeds the global RNGs per epoch from (seed, epoch) and then draws, from
+    them, the batch augmentation and, in the forward pass, one drop-path mask per DropPath
+    call with drop_prob > 0. Here each model owns a copy of those RNG states (_RandomStream),
+    swapped in around its augmentation and its masks, drawn with DropPath's own call in the
+    forward's order; the masks then enter the stacked forward as inputs (_GivenDropPath).
+    On the CPU the draws are identical to fit's. (On a GPU too in eager mode, up to the mask's
+    dtype under bf16; torch.compile in fit replaces the masks' RNG, so there, as between any
+    two compiled runs, they agree in distribution only.)
+  * the loss is the sum of the M models' losses: model k's gradient is its own loss's gradient.
+  * StackedAdamW is torch's AdamW (single-tensor path, the CPU default) written on stacked
+    tensors, with each model's lr and weight decay; clipping is by each model's global norm.
+  * what is not bit-identical: a batched matrix product may sum in another order than M single
+    ones, so results agree to float rounding (the tests state the tolerance), not bit for bit.
+
+Runs in one process (no DDP). config.compile is not used yet: the group trains eagerly.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from helpers.augment import normalize
+from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
+from helpers.losses import classification_loss, split_outputs
+from helpers.regularization import DropPath
+from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, CheckpointError, TrainConfig, autocast_for,
+                           distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
+                           run_identity, seed_everything, _stop_if_not_finite)
+
+BETAS, EPS = (0.9, 0.999), 1e-8  # torch's AdamW defaults, which make_optimizer uses
+
+
+@dataclass
+class Member:
+    """One model of a group, with what `fit` would be given for it (same meaning, same defaults)."""
+    model: nn.Module
+    train_batches: object  # TensorBatches or the like: len(), iteration, set_epoch(epoch)
+    config: TrainConfig
+    batch_transform: Callable | None = None
+    loss_fn: Callable | None = None
+    metadata: dict | None = None
+    name: str | None = None  # its history goes to run_dir/<name>/ (default model-<k>)
+
+
+# --- the same shape -------------------------------------------------------------------------
+
+def check_same_shape(models) -> None:
+    """Raise a ValueError naming the first difference if the models' parameters differ in name or shape."""
+    reference = {n: tuple(p.shape) for n, p in models[0].named_parameters()}
+    for k, model in enumerate(models[1:], start=1):
+        shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        differ = sorted(n for n in reference.keys() | shapes.keys() if reference.get(n) != shapes.get(n))
+        if differ:
+            first = differ[0]
+            raise ValueError(
+                f"Models trained together must have the same parameter shapes, but model {k} differs from "
+                f"model 0 in {len(differ)} parameter(s), e.g. {first}: {shapes.get(first, 'missing')} vs "
+                f"{reference.get(first, 'missing')}. Train each shape in its own group (one fit_together "
+                f"call per shape); a distilled student (dist_token, head_dist) also needs its own group.")
+
+
+# --- each model's own random numbers ---------------------------------------------------------
+
+def _rng_state(cuda: bool):
+    return torch.get_rng_state(), random.getstate(), torch.cuda.get_rng_state() if cuda else None
+
+
+def _set_rng_state(state, cuda: bool) -> None:
+    torch.set_rng_state(state[0])
+    random.setstate(state[1])
+    if cuda:
+        torch.cuda.set_rng_state(state[2])
+
+
+class _RandomStream:
+    """One model's copy of the global RNG states that fit draws from (torch's CPU generator,
+    Python's random, the CUDA generator when training there). `with stream:` swaps it in, and
+    the caller's state back afterwards: M models' draws interleave without touching each other."""
+
+    def __init__(self, seed: int, cuda: bool):
+        self.cuda = cuda
+        outer = _rng_state(cuda)
+        seed_everything(seed)  # what fit does at the start of every epoch
+        self.state = _rng_state(cuda)
+        _set_rng_state(outer, cuda)
+
+    def __enter__(self):
+        self.outer = _rng_state(self.cuda)
+        _set_rng_state(self.state, self.cuda)
+
+    def __exit__(self, *exc):
+        self.state = _rng_state(self.cuda)
+        _set_rng_state(self.outer, self.cuda)
+
+
+# --- drop-path masks as inputs -----------------------------------------------------------------
+
+class _GivenDropPath(nn.Module):
+    """DropPath with its masks given: `masks` (2, B, 1, 1), the attention branch's then the MLP's
+    (Block calls its drop_path twice), and `keep` = 1 - drop_prob. Under vmap both are per model.
+    x * mask / keep is DropPath's own arithmetic; mask 1 and keep 1 leave x exactly as it is."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("masks", torch.ones(2, 1, 1, 1), persistent=False)
+        self.register_buffer("keep", torch.ones(()), persistent=False)
+        self.calls = 0
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        mask, self.calls = self.masks[self.calls % 2], self.calls + 1
+        return x * mask / self.keep
+
+
+def _template(model: nn.Module) -> nn.Module:
+    """A weightless copy of the model (on the meta device) whose DropPaths take given masks."""
+    template = copy.deepcopy(model).to("meta")
+    for block in template.blocks:
+        block.drop_path = _GivenDropPath()
+    return template
+
+
+def _drop_probs(model: nn.Module) -> list[float]:
+    """Each block's drop-path probability, in forward order."""
+    if not all(isinstance(getattr(block, "drop_path", None), DropPath) for block in getattr(model, "blocks", [None])):
+        raise TypeError("fit_together trains the course's VisionTransformer (helpers.models.build_vit), whose "
+                        "blocks each hold one DropPath.")
+    return [block.drop_path.drop_prob for block in model.blocks]
+
+
+def _draw_masks(probs: list[float], batch: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """One model's masks for one step, drawn as its DropPath calls would draw them, in the same order.
+
+    Returns masks (depth, 2, B, 1, 1) and keep (depth,); blocks with drop_prob 0 draw nothing
+    (DropPath returns x untouched there), and get masks of ones and keep 1.
+    """
+    masks, keeps = [], []
+    for p in probs:
+        keep = 1.0 - p
+        if p == 0.0:
+            masks.append(torch.ones(2, batch, 1, 1, device=device, dtype=dtype))
+        else:  # DropPath.forward's very call, once for attention and once for the MLP
+            masks.append(torch.stack([torch.empty((batch, 1, 1), device=device, dtype=dtype).bernoulli_(keep)
+                                      for _ in range(2)]))
+        keeps.append(keep)
+    return torch.stack(masks), torch.tensor(keeps, device=device, dtype=dtype)
+
+
+def _mask_buffers(masks: list, keeps: list) -> dict:
+    """{name: (M, ...) tensor} for functional_call, from each model's (masks, keep)."""
+    masks, keeps = torch.stack(masks), torch.stack(keeps)  # (M, depth, 2, B, 1, 1), (M, depth)
+    buffers = {}
+    for i in range(masks.shape[1]):
+        buffers[f"blocks.{i}.drop_path.masks"] = masks[:, i]
+        buffers[f"blocks.{i}.drop_path.keep"] = keeps[:, i]
+    return buffers
+
+
+def stacked_forward(template: nn.Module, params: dict, buffers: dict, images: torch.Tensor, per_model_images: bool):
+    """All M models at once: outputs with a leading M dimension ((M, B, K), or a tuple of them
+    for distilled students in training). images are (M, B, ...) if per_model_images, else (B, ...)."""
+    for module in template.modules():
+        if isinstance(module, _GivenDropPath):
+            module.calls = 0
+
+    def one_model(p, b, x):
+        return functional_call(template, (p, b), (x,))
+
+    with warnings.catch_warnings():
+        # On the CPU, vmap has no batching rule for the fused attention kernel and loops over the
+        # models inside it instead: correct, and only the CPU's speed suffers, so not worth a warning.
+        warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
+        return torch.vmap(one_model, in_dims=(0, 0, 0 if per_model_images else None))(params, buffers, images)
+
+
+# --- one optimizer for all ---------------------------------------------------------------------
+
+def _per_model(values, like: torch.Tensor) -> torch.Tensor:
+    """(M,) Python floats -> float tensor shaped (M, 1, ...) to broadcast over a stacked parameter.
+    Computed in double, then rounded once, as torch rounds a Python scalar into a float32 op."""
+    return torch.tensor(values, dtype=torch.float64).to(like.device, like.dtype).view(-1, *[1] * (like.ndim - 1))
+
+
+class StackedAdamW:
+    """AdamW on stacked parameters (M, ...), each model with its own lr and weight decay.
+
+    AdamW is elementwise, so on stacked tensors it is M independent AdamWs. The arithmetic is
+    torch's single-tensor AdamW (torch/optim/adam.py, _single_tensor_adam, decoupled decay),
+    operation for operation; only lr-dependent factors become per-model tensors.
+    `decay` names the parameters with weight decay (fit's param_groups: not norms, biases, tokens).
+    """
+
+    def __init__(self, params: dict, decay: set[str]):
+        self.params, self.decay, self.step_count = params, decay, 0
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
+
+    @torch.no_grad()
+    def step(self, lrs: list[float], weight_decays: list[float]) -> None:
+        self.step_count += 1
+        beta1, beta2 = BETAS
+        bias_correction1 = 1 - beta1 ** self.step_count
+        bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
+        for name, param in self.params.items():
+            grad, exp_avg, exp_avg_sq = param.grad, self.exp_avg[name], self.exp_avg_sq[name]
+            if name in self.decay:
+                param.mul_(_per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], param))
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
+            # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
+            param.add_(_per_model([-lr / bias_correction1 for lr in lrs], param) * exp_avg / denom)
+
+    def zero_grad(self) -> None:
+        for param in self.params.values():
+            param.grad = None
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = state["step"]
+        for name in self.params:
+            self.exp_avg[name].copy_(state["exp_avg"][name])
+            self.exp_avg_sq[name].copy_(state["exp_avg_sq"][name])
+
+
+@torch.no_grad()
+def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
+    """clip_grad_norm_ for each model on its own: the norm over all of model k's gradients."""
+    grads = [p.grad for p in params.values()]
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
+    total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
+    limits = torch.tensor([float("inf") if m is None else m for m in max_norms], device=total.device)
+    coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+def _checked_members(members: list[Member]) -> list[Member]:
+    if not members:
+        raise ValueError("fit_together needs at least one Member.")
+    if distributed()[1] > 1:
+        raise RuntimeError("fit_together runs in one process; use fit for training under torchrun.")
+    check_same_shape([m.model for m in members])
+    lengths = {len(m.train_batches) for m in members}
+    for what in ("epochs", "batch_size"):
+        values = {getattr(m.config, what) for m in members}
+        if len(values) > 1:
+            raise ValueError(f"Models trained together take the same steps, but their configs differ in "
+                             f"{what}: {sorted(values)}. Group the runs by {what}.")
+    if len(lengths) > 1 or 0 in lengths:
+        raise ValueError(f"Every model needs the same number of (full) batches per epoch, not {sorted(lengths)}: "
+                         f"give them training sets of the same size and the same batch size.")
+    return members
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
+    total, warmup = config.epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch
+    return lambda step: lr_at(step, total, warmup, config.scaled_lr, config.warmup_lr, config.min_lr)
+
+
+@torch.no_grad()
+def evaluate_together(template, params, buffers, batches, device, m: int) -> list[dict]:
+    """helpers.train.evaluate for each model: mean cross-entropy and accuracy (%), summed alike."""
+    template.eval()
+    loss_sums, corrects, count = [0.0] * m, [0] * m, 0
+    for images, labels in batches:
+        images, labels = prepare_eval(images.to(device)), labels.to(device)
+        logits = stacked_forward(template, params, buffers, images, per_model_images=False)
+        for k in range(m):
+            loss_sums[k] += F.cross_entropy(logits[k].float(), labels, reduction="sum").item()
+            corrects[k] += (logits[k].argmax(-1) == labels).sum().item()
+        count += len(labels)
+    return [{"val_loss": loss_sums[k] / count, "val_acc": 100.0 * corrects[k] / count} for k in range(m)]
+
+
+def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bool = True, device=None,
+                 log_epochs: bool = False) -> list[list[dict]]:
+    """Train every member's model as `fit` would, all in the same steps; return their histories.
+
+    Each history is fit's (epoch, train_loss, val_loss, val_acc, lr, seconds, train_seconds),
+    plus `together`: how many models shared the steps (seconds are the group's). The trained
+    weights are copied back into each member's model after every epoch. With run_dir, the group's
+    checkpoint (run_dir/last.pt) is written every epoch and resumed like fit's, and each model's
+    history.json/csv goes to run_dir/<name>/. The validation batches are shared.
+    """
+    members = _checked_members(members)
+    device = torch.device(device) if device else pick_device()
+    m, cuda = len(members), device.type == "cuda"
+    models = [member.model.to(device) for member in members]
+    template = _template(models[0])
+    params, _ = stack_module_state(models)  # the course's ViT has no buffers
+    decay_ids = {id(p) for p in param_groups(models[0], 1.0)[0]["params"]}
+    optimizer = StackedAdamW(params, {n for n, p in models[0].named_parameters() if id(p) in decay_ids})
+    transforms = [member.batch_transform or (lambda images, labels: (normalize(images), labels)) for member in members]
+    losses = [member.loss_fn or _default_loss(member.config.smoothing) for member in members]
+    configs = [member.config for member in members]
+    names = [member.name or f"model-{k}" for k, member in enumerate(members)]
+    steps_per_epoch = len(members[0].train_batches)
+    schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]
+    drop_probs = [_drop_probs(model) for model in models]
+    autocast = autocast_for(device)
+    with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
+        mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+
+    run_dir = Path(run_dir) if run_dir else None
+    start_epoch, histories = 0, [[] for _ in members]
+    if run_dir and (run_dir / CHECKPOINT).exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
+                                  f"or choose a new run_dir (nothing was overwritten).")
+        start_epoch, histories = _restore(run_dir, members, params, optimizer)
+
+    for epoch in range(start_epoch, configs[0].epochs):
+        streams = [_RandomStream((c.seed * 1000 + epoch) * 1000, cuda) for c in configs]  # fit's seed, rank 0
+        for member in members:
+            if hasattr(member.train_batches, "set_epoch"):
+                member.train_batches.set_epoch(epoch)
+        template.train()
+        started, loss_sum = time.perf_counter(), torch.zeros(m, device=device)
+        for i, batches in enumerate(zip(*[member.train_batches for member in members])):
+            step = epoch * steps_per_epoch + i
+            lrs = [schedule(step) for schedule in schedules]
+            inputs, targets, masks, keeps = [], [], [], []
+            for k, (images, labels) in enumerate(batches):
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                with streams[k]:  # model k's draws, in fit's order: augmentation, then the masks
+                    x, y = (images, labels) if images.is_floating_point() else transforms[k](images, labels)
+                    mask, keep = _draw_masks(drop_probs[k], len(x), device, mask_dtype)
+                inputs.append(x), targets.append(y), masks.append(mask), keeps.append(keep)
+            with autocast:
+                outputs = stacked_forward(template, params, _mask_buffers(masks, keeps), torch.stack(inputs), True)
+                loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
+            optimizer.zero_grad()
+            loss.sum().backward()  # model k's parameters only see model k's loss
+            clip_per_model(params, [c.clip_grad for c in configs])
+            optimizer.step(lrs, [c.weight_decay for c in configs])
+            loss_sum += loss.detach().float()
+            if not cuda or i % 50 == 0 or i == steps_per_epoch - 1:  # a NaN check waits for the GPU
+                for k in range(m):
+                    _stop_if_not_finite(loss[k], f"for {names[k]} at epoch {epoch + 1}, step {i + 1}", lrs[k], run_dir)
+        trained = time.perf_counter() - started
+        evaluated = evaluate_together(template, params, {}, val_batches, device, m)
+        for k in range(m):
+            record = {"epoch": epoch + 1, "train_loss": loss_sum[k].item() / steps_per_epoch, **evaluated[k],
+                      "lr": lrs[k], "seconds": time.perf_counter() - started, "train_seconds": trained, "together": m}
+            _stop_if_not_finite(torch.tensor(record["val_loss"]), f"for {names[k]} after epoch {epoch + 1}",
+                                lrs[k], run_dir, what="validation loss")
+            histories[k].append(record)
+        _copy_back(params, models)
+        if log_epochs:
+            print(f"epoch {epoch + 1}/{configs[0].epochs}: {m} models, val acc "
+                  + " ".join(f"{h[-1]['val_acc']:.1f}" for h in histories) + f" ({trained:.0f} s)", flush=True)
+        if run_dir:
+            _save(run_dir, members, names, params, optimizer, epoch + 1, histories)
+    _copy_back(params, models)
+    return histories
+
+
+def _default_loss(smoothing: float):
+    def loss_fn(outputs, targets, images):  # fit's default
+        return classification_loss(outputs, targets, smoothing)
+    return loss_fn
+
+
+def _model_outputs(outputs, k: int):
+    """Model k's outputs: logits, or (cls_logits, dist_logits) for a distilled student in training."""
+    cls_logits, dist_logits = split_outputs(outputs)
+    return cls_logits[k] if dist_logits is None else (cls_logits[k], dist_logits[k])
+
+
+@torch.no_grad()
+def _copy_back(params: dict, models: list[nn.Module]) -> None:
+    for k, model in enumerate(models):
+        for name, p in model.named_parameters():
+            p.copy_(params[name][k])
+
+
+def _save(run_dir: Path, members, names, params, optimizer, epoch: int, histories) -> None:
+    identities = [run_identity(mb.config, mb.metadata) for mb in members]
+    save_atomically({"params": params, "optimizer": optimizer.state_dict(), "epoch": epoch, "names": names,
+                     "histories": histories, "identities": identities}, run_dir / CHECKPOINT)
+    for member, name, history in zip(members, names, histories):
+        write_json_atomically({"config": asdict(member.config), "metadata": member.metadata or {},
+                               "history": history}, run_dir / name / HISTORY)
+        write_csv_atomically(history, run_dir / name / HISTORY_CSV)
+
+
+def _restore(run_dir: Path, members, params, optimizer):
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    now = [run_identity(mb.config, mb.metadata) for mb in members]
+    if state.get("identities") != now:
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT} was written by another group of runs (other models, configs, recipes "
+            f"or order). Use a new run_dir, or delete that folder to start over.")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state["params"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["epoch"], state["histories"]

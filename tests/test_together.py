@@ -1,0 +1,140 @@
+"""fit_together trains M models as M separate fit runs would: same histories, same weights."""
+import pytest
+import torch
+from torch import nn
+
+from helpers.data import TensorBatches, load_cifar10
+from helpers.recipe import Recipe
+from helpers.together import Member, StackedAdamW, fit_together
+from helpers.train import TrainConfig, fit
+from test_train import InterruptAt  # batches that stop as a user pressing stop
+
+TINY = dict(embed_dim=16, depth=2, num_heads=2)  # two blocks: the second one drops paths
+BATCH = 20
+# Batched matrix products may sum in another order than single ones: agreement is to float rounding.
+WEIGHT_ATOL, METRIC_RTOL = 1e-5, 1e-5
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead
+    return load_cifar10("train", n_per_class=8), load_cifar10("test", n_per_class=3)
+
+
+def tiny_teacher():
+    torch.manual_seed(7)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+
+
+def member(data, recipe, seed, teacher=None, epochs=2, **config):
+    """A fresh member: the same initial weights for the same seed, as the ablation runner builds them."""
+    torch.manual_seed(seed)
+    model = recipe.build_model(**TINY)
+    config = TrainConfig(**{**dict(epochs=epochs, batch_size=BATCH, warmup_epochs=1, lr=4e-3, seed=seed,
+                                   smoothing=recipe.smoothing), **config})
+    return Member(model, recipe.train_batches(data[0], BATCH, seed=seed), config, recipe.batch_transform(),
+                  recipe.loss_fn(teacher))
+
+
+def val_batches(data):
+    return TensorBatches(data[1], 15, shuffle=False)
+
+
+def one_by_one(data, members):
+    return [fit(mb.model, mb.train_batches, val_batches(data), mb.config, batch_transform=mb.batch_transform,
+                loss_fn=mb.loss_fn, progress=False, device="cpu") for mb in members]
+
+
+def metrics(history):
+    return [{k: r[k] for k in ("epoch", "train_loss", "val_loss", "val_acc", "lr")} for r in history]
+
+
+def assert_same_training(expected_members, expected_histories, members, histories):
+    for k, (a, b) in enumerate(zip(expected_histories, histories)):
+        assert metrics(b) == pytest.approx(metrics(a), rel=METRIC_RTOL), f"model {k}'s history differs"
+        for (name, p), q in zip(expected_members[k].model.named_parameters(), members[k].model.parameters()):
+            torch.testing.assert_close(q, p, atol=WEIGHT_ATOL, rtol=0, msg=lambda s: f"model {k}, {name}: {s}")
+
+
+def check_group(data, make):
+    """make() -> members; trains them one by one with fit and together, and compares."""
+    alone = make()
+    alone_histories = one_by_one(data, alone)
+    together = make()
+    assert_same_training(alone, alone_histories, together, fit_together(together, val_batches(data), device="cpu"))
+
+
+def test_plain_and_full_recipes_with_their_own_seeds_and_schedules(data):
+    # Different recipes in one group; model 2 also has its own lr, warmup, decay and no clipping.
+    check_group(data, lambda: [member(data, Recipe.plain(), 0), member(data, Recipe(), 1),
+                               member(data, Recipe().but(mixup=0.0), 2, lr=1e-3, warmup_epochs=0,
+                                      weight_decay=0.1, clip_grad=None)])
+
+
+def test_hard_and_soft_distillation(data):
+    teacher = tiny_teacher()
+    check_group(data, lambda: [member(data, Recipe(distillation_type="hard"), 0, teacher),
+                               member(data, Recipe.plain().but(distillation_type="soft"), 1, teacher)])
+
+
+def test_the_draws_really_matter(data):
+    """The comparison can fail: one seed changed gives another history."""
+    history = fit_together([member(data, Recipe(), 1)], val_batches(data), device="cpu")[0]
+    other = member(data, Recipe(), 1)
+    other.config.seed = 5  # same weights and data order, other augmentation and masks
+    assert metrics(fit_together([other], val_batches(data), device="cpu")[0]) != metrics(history)
+
+
+def test_resume_after_an_interruption_ends_as_an_uninterrupted_run(data, tmp_path):
+    def make():
+        return [member(data, Recipe(), 0), member(data, Recipe.plain(), 1)]
+
+    straight = make()
+    straight_histories = fit_together(straight, val_batches(data), device="cpu")
+    interrupted = make()
+    interrupted[0].train_batches = InterruptAt(interrupted[0].train_batches, epoch=1, batch=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit_together(interrupted, val_batches(data), device="cpu", run_dir=tmp_path)
+    assert (tmp_path / "model-0" / "history.json").exists()
+    resumed = make()
+    histories = fit_together(resumed, val_batches(data), device="cpu", run_dir=tmp_path)
+    assert_same_training(straight, straight_histories, resumed, histories)
+
+
+def test_a_checkpoint_of_another_group_is_refused(data, tmp_path):
+    fit_together([member(data, Recipe.plain(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
+    with pytest.raises(Exception, match="another group"):
+        fit_together([member(data, Recipe(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
+
+
+def test_models_of_different_shapes_are_refused_with_the_fix(data):
+    wide = member(data, Recipe.plain(), 0)
+    wide.model = Recipe.plain().build_model(embed_dim=32, depth=2, num_heads=2)
+    with pytest.raises(ValueError, match="same parameter shapes.*its own group"):
+        fit_together([member(data, Recipe.plain(), 0), wide], val_batches(data), device="cpu")
+    distilled = member(data, Recipe(distillation_type="hard"), 1, tiny_teacher())
+    with pytest.raises(ValueError, match="dist_token.*distilled student"):
+        fit_together([member(data, Recipe.plain(), 0), distilled], val_batches(data), device="cpu")
+
+
+def test_different_epochs_are_refused(data):
+    with pytest.raises(ValueError, match="epochs"):
+        fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain(), 1, epochs=3)],
+                     val_batches(data), device="cpu")
+
+
+def test_stacked_adamw_is_torch_adamw_per_model():
+    torch.manual_seed(0)
+    weights = [torch.randn(4, 3, requires_grad=True) for _ in range(2)]
+    lrs, decays = [1e-2, 3e-3], [0.05, 0.0]
+    singles = [torch.optim.AdamW([w], lr=lr, weight_decay=wd) for w, lr, wd in zip(weights, lrs, decays)]
+    stacked = {"w": torch.stack([w.detach().clone() for w in weights]).requires_grad_()}
+    optimizer = StackedAdamW(stacked, decay={"w"})
+    for _ in range(3):
+        grads = torch.randn(2, 4, 3)
+        for w, g, single in zip(weights, grads, singles):
+            w.grad = g.clone()
+            single.step()
+        stacked["w"].grad = grads.clone()
+        optimizer.step(lrs, decays)
+    torch.testing.assert_close(stacked["w"].detach(), torch.stack(weights).detach(), atol=0, rtol=0)
