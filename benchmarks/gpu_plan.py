@@ -39,6 +39,11 @@ MIN_LONG_RUN_S = 300  # the 10-minute time-to-accuracy run is not worth starting
 STARTUP_S = 20  # a stage's process start, imports and data loading
 FULL_TRAIN_IMAGES = PROFILES["full"].train_size  # validation images are held out of it
 GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
+# The ablation trains its runs in groups (helpers.ablate --together): as many per group as gave
+# the most images/s in the together stage (results/together.json's best_m), 8 until it has run;
+# one compiled model at a time if even that M is slower than the throughput stage's model alone.
+ABLATION_TOGETHER = 8
+TOGETHER_MODELS = ["1", "2", "4", "8", "16", "32"]  # it stops at the first M that does not fit
 
 
 @dataclass
@@ -97,6 +102,15 @@ class Plan:
             self.timings["ablation_epochs"] = max(1, int(per_run_s * images_per_s / FULL_TRAIN_IMAGES))
         return self.timings["ablation_epochs"]
 
+    def together_models(self) -> int:
+        """Models per ablation group (1: one at a time, compiled), as ABLATION_TOGETHER's comment says."""
+        best = self.measured("together.json", "best_m")
+        if best is None:
+            return ABLATION_TOGETHER
+        rates = {row["models"]: row.get("images_per_s", 0.0) for row in self.measured("together.json", "rows")}
+        alone = self.measured("throughput.json", "images_per_second", "b model alone", default=0.0)
+        return best if rates[best] > alone else 1
+
     def long_run_s(self) -> float:
         return min(600.0, self.left_s() - STARTUP_S)
 
@@ -128,9 +142,17 @@ def _tta_args(minutes: int):
 
 def _ablation_args(plan: Plan) -> list[str]:
     return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--no-progress", "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
-            "--time-limit-s", str(plan.left_s() - STARTUP_S), "--expected-run-s", "30"]
+            "--time-limit-s", str(plan.left_s() - STARTUP_S), "--expected-run-s", "30",
+            *(["--together", str(plan.together_models())] if plan.together_models() > 1 else [])]
 
 
+def _together_args(plan: Plan) -> list[str]:
+    return ["--deit-tiny", "--batch-size", "1024", "--steps", "10", "--models", *TOGETHER_MODELS,
+            "--output", str(plan.results / "together.json")]
+
+
+# With --together 2 these are two groups of one (one shape each): the runner's group path, cheaply;
+# tests/test_together.py checks a group of two against single runs.
 DRY_ABLATION = ["plain", "full+hard-distillation"]
 DRY_TTA = ["--profile", "ci", "--cached-teacher", "--epochs", "1"]
 # The dry run exercises bf16 autocast and torch.compile in the 3-minute run (fit's path, which
@@ -157,9 +179,13 @@ STAGES = [
     Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
           DRY_TTA, FP32),
-    Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit",
+    Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
+          ["benchmarks/together.py"], ["together.json"], 150, _together_args,
+          ["--batch-size", "8", "--steps", "1", "--models", "1", "2"], FP32),
+    Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
-          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--only", *DRY_ABLATION], FP32),
+          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2",
+           "--only", *DRY_ABLATION], FP32),
 ]
 
 

@@ -1,12 +1,14 @@
 """Aggregate training throughput of M ViTs trained together (helpers.together), M = 1, 2, 4, 8, ...
 
     python benchmarks/together.py                                  # small ViT, a quick CPU look
-    python benchmarks/together.py --deit-tiny --batch-size 1024 --models 1 2 4 8 16 32 --peak-tflops 990
+    python benchmarks/together.py --deit-tiny --batch-size 1024 --models 1 2 4 8 16 32 --output results/together.json
 
 Each row trains M models (plain recipe, seeds 0..M-1) for --steps steps through fit_together,
 after one untimed warm-up step, and reports the aggregate images/s (M x batch x steps / the
 training time), its ratio to M = 1 in the same run, and the model-FLOPs utilisation (MFU) that
-implies given the device's peak FLOP/s (--peak-tflops; without it "n/a").
+implies given the device's peak FLOP/s: --peak-tflops, else PEAK_BF16_TFLOPS's entry for the GPU
+(dense bf16, what its autocast multiplies in), else "n/a". An M that runs out of GPU memory ends
+the table (larger ones would too). --output writes the rows, the best M and provenance as JSON.
 
 FLOPs per training image, from the model's shape (D width, L blocks, N = patches + 1 tokens,
 p patch side, K classes, the MLP hidden width r D):
@@ -20,17 +22,29 @@ Norms, softmax, GELU and the optimizer are left out (a few percent). DeiT-Tiny a
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from helpers.data import TensorBatches, load_cifar10
+from helpers.files import write_json_atomically
 from helpers.models import DEIT_TINY_32, vit_config
+from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.together import Member, fit_together
 from helpers.train import TrainConfig, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
+# Dense bf16 tensor-core peaks in TFLOP/s, by torch.cuda.get_device_name(): NVIDIA's datasheets
+# list twice these, "with sparsity". Exact names only: an H100 NVL or H200 NVL, slower, must not
+# borrow the SXM's peak (pass --peak-tflops for a GPU not listed).
+PEAK_BF16_TFLOPS = {
+    "NVIDIA H100 80GB HBM3": (989.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM: BF16 1,979 TFLOPS "
+                                     "with sparsity, half that dense"),
+    "NVIDIA H100 PCIe": (756.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 PCIe: BF16 1,513 TFLOPS "
+                                "with sparsity, half that dense"),
+    "NVIDIA H200": (989.5, "NVIDIA H200 Tensor Core GPU datasheet, H200 SXM: BF16 1,979 TFLOPS "
+                           "with sparsity, half that dense"),
+}
 
 
 def training_flops_per_image(img_size=32, patch_size=4, embed_dim=192, depth=12, mlp_ratio=4.0,
@@ -78,37 +92,63 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
     return fit_together(members(), val, device=device)[0][0]["train_seconds"]
 
 
+def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device) -> float | None:
+    """Aggregate training images/s of m models together, or None if they do not fit in GPU memory."""
+    try:
+        return m * batch_size * steps / train_seconds(m, sizes, train, val, batch_size, steps, device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--batch-size", type=int, default=32, help="per model")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--deit-tiny", action="store_true", help="DeiT-Tiny at 32 px (default: a small ViT)")
-    parser.add_argument("--peak-tflops", type=float, help="the device's peak FLOP/s in TFLOP/s, for the MFU")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the device's peak FLOP/s in TFLOP/s, for the MFU (default: PEAK_BF16_TFLOPS's entry)")
     parser.add_argument("--threads", type=int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
+    parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = pick_device()
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else None
+    peak, peak_source = (args.peak_tflops, "--peak-tflops") if args.peak_tflops else PEAK_BF16_TFLOPS.get(gpu, (None, None))
     sizes = {} if args.deit_tiny else SMALL
     flops = training_flops_per_image(**vit_config(**sizes))
     print(f"DeiT-Tiny at 32 px: {training_flops_per_image(**DEIT_TINY_32) / 1e9:.2f} GFLOP per training image "
           f"(formula in the docstring)")
     print(f"device {device}, model {vit_config(**sizes)}, {flops / 1e9:.3f} GFLOP per training image, "
-          f"batch {args.batch_size} per model, {args.steps} timed steps")
+          f"batch {args.batch_size} per model, {args.steps} timed steps, peak {peak or 'unknown'} TFLOP/s"
+          + (f" ({peak_source})" if peak_source else ""))
     train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'TFLOP/s':>9s} {'MFU':>6s}")
-    base = None
+    rows, base = [], None
     for m in args.models:
-        seconds = train_seconds(m, sizes, train, val, args.batch_size, args.steps, device)
-        rate = m * args.batch_size * args.steps / seconds
+        rate = measure(m, sizes, train, val, args.batch_size, args.steps, device)
+        if rate is None:
+            rows.append({"models": m, "error": "out of GPU memory"})
+            print(f"{m:4d} out of GPU memory: the table ends here", flush=True)
+            break
         base = base or (rate if m == 1 else None)
         achieved = rate * flops
-        mfu = f"{100 * achieved / (args.peak_tflops * 1e12):5.1f}%" if args.peak_tflops else "n/a"
+        rows.append({"models": m, "images_per_s": rate, "x_one_model": rate / base if base else None,
+                     "tflops": achieved / 1e12, "mfu": achieved / (peak * 1e12) if peak else None})
+        mfu = f"{100 * rows[-1]['mfu']:5.1f}%" if peak else "n/a"
         ratio = f"{rate / base:7.2f}" if base else f"{'-':>7s}"
         print(f"{m:4d} {rate:10.0f} {ratio} {achieved / 1e12:9.4f} {mfu:>6s}", flush=True)
+    measured = [r for r in rows if "images_per_s" in r]
+    best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
+    print(f"best M: {best} (the most images/s)")
+    if args.output:
+        write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
+                               "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
+                               "peak_source": peak_source, "rows": rows, "best_m": best, **provenance()}, args.output)
     return 0
 
 

@@ -23,10 +23,18 @@ and soft distillation with the batch-mean KL (K times stronger; notebook 03's hy
 Each run writes results/ablation/<profile>/<variant>-seed<k>.json. Runs go seed by seed (every
 variant's seed 0 first), finished runs are skipped and interrupted ones resume from
 runs/<profile>/ablation/; --time-limit-s stops before a run that would not fit in the time left.
+
+--together M trains up to M of the pending runs in the same steps (helpers.together.fit_together:
+the same results to float rounding, more work per step for a GPU that one small model leaves
+idle): plain and distilled students (extra token and head) form separate groups, filled in the
+order above. A group's checkpoint goes to runs/<profile>/ablation/together<n>-<hash of its
+runs>/, so the same pending runs resume there; each result is written as a single run's, with
+"together": n and train_seconds the group's time / n.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -35,14 +43,14 @@ from pathlib import Path
 import torch
 
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
-from helpers.profile_runs import profile_config, train_in_profile
+from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data, train_in_profile
 from helpers.files import write_json_atomically
 from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_converged, table_8_delta
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.stats import format_estimate, mean_and_se, paired_difference
-from helpers.train import pick_device
+from helpers.train import TrainConfig, evaluate, pick_device
 
 RESULTS = ALL_RESULTS / "ablation"
 PROTOCOL = 2  # results of another protocol version (e.g. best epoch on the test set) are ignored
@@ -94,23 +102,37 @@ def result_path(results_dir: Path, profile: Profile, variant: str, seed: int) ->
     return results_dir / profile.name / f"{variant}-seed{seed}.json"
 
 
+def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool) -> TrainConfig:
+    """One run's TrainConfig: the profile's, with the run's seed and the recipe's label smoothing."""
+    return profile_config(profile, seed=seed, smoothing=recipe.smoothing, compile=compile,
+                          **({"epochs": epochs} if epochs else {}))
+
+
 def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, results_dir: Path,
                 runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> dict:
     """Train one variant with one seed (or resume it), write its result JSON and return it."""
     device = device or pick_device()
-    config = profile_config(profile, seed=seed, smoothing=recipe.smoothing, compile=device.type == "cuda",
-                            **({"epochs": epochs} if epochs else {}))
+    config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda")
     torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant
     started = time.perf_counter()
     history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
                                run_dir=runs_dir / profile.name / f"{variant}-seed{seed}", device=device,
                                progress=progress, **asdict(config))
+    return write_result(variant, recipe, profile, seed, config, history, teacher=teacher, results_dir=results_dir,
+                        wall_clock_s=time.perf_counter() - started)
+
+
+def write_result(variant: str, recipe: Recipe, profile: Profile, seed: int, config: TrainConfig, history: list[dict],
+                 *, teacher, results_dir: Path, wall_clock_s: float, together: int | None = None) -> dict:
+    """Write one run's result JSON and return it. A run trained in a group of `together` shares the
+    group's time: train_seconds and wall_clock_seconds_this_session are the group's divided by it."""
     final = history[-1]
     result = {
         "protocol": PROTOCOL, "variant": variant, "seed": seed, "profile": profile.name,
         "final_val_acc": final["val_acc"], "test_acc": final["test_acc"],
-        "train_seconds": sum(r["seconds"] for r in history),
-        "wall_clock_seconds_this_session": time.perf_counter() - started,
+        "train_seconds": sum(r["seconds"] for r in history) / (together or 1),
+        "wall_clock_seconds_this_session": wall_clock_s / (together or 1),
+        **({"together": together} if together else {}),
         "recipe": recipe.as_dict(), "config": asdict(config), "model": profile.vit_sizes,
         "train_images": profile.train_size, "val_images": profile.val_size, "test_images": profile.test_size,
         "teacher": getattr(teacher, "info", None) and {k: v for k, v in teacher.info.items() if k != "history"},
@@ -118,6 +140,80 @@ def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, re
     }
     write_json_atomically(result, result_path(results_dir, profile, variant, seed))
     return result
+
+
+def distilled(recipe: Recipe) -> bool:
+    """A distilled student has a DIST token and head: another shape, so another group."""
+    return recipe.distillation_type != "none"
+
+
+def together_groups(pending: list[tuple[str, int]], table: dict[str, Recipe], size: int) -> list[list[tuple[str, int]]]:
+    """The pending (variant, seed) runs, in the runner's order, cut into groups of at most `size`
+    runs of one model shape; the groups in the order of their first run. Finishing a group removes
+    a whole group from the front of its shape's runs, so the next call forms the same later groups."""
+    by_shape: dict[bool, list] = {}
+    for run in pending:
+        by_shape.setdefault(distilled(table[run[0]]), []).append(run)
+    groups = [runs[i:i + size] for runs in by_shape.values() for i in range(0, len(runs), size)]
+    return sorted(groups, key=lambda group: pending.index(group[0]))
+
+
+def group_folder(group: list[tuple[str, int]]) -> str:
+    """The group's run folder, named from its runs: the same runs find the same checkpoint."""
+    names = [f"{variant}-seed{seed}" for variant, seed in group]
+    return f"together{len(group)}-{hashlib.sha1(' '.join(names).encode()).hexdigest()[:12]}"
+
+
+def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: Profile, *, results_dir: Path,
+              runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> list[dict]:
+    """Train a group of runs of one model shape together (or resume it), then write each run's
+    result as run_variant does. Each model gets what its single run gets: the same seeded initial
+    weights, data order, recipe and config (compile aside: fit_together trains eagerly)."""
+    from helpers.together import Member, fit_together
+
+    device = device or pick_device()
+    train, val, test = profile_data(profile)
+    members = []
+    for variant, seed in group:
+        recipe = table[variant]
+        config = run_config(profile, recipe, seed, epochs, compile=False)
+        torch.manual_seed(seed)  # as run_variant seeds before train_in_profile builds the model
+        model = recipe.build_model(**profile.vit_sizes)
+        members.append(Member(model, recipe.train_batches(train, config.batch_size, config.seed).to(device), config,
+                              recipe.batch_transform(), recipe.loss_fn(teacher), {"recipe": recipe.as_dict()},
+                              f"{variant}-seed{seed}"))
+    started = time.perf_counter()
+    histories = fit_together(members, _eval_batches(val, device), run_dir=runs_dir / profile.name / group_folder(group),
+                             device=device, log_epochs=progress)
+    for member, history in zip(members, histories):  # the test set, once per finished model
+        tested = evaluate(member.model, _eval_batches(test, device), device)
+        history[-1] = {**history[-1], "test_loss": tested["val_loss"], "test_acc": tested["val_acc"]}
+    wall_clock_s = time.perf_counter() - started
+    return [write_result(variant, table[variant], profile, seed, member.config, history, teacher=teacher,
+                         results_dir=results_dir, wall_clock_s=wall_clock_s, together=len(group))
+            for (variant, seed), member, history in zip(group, members, histories)]
+
+
+def _eval_batches(arrays, device):
+    from helpers.data import TensorBatches
+    return TensorBatches(arrays, EVAL_BATCH, shuffle=False).to(device)
+
+
+def teacher_for(recipes, teacher, profile: Profile, device):
+    """The teacher, loaded (or trained) the first time one of the recipes distills."""
+    if teacher is None and any(distilled(recipe) for recipe in recipes):
+        from helpers.teacher import load_or_train_teacher
+        teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
+    return teacher
+
+
+def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_limit_s: float | None) -> bool:
+    """True, with a message, if `what` (one `unit`, expected to take expected_s) would end past the limit."""
+    if time_limit_s is not None and elapsed_s + expected_s > time_limit_s:
+        print(f"Stopping before {what}: {elapsed_s:.0f} s used, {unit} takes about {expected_s:.0f} s and "
+              f"the limit is {time_limit_s:.0f} s. Run again to go on.")
+        return True
+    return False
 
 
 def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
@@ -205,10 +301,11 @@ def print_contributions(rows: list[dict]) -> None:
 
 def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,
                  results_dir: Path = RESULTS, runs_dir: Path = RUNS / "ablation", progress=True,
-                 time_limit_s: float | None = None, expected_run_s: float = 0.0) -> list[dict]:
+                 time_limit_s: float | None = None, expected_run_s: float = 0.0, together: int | None = None) -> list[dict]:
     """Run the named variants (default: all) for seeds 0..seeds-1, seed by seed; skip those
     whose result exists. With time_limit_s, stop before a run expected to end past the limit
-    (expected: the last run's wall-clock time, at first expected_run_s).
+    (expected: the last run's wall-clock time, at first expected_run_s). With together=M, the
+    pending runs train in groups of up to M (run_together); results come back in the same order.
 
     Notebooks: used in 05.
     """
@@ -218,27 +315,52 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     unknown = [n for n in names if n not in table]
     if unknown:
         raise SystemExit(f"Unknown variants {unknown}; `python -m helpers ablate --list` shows them.")
+    if together is not None and together < 1:
+        raise SystemExit(f"--together needs at least 1 model per group, not {together}.")
     device = pick_device()
-    teacher, results, started = None, [], time.perf_counter()
+    teacher, results, pending, started = None, [], [], time.perf_counter()
     for seed in range(seeds):
         for name in names:
             path = result_path(results_dir, profile, name, seed)
             if path.exists() and json.loads(path.read_text()).get("protocol") == PROTOCOL:
                 results.append(json.loads(path.read_text()))
                 continue
-            elapsed = time.perf_counter() - started
-            if time_limit_s is not None and elapsed + expected_run_s > time_limit_s:
-                print(f"Stopping before {name} seed {seed}: {elapsed:.0f} s used, a run takes about "
-                      f"{expected_run_s:.0f} s and the limit is {time_limit_s:.0f} s. Run again to go on.")
+            if together:
+                pending.append((name, seed))
+                continue
+            if out_of_time(f"{name} seed {seed}", "a run", time.perf_counter() - started, expected_run_s, time_limit_s):
                 return results
-            if table[name].distillation_type != "none" and teacher is None:
-                from helpers.teacher import load_or_train_teacher
-                teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
+            teacher = teacher_for([table[name]], teacher, profile, device)
             print(f"{name} seed {seed}: training", flush=True)
             results.append(run_variant(name, table[name], profile, seed, results_dir=results_dir,
                                        runs_dir=runs_dir, epochs=epochs, teacher=teacher, device=device,
                                        progress=progress))
             expected_run_s = results[-1]["wall_clock_seconds_this_session"]
+    if together:
+        results += run_together(pending, table, profile, together, started, results_dir=results_dir, runs_dir=runs_dir,
+                                epochs=epochs, device=device, progress=progress, time_limit_s=time_limit_s,
+                                expected_run_s=expected_run_s)
+        order = [(name, seed) for seed in range(seeds) for name in names]
+        results.sort(key=lambda r: order.index((r["variant"], r["seed"])))
+    return results
+
+
+def run_together(pending, table, profile: Profile, size: int, started: float, *, time_limit_s: float | None,
+                 expected_run_s: float, **run_args) -> list[dict]:
+    """The pending runs, trained in groups (together_groups) one group after another. With
+    time_limit_s, stop before a group expected to end past it: expected, the last group's
+    wall-clock time, at first expected_run_s per run in the group."""
+    teacher, results, expected_group_s = None, [], None
+    for group in together_groups(pending, table, size):
+        label = ", ".join(f"{variant} seed {seed}" for variant, seed in group)
+        expected = expected_group_s if expected_group_s is not None else expected_run_s * len(group)
+        if out_of_time(f"the group {label}", "a group", time.perf_counter() - started, expected, time_limit_s):
+            break
+        teacher = teacher_for([table[variant] for variant, _ in group], teacher, profile, run_args["device"])
+        print(f"{len(group)} runs together ({label}): training", flush=True)
+        group_started = time.perf_counter()
+        results += run_group(group, table, profile, teacher=teacher, **run_args)
+        expected_group_s = time.perf_counter() - group_started
     return results
 
 
@@ -252,8 +374,14 @@ def main(argv=None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--list", action="store_true", help="print the variants and stop")
     parser.add_argument("--summary", action="store_true", help="print the tables of the results so far and stop")
-    parser.add_argument("--time-limit-s", type=float, help="stop before a run that would end past this")
-    parser.add_argument("--expected-run-s", type=float, default=0.0, help="a run's duration until one is measured")
+    parser.add_argument("--time-limit-s", type=float,
+                        help="stop before a run (with --together: a group) that would end past this")
+    parser.add_argument("--expected-run-s", type=float, default=0.0,
+                        help="a run's duration until one is measured (with --together: a group's is this x its size)")
+    parser.add_argument("--together", type=int, metavar="M",
+                        help="train up to M runs in the same steps (helpers.together.fit_together; plain and "
+                             "distilled students in separate groups); it trains eagerly: config.compile is ignored, "
+                             "and the results record compile false")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="CPU threads (1 lets two runners share two cores)")
     args = parser.parse_args(argv)
@@ -269,7 +397,7 @@ def main(argv=None) -> int:
     else:
         results = run_ablation(args.only, args.seeds, profile, args.epochs, args.results_dir,
                                progress=not args.no_progress, time_limit_s=args.time_limit_s,
-                               expected_run_s=args.expected_run_s)
+                               expected_run_s=args.expected_run_s, together=args.together)
     print()
     print_summary(summarize(results, list(variants())))
     print()

@@ -314,6 +314,8 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     members = _checked_members(members)
     device = torch.device(device) if device else pick_device()
     m, cuda = len(members), device.type == "cuda"
+    if cuda:  # as fit does: TF32 for what runs outside bf16 autocast (evaluation)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     models = [member.model.to(device) for member in members]
     template = _template(models[0])
     params, _ = stack_module_state(models)  # the course's ViT has no buffers

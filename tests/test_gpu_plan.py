@@ -64,6 +64,26 @@ def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tm
     assert plan.ablation_epochs() == epochs  # once chosen, every ablation run keeps it
 
 
+def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best(tmp_path):
+    plan = Plan(tmp_path, None, False)
+    ablation = next(s for s in gpu_plan.STAGES if s.name == "ablation")
+    names = [s.name for s in gpu_plan.STAGES]
+    assert names.index("together") < names.index("ablation")  # it sizes the ablation's groups
+
+    def together_arg():
+        args = ablation.gpu_args(plan)
+        return args[args.index("--together") + 1] if "--together" in args else None
+    assert together_arg() == str(gpu_plan.ABLATION_TOGETHER)  # before the together stage has run
+    (tmp_path / "throughput.json").write_text(json.dumps({"images_per_second": {"b model alone": 40000.0}}))
+    rows = [{"models": 1, "images_per_s": 20000.0}, {"models": 16, "images_per_s": 90000.0},
+            {"models": 32, "error": "out of GPU memory"}]
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows}))
+    assert together_arg() == "16"
+    rows[1]["images_per_s"] = 30000.0  # together, but slower than one compiled model: one at a time
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows}))
+    assert together_arg() is None
+
+
 def test_without_a_gpu_only_the_dry_run_is_allowed(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(gpu_plan, "gpu_name", lambda: None)
     assert gpu_plan.main(["--results-dir", str(tmp_path)]) == 2
@@ -78,14 +98,19 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     throughput = json.loads((results / "throughput.json").read_text())
     assert len(throughput["images_per_second"]) == 4 and throughput["timings"]["c ours"]["images"] == 200
     assert "profiler" in (results / "throughput_profile.txt").read_text()
-    for name in ("throughput", "teacher_full", "teacher_epochs", "time_to_accuracy_3min", "time_to_accuracy_10min"):
+    for name in ("throughput", "teacher_full", "teacher_epochs", "time_to_accuracy_3min", "time_to_accuracy_10min",
+                 "together"):
         record = json.loads((results / f"{name}.json").read_text())
         assert {"device", "torch", "timm", "commit", "command", "date"} <= set(record), name
+    together = json.loads((results / "together.json").read_text())
+    assert [r["models"] for r in together["rows"]] == [1, 2] and together["best_m"] in (1, 2)
+    assert all(r["images_per_s"] > 0 for r in together["rows"])
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
     assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
     assert tta["compile"] is True  # fit's torch.compile path, as on the GPU
-    assert sorted(p.name for p in (results / "ablation" / "ci").glob("*.json")) == [
-        "full+hard-distillation-seed0.json", "plain-seed0.json"]
+    ablation = {p.name: json.loads(p.read_text()) for p in (results / "ablation" / "ci").glob("*.json")}
+    assert sorted(ablation) == ["full+hard-distillation-seed0.json", "plain-seed0.json"]
+    assert all(r["together"] == 1 for r in ablation.values())  # trained through fit_together, one shape a group
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"throughput.json", "teacher_full.json", gpu_plan.TIMINGS, "ablation/ci/plain-seed0.json"} <= names

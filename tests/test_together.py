@@ -3,7 +3,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import ablate
 from helpers.data import TensorBatches, load_cifar10
+from helpers.losses import FrozenTeacher
+from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 from helpers.together import Member, StackedAdamW, fit_together
 from helpers.train import TrainConfig, fit
@@ -138,3 +141,61 @@ def test_stacked_adamw_is_torch_adamw_per_model():
         stacked["w"].grad = grads.clone()
         optimizer.step(lrs, decays)
     torch.testing.assert_close(stacked["w"].detach(), torch.stack(weights).detach(), atol=0, rtol=0)
+
+
+# --- the ablation runner's --together ----------------------------------------------------------
+
+RESULT_METRICS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "test_loss", "test_acc")
+
+
+def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    run = dict(profile=get_profile("ci"), epochs=1, seeds=1, progress=False, runs_dir=tmp_path / "runs")
+    single = ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "single", **run)
+    grouped = ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "together", together=2, **run)
+    assert [(r["variant"], r["seed"]) for r in grouped] == [("plain", 0), ("full", 0)]
+    for alone, together in zip(single, grouped):
+        assert set(together) == set(alone) | {"together"} and together["together"] == 2
+        assert together["final_val_acc"] == pytest.approx(alone["final_val_acc"], abs=1e-4)
+        for a, b in zip(alone["history"], together["history"]):
+            assert {k: b[k] for k in RESULT_METRICS} == pytest.approx({k: a[k] for k in RESULT_METRICS}, abs=1e-4)
+        assert together["train_seconds"] == pytest.approx(together["history"][-1]["seconds"] / 2)
+    folders = sorted(p.name for p in (tmp_path / "runs" / "ci").iterdir() if p.name.startswith("together"))
+    assert folders == [ablate.group_folder([("plain", 0), ("full", 0)])]
+
+    # Results lost after the group finished: its checkpoint gives them back without a training step.
+    for path in (tmp_path / "together" / "ci").glob("*.json"):
+        path.unlink()
+
+    def no_step(*args, **kwargs):
+        raise AssertionError("a finished group was trained again")
+    monkeypatch.setattr(StackedAdamW, "step", no_step)
+    again = ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "together", together=2, **run)
+    assert [r["history"] for r in again] == [r["history"] for r in grouped]
+
+
+def test_plain_and_distilled_students_train_in_separate_groups_in_the_runners_order(tmp_path, monkeypatch):
+    table = ablate.variants()
+    pending = [(v, s) for s in range(2) for v in ("plain", "full+hard-distillation", "full", "full+soft-distillation")]
+    assert ablate.together_groups(pending, table, 3) == [
+        [("plain", 0), ("full", 0), ("plain", 1)],
+        [("full+hard-distillation", 0), ("full+soft-distillation", 0), ("full+hard-distillation", 1)],
+        [("full", 1)], [("full+soft-distillation", 1)]]
+
+    groups = []
+
+    def record(members, val_batches, **kwargs):
+        groups.append([(m.name, m.model.patch_embed.proj.weight.sum().item(), m.loss_fn.teacher) for m in members])
+        return [[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_acc": 50.0, "lr": 0.0, "seconds": 2.0,
+                  "train_seconds": 2.0, "together": len(members)}] for _ in members]
+    monkeypatch.setattr("helpers.together.fit_together", record)
+    teacher = FrozenTeacher(tiny_teacher())
+    monkeypatch.setattr(ablate, "teacher_for", lambda recipes, known, profile, device: teacher)
+    results = ablate.run_ablation(["plain", "full+hard-distillation", "full"], seeds=1, profile=get_profile("ci"),
+                                  results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False, together=4)
+    assert [[name for name, _, _ in group] for group in groups] == [
+        ["plain-seed0", "full-seed0"], ["full+hard-distillation-seed0"]]
+    weights = {round(w, 5) for group in groups for _, w, _ in group}
+    assert len(weights) == 1  # paired seeds: every variant starts from seed 0's weights, as a single run
+    assert groups[1][0][2] is teacher and groups[0][0][2] is None
+    assert [r["together"] for r in results] == [2, 1, 2] and results[0]["train_seconds"] == 1.0
