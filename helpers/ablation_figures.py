@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from helpers.ablate import by_variant, contributions, load_results, variants
@@ -70,7 +71,8 @@ def plot_validation_curves(results: list[dict], names: list[str], ax=None, title
         ax.text(0.5, 0.5, "no finished runs of these variants yet", transform=ax.transAxes,
                 ha="center", va="center", color="0.4")
         return ax
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    # Beside the axes, never on the curves (a group can have eight variants).
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 
 
@@ -78,29 +80,35 @@ def plot_contributions(results: list[dict], ax=None, title: str = ""):
     """Each ingredient's paired effect (added and removed) with ± s.e. bars, beside the paper's
     Table 8 change from removing it (DeiT-B on ImageNet).
 
+    Horizontal bars, one row per ingredient: long names such as "soft-distillation-batchmean"
+    then read level and never run into each other.
+
     Notebooks: used in 05.
     """
     rows = contributions(results)
-    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
-    width, positions = 0.27, range(len(rows))
-    for offset, key, colour, label in ((-width, "added", "tab:blue", "added (cumulative)"),
+    ax = ax or plt.subplots(figsize=(10, 0.45 * len(rows) + 1))[1]
+    height, positions, handles = 0.27, range(len(rows)), []
+    for offset, key, colour, label in ((-height, "added", "tab:blue", "added (cumulative;\ndistillation: on top of full)"),
                                        (0.0, "removed", "tab:orange", "cost of removing it")):
         values = [r[key] for r in rows]
-        xs = [p + offset for p, v in zip(positions, values) if v is not None]
-        ax.bar(xs, [v["mean"] for v in values if v is not None], width, color=colour, label=label,
-               yerr=[v["se"] or 0.0 for v in values if v is not None], capsize=2)
-    paper = [(p + width, r) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
-    trained = [(x, r["paper_removed"]) for x, r in paper if r["paper_converged"]]
-    ax.bar([x for x, _ in trained], [v for _, v in trained], width, color="grey", hatch="//",
-           label="paper: cost of removing it (ImageNet, DeiT-B, Table 8)")
-    for x, r in paper:
+        ys = [p + offset for p, v in zip(positions, values) if v is not None]
+        ax.barh(ys, [v["mean"] for v in values if v is not None], height, color=colour,
+                xerr=[v["se"] or 0.0 for v in values if v is not None], capsize=2)
+        # A drawn patch, so that a series without runs yet still shows its colour in the legend.
+        handles.append(Patch(color=colour, label=label + ("" if ys else " (no runs yet)")))
+    paper = [(p + height, r) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
+    trained = [(y, r["paper_removed"]) for y, r in paper if r["paper_converged"]]
+    ax.barh([y for y, _ in trained], [v for _, v in trained], height, color="grey", hatch="//")
+    handles.append(Patch(facecolor="grey", hatch="//", label="paper: cost of removing it\n(ImageNet, DeiT-B, Table 8)"))
+    for y, r in paper:
         if not r["paper_converged"]:  # the paper's run without it did not train at all
-            ax.annotate("paper: did\nnot train", (x, 0), xytext=(0, 4), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=6, rotation=90)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(list(positions), [r["ingredient"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="points of validation accuracy", title=title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+            ax.annotate("paper: did not train", (0, y), xytext=(4, 0), textcoords="offset points",
+                        ha="left", va="center", fontsize=7)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(list(positions), [r["ingredient"] for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # the first ingredient on top, as in the printed table
+    ax.set(xlabel="points of validation accuracy", title=title)
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 
 

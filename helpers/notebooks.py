@@ -4,9 +4,9 @@
     python -m helpers notebooks notebooks/00_the_problem.ipynb
 
 Run it before committing a changed notebook: the stored outputs of `# NBVAL_CHECK_OUTPUT`
-cells are then exactly what CI reproduces. Like CI's fresh clone, the notebooks start from an
-empty runs folder (a temporary one, shared by the notebooks of one call), so no checkpoint left
-by earlier work changes what they print.
+cells are then exactly what CI reproduces, and no widget state is saved (strip_widget_state).
+Like CI's fresh clone, the notebooks start from an empty runs folder (a temporary one, shared by
+the notebooks of one call), so no checkpoint left by earlier work changes what they print.
 
 After changing a helper, rerun the notebooks its docstring's "Notebooks:" line names (a test
 keeps those lines equal to what the notebooks' code uses directly).
@@ -21,6 +21,25 @@ from pathlib import Path
 from helpers.constants import NOTEBOOKS
 
 TAG = "Notebooks:"  # the docstring line naming the notebooks that use a helper
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+RUN_TO_SHOW = "Run this cell to show the interactive explorer."
+
+
+def strip_widget_state(nb) -> None:
+    """Drop saved widget state, in place, so a committed notebook opens cleanly.
+
+    JupyterLab draws saved widgets only in a trusted notebook; elsewhere it shows the text
+    fallback, which nbclient fills with a Python repr (`interactive(children=(Dropdown(...`).
+    The state also holds copies of the widgets' outputs (images), and a re-run recreates it anyway.
+    So: no `metadata.widgets`, and every widget output keeps only a short text saying to run it.
+    """
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                data["text/plain"] = RUN_TO_SHOW
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -36,6 +55,7 @@ def execute(path: Path, timeout: int = 600) -> float:
     seconds = time.perf_counter() - start
     for cell in nb.cells:  # execution counts and timings only add noise to diffs
         cell.get("metadata", {}).pop("execution", None)
+    strip_widget_state(nb)
     nbformat.write(nb, path)
     return seconds
 

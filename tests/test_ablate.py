@@ -135,6 +135,29 @@ def test_unknown_variant_is_named():
         ablate.run_ablation(["fast"], profile=get_profile("ci"))
 
 
+def overlapping(boxes):
+    """Pairs of display-space boxes that share some area (touching edges do not count)."""
+    return [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i])
+            if min(a.x1, b.x1) > max(a.x0, b.x0) and min(a.y1, b.y1) > max(a.y0, b.y0)]
+
+
+def assert_readable(ax):
+    """Drawn as a notebook stores it: tick labels apart, the legend off the data, text >= 7 pt."""
+    fig = ax.figure
+    fig.tight_layout()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for axis in (ax.xaxis, ax.yaxis):
+        labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+        assert not overlapping([t.get_window_extent(renderer) for t in labels]), \
+            [t.get_text() for t in labels]
+    legend = ax.get_legend()
+    if legend is not None:
+        assert not overlapping([legend.get_window_extent(renderer), ax.get_window_extent(renderer)])
+        assert min(t.get_fontsize() for t in legend.get_texts()) >= 7
+    assert all(t.get_fontsize() >= 7 for t in ax.texts)
+
+
 def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_runs():
     import matplotlib
     matplotlib.use("Agg")
@@ -151,11 +174,15 @@ def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_r
                                                            "full-random-erasing (2 seeds)"]
     assert list(ax.get_lines()[0].get_ydata()) == [11, 22]  # the mean over seeds
     assert len(ax.collections) == 3  # one ± s.e. band per variant
-    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # legend beside the data
+    assert_readable(ax)
     one_seed = ablation_figures.plot_validation_curves(results[:1], ["plain"])
     assert one_seed.get_lines()[0].get_label() == "plain (1 seed)"
     empty = ablation_figures.plot_validation_curves(results, ["full+hard-distillation"])
     assert not empty.get_lines() and "no finished runs" in empty.texts[0].get_text()
+    many = ablation_figures.plot_validation_curves(  # a group as large as the course's
+        [run(f"+variant-{i}", 0, [10 + i, 20 + i]) for i in range(8)], [f"+variant-{i}" for i in range(8)])
+    assert_readable(many)
     ax = ablation_figures.plot_contributions(results)
     notes = [t.get_text() for t in ax.texts]
-    assert notes.count("paper: did\nnot train") == 2  # random erasing and stochastic depth
+    assert notes.count("paper: did not train") == 2  # random erasing and stochastic depth
+    assert_readable(ax)  # among the labels: hard-, soft- and soft-distillation-batchmean

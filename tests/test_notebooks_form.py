@@ -1,0 +1,60 @@
+"""Committed notebooks open cleanly in JupyterLab, trusted or not: no saved widget state."""
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers.notebooks import RUN_TO_SHOW, WIDGET_VIEW, execute, strip_widget_state
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FIX = "Re-execute it with `python -m helpers notebooks {path}`, which strips the widget state."
+
+
+def widget_state_problems(nb: dict) -> list[str]:
+    """What in a notebook would show a Python repr, or saved state, instead of a widget."""
+    problems = ["metadata.widgets (saved widget state)"] if "widgets" in nb.get("metadata", {}) else []
+    for index, cell in enumerate(nb["cells"]):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                problems.append(f"cell {index}: a saved widget view")
+            if "interactive(children=" in "".join(data.get("text/plain", "")):
+                problems.append(f"cell {index}: the `interactive(children=...` repr as its text")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_notebook_holds_no_widget_state(path):
+    problems = widget_state_problems(json.loads(path.read_text()))
+    assert not problems, f"{path.name}: {'; '.join(problems)}. " + FIX.format(path=f"notebooks/{path.name}")
+
+
+def test_strip_widget_state_leaves_a_run_me_text_and_keeps_other_outputs():
+    image = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": ["<Figure>"]}}
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {WIDGET_VIEW: {"model_id": "06fa", "version_major": 2, "version_minor": 0},
+                       "text/plain": ["interactive(children=(Dropdown(description='op', ..."]}}
+    nb = {"metadata": {"kernelspec": {}, "widgets": {"application/vnd.jupyter.widget-state+json": {}}},
+          "cells": [{"cell_type": "code", "source": "", "outputs": [image, widget]},
+                    {"cell_type": "markdown", "source": "text"}]}
+    assert len(widget_state_problems(nb)) == 3
+    strip_widget_state(nb)
+    assert widget_state_problems(nb) == []
+    assert nb["metadata"] == {"kernelspec": {}}
+    assert widget["data"] == {"text/plain": RUN_TO_SHOW}
+    assert image["data"] == {"image/png": "iVBOR", "text/plain": ["<Figure>"]}
+
+
+def test_the_repository_command_writes_notebooks_without_widget_state(tmp_path):
+    """`python -m helpers notebooks` runs execute(): a live widget must come out as the run-me text."""
+    import nbformat
+
+    path = tmp_path / "widget.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import ipywidgets\nipywidgets.interact(lambda x: None, x=ipywidgets.IntSlider())")])
+    nbformat.write(nb, path)
+    execute(path, timeout=120)
+    executed = json.loads(path.read_text())
+    assert widget_state_problems(executed) == []
+    data = executed["cells"][0]["outputs"][0]["data"]
+    assert list(data) == ["text/plain"] and "".join(data["text/plain"]) == RUN_TO_SHOW
