@@ -88,8 +88,9 @@ def plot_contributions(results: list[dict], ax=None, title: str = ""):
     rows = contributions(results)
     ax = ax or plt.subplots(figsize=(10, 0.45 * len(rows) + 1))[1]
     height, positions, handles = 0.27, range(len(rows)), []
-    for offset, key, colour, label in ((-height, "added", "tab:blue", "added (cumulative;\ndistillation: on top of full)"),
-                                       (0.0, "removed", "tab:orange", "cost of removing it")):
+    series = ((-height, "added", "tab:blue", "added (cumulative;\ndistillation: on top of full)"),
+              (0.0, "removed", "tab:orange", "cost of removing it"))
+    for offset, key, colour, label in series:
         values = [r[key] for r in rows]
         ys = [p + offset for p, v in zip(positions, values) if v is not None]
         ax.barh(ys, [v["mean"] for v in values if v is not None], height, color=colour,
@@ -99,7 +100,8 @@ def plot_contributions(results: list[dict], ax=None, title: str = ""):
     paper = [(p + height, r) for p, r in zip(positions, rows) if r["paper_removed"] is not None]
     trained = [(y, r["paper_removed"]) for y, r in paper if r["paper_converged"]]
     ax.barh([y for y, _ in trained], [v for _, v in trained], height, color="grey", hatch="//")
-    handles.append(Patch(facecolor="grey", hatch="//", label="paper: cost of removing it\n(ImageNet, DeiT-B, Table 8)"))
+    handles.append(Patch(facecolor="grey", hatch="//",
+                         label="paper: cost of removing it\n(ImageNet, DeiT-B, Table 8)"))
     for y, r in paper:
         if not r["paper_converged"]:  # the paper's run without it did not train at all
             ax.annotate("paper: did not train", (0, y), xytext=(4, 0), textcoords="offset points",
