@@ -2,7 +2,7 @@
 and accept every answer the data cannot tell apart from the best one."""
 from __future__ import annotations
 
-from helpers.ablate import INGREDIENTS, by_variant, contributions
+from helpers.ablate import INGREDIENTS, by_variant, contributions, leave_one_out_name
 from helpers.stats import paired_difference
 
 INGREDIENT_NAMES = tuple(name for name, _ in INGREDIENTS)
@@ -20,7 +20,7 @@ def misordered_pairs(prediction: list[str], results: list[dict]) -> list[tuple[s
     wrong = []
     for i, a in enumerate(prediction):
         for b in prediction[i + 1:]:
-            d = paired_difference(val[f"full-{a}"], val[f"full-{b}"])  # > 0: removing b costs more
+            d = paired_difference(val[leave_one_out_name(a)], val[leave_one_out_name(b)])  # > 0: removing b costs more
             if d is not None and d["distinguishable"] and d["mean"] > 0:
                 wrong.append((a, b))
     return wrong

@@ -12,9 +12,11 @@ def differing_fields(a: Recipe, b: Recipe) -> set:
     return {k for k, v in a.as_dict().items() if b.as_dict()[k] != v}
 
 
-def test_there_are_eighteen_variants_each_ingredient_on_its_own():
+def test_there_are_seventeen_distinct_variants_each_ingredient_on_its_own():
     v = ablate.variants()
-    assert len(v) == 18 and len(INGREDIENT_FIELDS) == 7
+    assert len(v) == 17 and len(INGREDIENT_FIELDS) == 7
+    recipes = list(v.values())
+    assert all(a != b for i, a in enumerate(recipes) for b in recipes[i + 1:])  # no recipe trained twice
     assert all(len(fields) == 1 for fields in INGREDIENT_FIELDS.values())  # never two ingredients at once
 
 
@@ -29,8 +31,11 @@ def test_cumulative_order_adds_one_ingredient_at_a_time_from_plain_to_deits_reci
 def test_leave_one_out_removes_exactly_one_ingredient():
     v = ablate.variants()
     for name, fields in INGREDIENT_FIELDS.items():
-        assert differing_fields(v["full"], v[f"full-{name}"]) == fields
-        assert all(getattr(v[f"full-{name}"], f) == getattr(Recipe.plain(), f) for f in fields)
+        left_out = v[ablate.leave_one_out_name(name)]
+        assert differing_fields(v["full"], left_out) == fields
+        assert all(getattr(left_out, f) == getattr(Recipe.plain(), f) for f in fields)
+    # repeated augmentation comes last, so the recipe without it is the cumulative variant before it
+    assert ablate.leave_one_out_name("repeated-aug") == "+label-smoothing" and "full-repeated-aug" not in v
 
 
 def test_distillation_variants_use_the_papers_settings():

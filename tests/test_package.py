@@ -59,7 +59,7 @@ def test_the_command_line_lists_its_commands_and_names_a_wrong_one():
 
 def test_the_command_line_runs_a_command():
     result = run("ablate", "--list")
-    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 18
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 17
 
 
 def test_each_helper_names_the_notebooks_that_use_it():
