@@ -8,7 +8,8 @@ __all__ = ["Profile", "get_profile", "profile_name", "CLASSES", "DataError", "lo
 
 
 def notebook_setup(seed: int = 0) -> Profile:
-    """Call once at the top of a notebook: prints the profile, seeds, PNG figures."""
+    """Call once at the top of a notebook: prints the profile, seeds, PNG figures, and checks
+    every figure's readability after each cell (helpers.figure_check)."""
     import random
 
     import torch
@@ -23,4 +24,6 @@ def notebook_setup(seed: int = 0) -> Profile:
         set_matplotlib_formats("png")
     except ImportError:
         pass
+    from helpers.figure_check import install_in_ipython
+    install_in_ipython()
     return profile

@@ -2,6 +2,7 @@
 import pytest
 
 from helpers import ablate, exercises_ablation
+from helpers.figure_check import readability_problems
 from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 
@@ -140,27 +141,10 @@ def test_unknown_variant_is_named():
         ablate.run_ablation(["fast"], profile=get_profile("ci"))
 
 
-def overlapping(boxes):
-    """Pairs of display-space boxes that share some area (touching edges do not count)."""
-    return [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i])
-            if min(a.x1, b.x1) > max(a.x0, b.x0) and min(a.y1, b.y1) > max(a.y0, b.y0)]
-
-
 def assert_readable(ax):
-    """Drawn as a notebook stores it: tick labels apart, the legend off the data, text >= 7 pt."""
-    fig = ax.figure
-    fig.tight_layout()
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    for axis in (ax.xaxis, ax.yaxis):
-        labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
-        assert not overlapping([t.get_window_extent(renderer) for t in labels]), \
-            [t.get_text() for t in labels]
-    legend = ax.get_legend()
-    if legend is not None:
-        assert not overlapping([legend.get_window_extent(renderer), ax.get_window_extent(renderer)])
-        assert min(t.get_fontsize() for t in legend.get_texts()) >= 7
-    assert all(t.get_fontsize() >= 7 for t in ax.texts)
+    """Drawn as a notebook stores it: no readability problem (helpers.figure_check)."""
+    ax.figure.tight_layout()
+    assert readability_problems(ax.figure) == []
 
 
 def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_runs():

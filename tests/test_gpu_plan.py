@@ -64,6 +64,27 @@ def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tm
     assert plan.ablation_epochs() == epochs  # once chosen, every ablation run keeps it
 
 
+def test_the_ablation_budget_fits_two_windows_at_the_measured_group_speed(tmp_path):
+    """17 variants x 3 seeds, 3 of them distilled (1.5 x the cost: c / c+); 5 s a run for evaluation."""
+    def plan_with(together_rows):
+        folder = tmp_path / str(len(together_rows))
+        folder.mkdir()
+        (folder / "throughput.json").write_text(json.dumps({"images_per_second": {
+            "b model alone": 40000.0, "c ours": 30000.0, "c+ ours with teacher": 20000.0}}))
+        if together_rows:
+            (folder / "together.json").write_text(json.dumps({"best_m": 16, "rows": together_rows}))
+        return Plan(folder, None, False)
+    runs = 3 * (14 + 3 * 1.5)
+    # in groups of 16 at 90,000 images/s, times c/b = 0.75 for the recipe's input pipeline; 2 windows
+    grouped = plan_with([{"models": 1, "images_per_s": 20000.0}, {"models": 16, "images_per_s": 90000.0}])
+    assert grouped.ablation_epochs() == int((2 * 460 - 5 * 51) * 67500 / (runs * 45000)) == 17
+    assert grouped.timings["ablation_sizing"] == {"windows": 2, "window_s": 480, "images_per_s": 67500.0,
+                                                  "models_together": 16}
+    # no together stage yet: one model at a time at row c, 3 windows
+    alone = plan_with([])
+    assert alone.ablation_epochs() == int((3 * 460 - 5 * 51) * 30000 / (runs * 45000)) == 13
+
+
 def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best(tmp_path):
     plan = Plan(tmp_path, None, False)
     ablation = next(s for s in gpu_plan.STAGES if s.name == "ablation")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.figure_check import WARNING
 from helpers.notebooks import RUN_TO_SHOW, WIDGET_VIEW, execute, strip_widget_state
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -21,6 +22,15 @@ def widget_state_problems(nb: dict) -> list[str]:
             if "interactive(children=" in "".join(data.get("text/plain", "")):
                 problems.append(f"cell {index}: the `interactive(children=...` repr as its text")
     return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_notebook_shows_no_figure_readability_problem(path):
+    """notebook_setup() checks every figure after each cell (helpers.figure_check)."""
+    cells = json.loads(path.read_text())["cells"]
+    found = [line for index, cell in enumerate(cells) for output in cell.get("outputs", [])
+             for line in "".join(output.get("text", "")).splitlines() if WARNING in line]
+    assert not found, f"{path.name}: {found}. Fix the figure, then re-execute the notebook."
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
