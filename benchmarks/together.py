@@ -10,14 +10,8 @@ implies given the device's peak FLOP/s: --peak-tflops, else PEAK_BF16_TFLOPS's e
 (dense bf16, what its autocast multiplies in), else "n/a". An M that runs out of GPU memory ends
 the table (larger ones would too). --output writes the rows, the best M and provenance as JSON.
 
-FLOPs per training image, from the model's shape (D width, L blocks, N = patches + 1 tokens,
-p patch side, K classes, the MLP hidden width r D):
-    forward  = 2 N L (4 D^2 + 2 r D^2)     every block's qkv, proj, fc1, fc2 (2 FLOPs a multiply-add)
-             + 2 L (2 N^2 D)                attention's Q K^T and A V
-             + 2 (N - 1) 3 p^2 D + 2 D K    patch embedding and the head
-    training = 3 x forward                  backward costs about twice the forward
-Norms, softmax, GELU and the optimizer are left out (a few percent). DeiT-Tiny at 32 px
-(D 192, L 12, N 65, p 4, r 4) gives 2.19 GFLOP per training image.
+FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
+docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOPS.
 """
 from __future__ import annotations
 
@@ -30,33 +24,11 @@ from helpers.files import write_json_atomically
 from helpers.models import DEIT_TINY_32, vit_config
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
+from helpers.speed import PEAK_BF16_TFLOPS, training_flops_per_image
 from helpers.together import Member, fit_together
 from helpers.train import TrainConfig, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
-# Dense bf16 tensor-core peaks in TFLOP/s, by torch.cuda.get_device_name(): NVIDIA's datasheets
-# list twice these, "with sparsity". Exact names only: an H100 NVL or H200 NVL, slower, must not
-# borrow the SXM's peak (pass --peak-tflops for a GPU not listed).
-PEAK_BF16_TFLOPS = {
-    "NVIDIA H100 80GB HBM3": (989.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM: BF16 1,979 TFLOPS "
-                                     "with sparsity, half that dense"),
-    "NVIDIA H100 PCIe": (756.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 PCIe: BF16 1,513 TFLOPS "
-                                "with sparsity, half that dense"),
-    "NVIDIA H200": (989.5, "NVIDIA H200 Tensor Core GPU datasheet, H200 SXM: BF16 1,979 TFLOPS "
-                           "with sparsity, half that dense"),
-}
-
-
-def training_flops_per_image(img_size=32, patch_size=4, embed_dim=192, depth=12, mlp_ratio=4.0,
-                             num_classes=10, distilled=False, **_) -> float:
-    """The formula of the module docstring."""
-    d, patches = embed_dim, (img_size // patch_size) ** 2
-    tokens = patches + (2 if distilled else 1)
-    blocks = depth * (2 * tokens * (4 * d * d + 2 * mlp_ratio * d * d) + 2 * 2 * tokens ** 2 * d)
-    ends = 2 * patches * 3 * patch_size ** 2 * d + 2 * d * num_classes * (2 if distilled else 1)
-    return 3 * (blocks + ends)
-
-
 class FirstSteps:
     """The first `steps` batches of each epoch (for the warm-up call)."""
 
@@ -121,7 +93,7 @@ def main(argv=None) -> int:
     sizes = {} if args.deit_tiny else SMALL
     flops = training_flops_per_image(**vit_config(**sizes))
     print(f"DeiT-Tiny at 32 px: {training_flops_per_image(**DEIT_TINY_32) / 1e9:.2f} GFLOP per training image "
-          f"(formula in the docstring)")
+          f"(helpers.speed.training_flops_per_image)")
     print(f"device {device}, model {vit_config(**sizes)}, {flops / 1e9:.3f} GFLOP per training image, "
           f"batch {args.batch_size} per model, {args.steps} timed steps, peak {peak or 'unknown'} TFLOP/s"
           + (f" ({peak_source})" if peak_source else ""))

@@ -20,10 +20,23 @@ def overlapping(boxes) -> list[tuple[int, int]]:
             if min(a.x1, b.x1) > max(a.x0, b.x0) and min(a.y1, b.y1) > max(a.y0, b.y0)]
 
 
-def _visible_texts(fig):
+def _drawn_texts(fig) -> list:
+    """The texts a draw of `fig` really puts on the canvas (not those of hidden axes or of ticks
+    outside the view), found by watching Text.draw during one draw."""
     from matplotlib.text import Text
-    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and t.get_figure() is fig
-            and (t.axes is None or t.axes.get_visible())]
+
+    drawn, original = {}, Text.draw
+
+    def watched(text, renderer):
+        original(text, renderer)
+        if text.get_visible() and text.get_text().strip():
+            drawn[id(text)] = text
+    Text.draw = watched
+    try:
+        fig.canvas.draw()
+    finally:
+        Text.draw = original
+    return list(drawn.values())
 
 
 def _data_points(ax) -> np.ndarray:
@@ -60,9 +73,8 @@ def _covers_data(box, ax, renderer) -> bool:
 def readability_problems(fig) -> list[str]:
     """What makes `fig` hard to read, drawn as it is: text under MIN_FONT_PT points, text on top of
     other text (tick labels, titles, annotations), and legends that cover lines, bands, markers or bars."""
-    fig.canvas.draw()
+    texts = _drawn_texts(fig)
     renderer = fig.canvas.get_renderer()
-    texts = _visible_texts(fig)
     problems = [f"text {t.get_text()!r} is {t.get_fontsize():.1f} pt (at least {MIN_FONT_PT})"
                 for t in texts if t.get_fontsize() < MIN_FONT_PT - 1e-9]
     boxes = [t.get_window_extent(renderer) for t in texts]

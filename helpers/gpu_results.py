@@ -13,6 +13,7 @@ from helpers.constants import RESULTS
 # The issue's targets on one H100, checked against every measurement that is shown.
 THROUGHPUT_TARGETS = {"c/a": 6.0, "c/b": 0.9}
 TEACHER_TARGET = (94.0, 60.0)  # test accuracy %, training seconds
+TOGETHER_TARGETS = (3.0, 0.30)  # best M's images/s over one compiled model alone (row b); its MFU
 
 
 def load(name: str, results: Path = RESULTS) -> dict | None:
@@ -91,3 +92,43 @@ def plot_time_to_accuracy(records: dict[str, dict], ax=None):
            ylabel="test accuracy (%)", ylim=(0, 100))
     ax.legend(loc="lower right", fontsize=8)
     return ax
+
+
+def utilisation(images_per_s: float, flops_per_image: float, gpu: str) -> float | None:
+    """Model-FLOPs utilisation: the FLOP/s the training images imply over the GPU's dense bf16
+    peak (helpers.speed.PEAK_BF16_TFLOPS), or None for a GPU not listed there.
+
+    Notebooks: used in 04.
+    """
+    from helpers.speed import PEAK_BF16_TFLOPS
+    peak = PEAK_BF16_TFLOPS.get(gpu)
+    return images_per_s * flops_per_image / (peak[0] * 1e12) if peak else None
+
+
+def print_together(record: dict, throughput: dict | None) -> None:
+    """The together stage's table (aggregate images/s of M models trained together, against M = 1
+    and against one compiled model alone, row b of the throughput stage) and the targets.
+
+    Notebooks: used in 04.
+    """
+    alone = throughput["images_per_second"]["b model alone"] if throughput else None
+    print(f"Measured on {source(record)}; batch {record['batch_size_per_model']} per model, "
+          f"{record['training_flops_per_image'] / 1e9:.2f} GFLOP per training image, "
+          f"peak {record['peak_tflops']} TFLOP/s")
+    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'MFU':>6s}")
+    for row in record["rows"]:
+        if "images_per_s" not in row:
+            print(f"{row['models']:4d} {row.get('error', 'no result')}")
+            continue
+        versus_alone = f"{row['images_per_s'] / alone:8.2f}" if alone else f"{'-':>8s}"
+        mfu = f"{100 * row['mfu']:5.1f}%" if row.get("mfu") is not None else "  n/a"
+        print(f"{row['models']:4d} {row['images_per_s']:10,.0f} {row['x_one_model'] or 1.0:7.2f} {versus_alone} {mfu}")
+    best = next(row for row in record["rows"] if row["models"] == record["best_m"])
+    speedup_target, mfu_target = TOGETHER_TARGETS
+    if alone:
+        speedup = best["images_per_s"] / alone
+        print(f"best M = {record['best_m']}: {speedup:.2f}x one compiled model alone, target >= {speedup_target:g} "
+              f"{'met' if speedup >= speedup_target else 'missed'}")
+    if best.get("mfu") is not None:
+        print(f"MFU {100 * best['mfu']:.1f}%, target >= {100 * mfu_target:.0f}% "
+              f"{'met' if best['mfu'] >= mfu_target else 'missed'}")

@@ -155,6 +155,6 @@ def count_parameters(model: nn.Module) -> int:
 def build_vit(**overrides) -> VisionTransformer:
     """A VisionTransformer from vit_config(**overrides).
 
-    Notebooks: built in 00 (the ViT); used in 02, 03.
+    Notebooks: built in 00 (the ViT); used in 02, 03, 04.
     """
     return VisionTransformer(**vit_config(**overrides))

@@ -115,3 +115,38 @@ def starter_loader(train, batch_size: int, workers: int):
                                          num_workers=workers, pin_memory=torch.cuda.is_available(),
                                          persistent_workers=workers > 0)
     return loader, starter_mixup()
+
+
+# Dense bf16 tensor-core peaks in TFLOP/s, by torch.cuda.get_device_name(): NVIDIA's datasheets
+# list twice these, "with sparsity". Exact names only: an H100 NVL or H200 NVL, slower, must not
+# borrow the SXM's peak (benchmarks/together.py takes --peak-tflops for a GPU not listed).
+PEAK_BF16_TFLOPS = {
+    "NVIDIA H100 80GB HBM3": (989.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM: BF16 1,979 TFLOPS "
+                                     "with sparsity, half that dense"),
+    "NVIDIA H100 PCIe": (756.5, "NVIDIA H100 Tensor Core GPU datasheet, H100 PCIe: BF16 1,513 TFLOPS "
+                                "with sparsity, half that dense"),
+    "NVIDIA H200": (989.5, "NVIDIA H200 Tensor Core GPU datasheet, H200 SXM: BF16 1,979 TFLOPS "
+                           "with sparsity, half that dense"),
+}
+
+
+def training_flops_per_image(img_size=32, patch_size=4, embed_dim=192, depth=12, mlp_ratio=4.0,
+                             num_classes=10, distilled=False, **_) -> float:
+    """FLOPs to train on one image (forward and backward), from a ViT's shape: D width, L blocks,
+    N = patches + 1 tokens (+ 1 distilled), p patch side, K classes, r D the MLP's hidden width.
+
+        forward  = 2 N L (4 D^2 + 2 r D^2)     every block's qkv, proj, fc1, fc2 (2 FLOPs a multiply-add)
+                 + 2 L (2 N^2 D)                attention's Q K^T and A V
+                 + 2 (N - 1) 3 p^2 D + 2 D K    patch embedding and the head(s)
+        training = 3 x forward                  backward costs about twice the forward
+
+    Norms, softmax, GELU and the optimizer are left out (a few percent). DeiT-Tiny at 32 px
+    (D 192, L 12, N 65, p 4, r 4) gives 2.19 GFLOP per training image.
+
+    Notebooks: used in 04.
+    """
+    d, patches = embed_dim, (img_size // patch_size) ** 2
+    tokens = patches + (2 if distilled else 1)
+    blocks = depth * (2 * tokens * (4 * d * d + 2 * mlp_ratio * d * d) + 2 * 2 * tokens ** 2 * d)
+    ends = 2 * patches * 3 * patch_size ** 2 * d + 2 * d * num_classes * (2 if distilled else 1)
+    return 3 * (blocks + ends)

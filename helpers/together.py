@@ -182,7 +182,9 @@ def _mask_buffers(masks: list, keeps: list) -> dict:
 
 def stacked_forward(template: nn.Module, params: dict, buffers: dict, images: torch.Tensor, per_model_images: bool):
     """All M models at once: outputs with a leading M dimension ((M, B, K), or a tuple of them
-    for distilled students in training). images are (M, B, ...) if per_model_images, else (B, ...)."""
+    for distilled students in training). images are (M, B, ...) if per_model_images, else (B, ...).
+
+    Notebooks: built in 04 (vmap over stacked weights)."""
     for module in template.modules():
         if isinstance(module, _GivenDropPath):
             module.calls = 0

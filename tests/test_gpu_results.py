@@ -1,0 +1,30 @@
+"""How notebooks show the GPU plan's measurements: the together table, utilisation and targets."""
+import pytest
+
+from helpers import gpu_results
+from helpers.speed import training_flops_per_image
+from helpers.models import DEIT_TINY_32
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def test_utilisation_uses_the_gpus_dense_bf16_peak_and_admits_an_unknown_gpu():
+    flops = training_flops_per_image(**DEIT_TINY_32)
+    assert gpu_results.utilisation(100_000, flops, H100) == pytest.approx(1e5 * flops / 989.5e12)
+    assert gpu_results.utilisation(100_000, flops, "a GPU nobody listed") is None
+
+
+def test_the_together_table_reports_both_targets_met_or_missed(capsys):
+    record = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00",
+              "batch_size_per_model": 1024, "training_flops_per_image": 2.19e9, "peak_tflops": 989.5, "best_m": 16,
+              "rows": [{"models": 1, "images_per_s": 30000.0, "x_one_model": 1.0, "mfu": 0.066},
+                       {"models": 16, "images_per_s": 150000.0, "x_one_model": 5.0, "mfu": 0.332},
+                       {"models": 32, "error": "out of GPU memory"}]}
+    gpu_results.print_together(record, {"images_per_second": {"b model alone": 44000.0}})
+    out = capsys.readouterr().out
+    assert "3.41x one compiled model alone, target >= 3 met" in out
+    assert "MFU 33.2%, target >= 30% met" in out and "out of GPU memory" in out
+    record["rows"][1].update(images_per_s=90000.0, mfu=0.2)
+    gpu_results.print_together(record, {"images_per_second": {"b model alone": 44000.0}})
+    out = capsys.readouterr().out
+    assert "2.05x one compiled model alone, target >= 3 missed" in out and "target >= 30% missed" in out
