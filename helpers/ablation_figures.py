@@ -43,6 +43,28 @@ def family_of(name: str) -> str:
     return "leave-one-out" if name.startswith("full-") else "cumulative"
 
 
+def seeds_label(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def mean_and_se_per_epoch(runs: list[dict], key: str) -> tuple[list, list, list]:
+    """Epochs where every run recorded `key`, and the mean and standard error over runs there
+    (s.e. 0 with one run)."""
+    rows = [{r["epoch"]: r[key] for r in run["history"] if r.get(key) is not None} for run in runs]
+    epochs = sorted(set.intersection(*(set(row) for row in rows)))
+    values = [[row[e] for row in rows] for e in epochs]
+    return (epochs, [statistics.fmean(v) for v in values],
+            [statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0 for v in values])
+
+
+def plot_band(ax, runs: list[dict], key: str, colour, label: str, **line):
+    """The mean over runs of history[key] per epoch, with a ± s.e. band."""
+    epochs, mean, se = mean_and_se_per_epoch(runs, key)
+    ax.plot(epochs, mean, color=colour, label=label, **line)
+    ax.fill_between(epochs, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)],
+                    color=colour, alpha=0.25, linewidth=0)
+
+
 def plot_validation_curves(results: list[dict], names: list[str], ax=None, title: str = ""):
     """Validation accuracy per epoch, mean ± s.e. over seeds, for each named variant.
 
@@ -56,15 +78,7 @@ def plot_validation_curves(results: list[dict], names: list[str], ax=None, title
             continue
         members = by_family[family_of(name)]
         colour = FAMILIES[family_of(name)](0.35 + 0.6 * members.index(name) / max(1, len(members) - 1))
-        length = min(len(r["history"]) for r in runs)
-        epochs = [runs[0]["history"][i]["epoch"] for i in range(length)]
-        per_epoch = [[r["history"][i]["val_acc"] for r in runs] for i in range(length)]
-        mean = [statistics.fmean(v) for v in per_epoch]
-        se = [statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0 for v in per_epoch]
-        seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
-        ax.plot(epochs, mean, color=colour, label=f"{name} ({seeds})")
-        ax.fill_between(epochs, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)],
-                        color=colour, alpha=0.25, linewidth=0)
+        plot_band(ax, runs, "val_acc", colour, f"{name} ({seeds_label(len(runs))})")
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not ax.lines:

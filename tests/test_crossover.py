@@ -48,3 +48,42 @@ def test_an_interrupted_run_resumes_to_the_same_history(tmp_path, monkeypatch):
     assert crossover.main(args(tmp_path / "cut")) == 0
     resumed = json.loads((tmp_path / "cut" / "results" / "full-seed0.json").read_text())["history"]
     assert [(r["train_loss"], r["val_loss"]) for r in resumed] == [(r["train_loss"], r["val_loss"]) for r in whole]
+
+
+def synthetic_run(recipe, seed, val, seen=None):
+    return {"recipe_name": recipe, "seed": seed,
+            "history": [{"epoch": e + 1, "val_acc": v, "train_seen_acc": (seen or [None] * len(val))[e]}
+                        for e, v in enumerate(val)]}
+
+
+def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
+    from helpers.crossover import crossover_epoch, describe_crossover
+
+    plain = [synthetic_run("plain", s, [30 + s, 40 + s, 41 + s, 41 + s]) for s in range(3)]
+    full = [synthetic_run("full", s, [20 + s, 41 + 2 * s, 45 + s, 47 + s]) for s in range(3)]
+    # epoch 2: differences 1, 2, 3 (mean 2, s.e. 0.58: ahead); epoch 1 behind; so from epoch 2 on
+    found = crossover_epoch({"plain": plain, "full": full})
+    assert found["epoch"] == 2 and found["seeds"] == 3 and found["final_difference"]["mean"] == 6
+    assert "from epoch 2 on" in describe_crossover({"plain": plain, "full": full})
+    behind = [synthetic_run("full", s, [20, 50, 40 + s, 40 + s]) for s in range(3)]  # ahead once, then not
+    assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
+    assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds
+    assert "not yet measured" in describe_crossover({"plain": plain, "full": []})
+
+
+def test_the_crossover_figure_is_readable_with_one_recipe_or_both():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.crossover import plot_crossover
+    from helpers.figure_check import readability_problems
+
+    plain = [synthetic_run("plain", s, [30 + s, 40 + s, 41 + s, 41 + s], [35, 60, 80, 95]) for s in range(2)]
+    for runs in ({"plain": plain, "full": []},
+                 {"plain": plain, "full": [synthetic_run("full", 0, [20, 30, 35, 38], [20, 30, 35, 39])]}):
+        ax = plot_crossover(runs)
+        ax.figure.tight_layout()
+        assert readability_problems(ax.figure) == []
+        assert len(ax.lines) == 2 * sum(1 for r in runs.values() if r)  # validation and training images
+    plt.close("all")

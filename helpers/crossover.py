@@ -1,0 +1,104 @@
+"""Where DeiT's recipe overtakes the plain ViT on a laptop: the committed runs of
+`python -m benchmarks.crossover` (results/crossover/), their curves and the epoch it happens.
+
+Shown in notebook 05 ("The premise on a laptop").
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from helpers.ablation_figures import mean_and_se_per_epoch, plot_band, seeds_label
+from helpers.constants import RESULTS
+from helpers.stats import paired_difference
+
+RECIPES = ("plain", "full")
+COLOURS = {"plain": "tab:blue", "full": "tab:orange"}
+
+
+def load_crossover(folder: Path = RESULTS / "crossover") -> dict[str, list[dict]]:
+    """{recipe: [finished runs, by seed]} (empty lists where none finished yet).
+
+    Notebooks: used in 05.
+    """
+    found = {name: [] for name in RECIPES}
+    for path in sorted(folder.glob("*-seed*.json")) if folder.is_dir() else []:
+        run = json.loads(path.read_text())
+        found.setdefault(run["recipe_name"], []).append(run)
+    return found
+
+
+def crossover_epoch(runs: dict[str, list[dict]]) -> dict | None:
+    """The first epoch from which the full recipe's validation accuracy stays above the plain
+    ViT's by more than two standard errors of the paired difference (seeds both have), to the
+    last epoch; None until both have at least 3 common seeds, {"epoch": None, ...} if it never does."""
+    plain = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("plain", [])}
+    full = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("full", [])}
+    seeds = sorted(set(plain) & set(full))
+    if len(seeds) < 3:
+        return None
+    epochs = sorted(set.intersection(*(set(plain[s]) & set(full[s]) for s in seeds)))
+    ahead = []
+    for epoch in epochs:
+        d = paired_difference({s: full[s][epoch] for s in seeds}, {s: plain[s][epoch] for s in seeds})
+        ahead.append(d["mean"] > 2 * d["se"])
+    first = next((i for i in range(len(epochs)) if all(ahead[i:])), None)
+    final = paired_difference({s: full[s][epochs[-1]] for s in seeds}, {s: plain[s][epochs[-1]] for s in seeds})
+    return {"epoch": None if first is None else epochs[first], "seeds": len(seeds), "final_difference": final}
+
+
+def _recipe_summary(name: str, runs: list[dict]) -> str:
+    epochs, val, _ = mean_and_se_per_epoch(runs, "val_acc")
+    seen_epochs, seen, _ = mean_and_se_per_epoch(runs, "train_seen_acc")
+    best = max(range(len(val)), key=val.__getitem__)
+    line = f"{name}: final validation {val[-1]:.1f} % after {epochs[-1]} epochs (best {val[best]:.1f} % at epoch {epochs[best]})"
+    if seen:
+        line += f"; training images {seen[-1]:.1f} % at epoch {seen_epochs[-1]}"
+    if all("train_seconds" in r for r in runs):
+        line += (f"; {sum(r['train_seconds'] for r in runs) / len(runs) / 3600:.1f} h of training per run "
+                 f"({runs[0].get('threads') or 'all'} thread(s) of {runs[0].get('cpu_cores', '?')} cores)")
+    return line + "."
+
+
+def describe_crossover(runs: dict[str, list[dict]]) -> str:
+    """What the committed crossover runs show so far, in a few sentences.
+
+    Notebooks: used in 05.
+    """
+    done = ", ".join(f"{name}: {seeds_label(len(runs[name]))}" for name in RECIPES) if any(runs.values()) else "none"
+    lines = [f"Finished crossover runs (results/crossover/): {done}."]
+    lines += [_recipe_summary(name, runs[name]) for name in RECIPES if runs.get(name)]
+    found = crossover_epoch(runs)
+    if found is None:
+        lines.append("Where full overtakes plain needs both recipes with at least 3 seeds: not yet measured.")
+    elif found["epoch"] is None:
+        lines.append(f"Over {found['seeds']} seeds, full does not stay ahead of plain by more than two standard errors "
+                     f"within these epochs (final difference {found['final_difference']['mean']:+.1f} "
+                     f"± {found['final_difference']['se']:.1f} points).")
+    else:
+        lines.append(f"Over {found['seeds']} seeds, full stays ahead of plain by more than two standard errors from "
+                     f"epoch {found['epoch']} on (final difference {found['final_difference']['mean']:+.1f} "
+                     f"± {found['final_difference']['se']:.1f} points).")
+    return "\n".join(lines)
+
+
+def plot_crossover(runs: dict[str, list[dict]], ax=None):
+    """Validation (solid) and training-image (dashed) accuracy per epoch, mean ± s.e. over seeds.
+
+    Notebooks: used in 05.
+    """
+    ax = ax or plt.subplots(figsize=(7.5, 3.6))[1]
+    for name in RECIPES:
+        if runs.get(name):
+            label = f"{name} ({seeds_label(len(runs[name]))})"
+            plot_band(ax, runs[name], "val_acc", COLOURS[name], f"{label}: validation")
+            plot_band(ax, runs[name], "train_seen_acc", COLOURS[name], f"{label}: training images", ls="--")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
+           title="plain ViT vs DeiT's recipe, 2,000 training images")
+    if ax.lines:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no finished crossover runs yet", transform=ax.transAxes, ha="center", va="center")
+    return ax
