@@ -90,7 +90,7 @@ def plot_time_to_accuracy(records: dict[str, dict], ax=None):
         ax.plot([budget, budget], [0, accuracy], color="tab:red", ls=":", lw=1)
     ax.set(xlabel="seconds on the clock (teacher's training included; grey: teacher done)",
            ylabel="test accuracy (%)", ylim=(0, 100))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # off the curves and targets
     return ax
 
 

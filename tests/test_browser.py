@@ -1,6 +1,6 @@
 """The notebooks as a student meets them: JupyterLab in headless Chromium, each notebook with
-widgets run (every cell down to its last widget), then every control moved: each dropdown choice,
-each slider to both ends and back.
+widgets run top to bottom (Run All), then every control moved: each dropdown choice, each slider
+to both ends and back.
 
 After each move the image under the widget must change, and no traceback and no text longer than
 a few lines may appear under it. nbval runs the widget cells too, but never draws or moves a widget.
@@ -114,7 +114,9 @@ def running_lab(tmp: Path):
     shutil.copytree(REPO / "notebooks", served / "notebooks", ignore=shutil.ignore_patterns("runs", ".*"))
     write_lab_settings(tmp / "settings")
     port, token = free_port(), os.urandom(16).hex()
-    env = dict(os.environ, DEIT_PROFILE="ci", DEIT_RUNS=str(tmp / "runs"), JUPYTER_PLATFORM_DIRS="1",
+    # OMP_NUM_THREADS=1: the notebooks' kernels run side by side on two cores, and two multi-threaded
+    # PyTorch processes would slow each other many times over.
+    env = dict(os.environ, DEIT_PROFILE="ci", OMP_NUM_THREADS="1", DEIT_RUNS=str(tmp / "runs"), JUPYTER_PLATFORM_DIRS="1",
                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_CONFIG_DIR=str(tmp / "config"))
     server = driver = None
     try:
@@ -167,17 +169,13 @@ def wait_for_server(base: str, token: str, server: subprocess.Popen, log: Path, 
 # arguments[0]: the notebook's path (the panel showing it; the focused one can be another).
 NOTEBOOK_JS = """const nb = window.jupyterapp && Array.from(window.jupyterapp.shell.widgets('main'))
     .find(w => w.context && w.context.path === arguments[0]);"""
-# The cells to run: all up to the last one that calls interact( (what the widgets depend on).
-CELLS_JS = NOTEBOOK_JS + """
-const cells = nb ? nb.content.widgets : [];
-const source = c => c.model.sharedModel.getSource();
-const last = Math.max(...cells.map((c, i) => source(c).includes('interact(') ? i : -1));"""
-STATE_JS = CELLS_JS + """
+STATE_JS = NOTEBOOK_JS + """
 if (!nb || !nb.sessionContext || !nb.content) { return null; }
+const source = c => c.model.sharedModel.getSource();
 const kernel = nb.sessionContext.session && nb.sessionContext.session.kernel;
-const code = cells.slice(0, last + 1).filter(c => c.model.type === 'code' && source(c).trim());
+const code = nb.content.widgets.filter(c => c.model.type === 'code' && source(c).trim());
 const stderr = nb.node.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
-return {kernel: kernel ? kernel.status : 'none', last: last,
+return {kernel: kernel ? kernel.status : 'none',
         pending: code.filter(c => c.model.executionCount === null).length,
         errors: Array.from(stderr).map(e => e.innerText).filter(t => t.includes('Traceback'))};"""
 
@@ -208,31 +206,27 @@ def open_notebook(driver, path: str) -> None:
 
 
 def start_run(driver, path: str) -> None:
-    """Start running an open notebook down to its last widget: Run All without the cells after it
-    (notebook 02 trains there, minutes in the ci profile; nbval runs every cell). Several notebooks
-    can run at once, each in its own kernel."""
+    """Start Run All on an open notebook, as a student would. Several notebooks run at once, each
+    in its own kernel (one thread each: see running_lab)."""
     wait(lambda: (s := driver.execute_script(STATE_JS, path)) and s["kernel"] == "idle",
          120, f"{path} to open with an idle kernel")
     # Clearing first resets every execution count, so "no count missing" means all cells ran.
     # widgetId: the notebook a command acts on (else the focused one, which may be another).
-    driver.execute_script(CELLS_JS + """return nb.sessionContext.ready.then(async () => {
+    driver.execute_script(NOTEBOOK_JS + """return nb.sessionContext.ready.then(async () => {
         const commands = window.jupyterapp.commands, target = {widgetId: nb.id};
         await commands.execute('notebook:clear-all-cell-outputs', target);
-        nb.content.activeCellIndex = 0;
-        nb.content.deselectAll();
-        nb.content.extendContiguousSelectionTo(last);
-        commands.execute('notebook:run-cell', target);  // the selected cells; not awaited
+        commands.execute('notebook:run-all-cells', target);  // not awaited
         return true; });""", path)
 
 
 def wait_for_run(driver, path: str, timeout: float) -> None:
-    """Until every cell down to the last widget has run; fails at once on a traceback."""
+    """Until every cell has run; fails at once on a traceback."""
     def finished():
         state = driver.execute_script(STATE_JS, path)
         assert not state["errors"], f"{path}: running it raised:\n" + "\n".join(state["errors"])[-3000:]
         return state["pending"] == 0 and kernel_idle(driver, path)
     try:
-        wait(finished, timeout, f"{path} to run down to its last widget")
+        wait(finished, timeout, f"{path} to run all its cells")
     except AssertionError as error:
         if "timed out" not in str(error):
             raise
@@ -315,7 +309,7 @@ def slider_value(control) -> float:
 
 
 def check_widgets(driver, path: str, run_timeout: float = 240) -> list[str]:
-    """Wait for a started notebook to run down to its last widget, then move every control of its
+    """Wait for a started notebook to run all its cells, then move every control of its
     widgets; the problems found."""
     try:
         wait_for_run(driver, path, run_timeout)

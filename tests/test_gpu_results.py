@@ -28,3 +28,18 @@ def test_the_together_table_reports_both_targets_met_or_missed(capsys):
     gpu_results.print_together(record, {"images_per_second": {"b model alone": 44000.0}})
     out = capsys.readouterr().out
     assert "2.05x one compiled model alone, target >= 3 missed" in out and "target >= 30% missed" in out
+
+
+def test_the_time_to_accuracy_figure_is_readable():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.figure_check import readability_problems
+
+    timeline = [{"seconds": 40 + 6 * e, "test_acc": min(95.0, 30 + 3 * e), "epoch": e} for e in range(30)]
+    record = {"timeline": timeline, "teacher_seconds": 40.0, "epochs": 30}
+    ax = gpu_results.plot_time_to_accuracy({"3-minute run": record, "10-minute run": {**record, "epochs": 31}})
+    ax.figure.tight_layout()
+    assert readability_problems(ax.figure) == []
+    plt.close("all")
