@@ -6,6 +6,7 @@ file is reported as missing, never replaced by a guess.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from helpers.constants import RESULTS
@@ -132,3 +133,30 @@ def print_together(record: dict, throughput: dict | None) -> None:
     if best.get("mfu") is not None:
         print(f"MFU {100 * best['mfu']:.1f}%, target >= {100 * mfu_target:.0f}% "
               f"{'met' if best['mfu'] >= mfu_target else 'missed'}")
+
+
+def gpu_time_shares(section: str, path: Path = RESULTS / "throughput_profile.txt") -> dict[str, float] | None:
+    """From the committed torch.profiler summary of the throughput stage: the share (%) of a row's
+    GPU time spent in matrix products (aten::mm, addmm, bmm), in attention (aten::*attention*,
+    forward and backward) and in everything else (operators below the summary's row limit
+    included). Only aten:: operators are added up: the table lists their kernels again under the
+    kernels' own names. None if there is no such summary.
+
+    Notebooks: used in 04.
+    """
+    if not path.exists() or f"== {section} ==" not in path.read_text():
+        return None
+    table = path.read_text().split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]
+    header, shares = None, {"matrix products": 0.0, "attention": 0.0}
+    for line in table.splitlines():
+        cells = [c.strip() for c in re.split(r"\s{2,}", line.strip())]
+        if "Self CUDA %" in cells:
+            header = cells.index("Self CUDA %")
+        elif header is not None and len(cells) > header and cells[0].startswith("aten::"):
+            percent = float(cells[header].rstrip("%"))
+            if cells[0] in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
+                shares["matrix products"] += percent
+            elif "attention" in cells[0] and percent > 0:
+                shares["attention"] += percent
+    shares["everything else"] = 100.0 - shares["matrix products"] - shares["attention"]
+    return shares

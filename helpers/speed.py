@@ -130,6 +130,15 @@ PEAK_BF16_TFLOPS = {
 }
 
 
+# Memory bandwidth in TB/s, same datasheets and names: with the peak, how many FLOPs a kernel must
+# do per byte it moves to be limited by arithmetic rather than by memory.
+MEMORY_TBPS = {
+    "NVIDIA H100 80GB HBM3": (3.35, "NVIDIA H100 Tensor Core GPU datasheet, H100 SXM: GPU memory bandwidth 3.35 TB/s"),
+    "NVIDIA H100 PCIe": (2.0, "NVIDIA H100 Tensor Core GPU datasheet, H100 PCIe: GPU memory bandwidth 2 TB/s"),
+    "NVIDIA H200": (4.8, "NVIDIA H200 Tensor Core GPU datasheet, H200 SXM: GPU memory bandwidth 4.8 TB/s"),
+}
+
+
 def training_flops_per_image(img_size=32, patch_size=4, embed_dim=192, depth=12, mlp_ratio=4.0,
                              num_classes=10, distilled=False, **_) -> float:
     """FLOPs to train on one image (forward and backward), from a ViT's shape: D width, L blocks,

@@ -43,3 +43,32 @@ def test_the_time_to_accuracy_figure_is_readable():
     ax.figure.tight_layout()
     assert readability_problems(ax.figure) == []
     plt.close("all")
+
+
+PROFILE = """torch.profiler summaries on a GPU
+
+== c ours ==
+------------------------------------  ------------  ------------  ------------
+                                Name    Self CPU %     Self CUDA   Self CUDA %
+------------------------------------  ------------  ------------  ------------
+                            aten::mm         4.72%      20.394ms        20.26%
+aten::_cudnn_attention_backward              1.43%      13.709ms        13.62%
+  nvjet_sm90_tst_192x128_64x5_1x2_h_bz       0.00%       5.804ms         5.77%
+                         aten::addmm         2.84%      10.194ms        10.13%
+------------------------------------  ------------  ------------  ------------
+
+== c+ ours with teacher ==
+------------------------------------  ------------  ------------  ------------
+                                Name    Self CPU %     Self CUDA   Self CUDA %
+                            aten::mm         4.96%      20.682ms        50.00%
+"""
+
+
+def test_gpu_time_shares_add_up_the_operators_of_one_section_only(tmp_path):
+    path = tmp_path / "throughput_profile.txt"
+    path.write_text(PROFILE)
+    shares = gpu_results.gpu_time_shares("c ours", path)
+    assert shares == pytest.approx({"matrix products": 30.39, "attention": 13.62, "everything else": 55.99})
+    assert gpu_results.gpu_time_shares("c+ ours with teacher", path)["matrix products"] == 50.0
+    assert gpu_results.gpu_time_shares("b model alone", path) is None
+    assert gpu_results.gpu_time_shares("c ours", tmp_path / "missing.txt") is None
