@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from helpers.constants import NOTEBOOKS
@@ -49,6 +50,8 @@ def execute(path: Path, timeout: int = 600) -> float:
 
     os.environ["DEIT_PROFILE"] = "ci"  # the kernel inherits this environment
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:  # nbformat 4.5 wants an id on every cell (a cell pasted in by hand may lack one)
+        cell.setdefault("id", uuid.uuid4().hex[:8])
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()

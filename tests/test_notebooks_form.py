@@ -8,7 +8,8 @@ from helpers.figure_check import WARNING
 from helpers.notebooks import RUN_TO_SHOW, WIDGET_VIEW, execute, strip_widget_state
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-FIX = "Re-execute it with `python -m helpers notebooks {path}`, which strips the widget state."
+FIX = ("Re-execute it with `python -m helpers notebooks {path}`, which strips the widget state "
+       "and gives every cell an id.")
 
 
 def widget_state_problems(nb: dict) -> list[str]:
@@ -31,6 +32,13 @@ def test_committed_notebook_shows_no_figure_readability_problem(path):
     found = [line for index, cell in enumerate(cells) for output in cell.get("outputs", [])
              for line in "".join(output.get("text", "")).splitlines() if WARNING in line]
     assert not found, f"{path.name}: {found}. Fix the figure, then re-execute the notebook."
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_cell_of_a_committed_notebook_has_an_id(path):
+    """nbformat 4.5: cells without ids draw warnings now and errors in later nbformat versions."""
+    cells = json.loads(path.read_text())["cells"]
+    assert all(cell.get("id") for cell in cells), f"{path.name}: " + FIX.format(path=f"notebooks/{path.name}")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
