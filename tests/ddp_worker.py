@@ -22,4 +22,7 @@ history = fit(model, batches, TensorBatches(test, 16, shuffle=False, num_replica
               TrainConfig(epochs=2, batch_size=10, warmup_epochs=1, lr=1e-2),
               batch_transform=BatchAugment(), run_dir=out / "run", progress=False, device="cpu")
 torch.save({"state": model.state_dict(), "indices": seen, "history": history}, out / f"rank{rank}.pt")
+# Both ranks done before either tears gloo down: a rank that leaves while the other still talks
+# (rank 0 writes the checkpoint) can abort ("terminate called without an active exception").
+dist.barrier()
 dist.destroy_process_group()
