@@ -40,13 +40,10 @@ def crossover_epoch(runs: dict[str, list[dict]]) -> dict | None:
     if len(seeds) < 3:
         return None
     epochs = sorted(set.intersection(*(set(plain[s]) & set(full[s]) for s in seeds)))
-    ahead = []
-    for epoch in epochs:
-        d = paired_difference({s: full[s][epoch] for s in seeds}, {s: plain[s][epoch] for s in seeds})
-        ahead.append(d["mean"] > 2 * d["se"])
+    diffs = [paired_difference({s: full[s][e] for s in seeds}, {s: plain[s][e] for s in seeds}) for e in epochs]
+    ahead = [d["mean"] > 2 * d["se"] for d in diffs]
     first = next((i for i in range(len(epochs)) if all(ahead[i:])), None)
-    final = paired_difference({s: full[s][epochs[-1]] for s in seeds}, {s: plain[s][epochs[-1]] for s in seeds})
-    return {"epoch": None if first is None else epochs[first], "seeds": len(seeds), "final_difference": final}
+    return {"epoch": None if first is None else epochs[first], "seeds": len(seeds), "final_difference": diffs[-1]}
 
 
 def _recipe_summary(name: str, runs: list[dict]) -> str:
@@ -73,14 +70,12 @@ def describe_crossover(runs: dict[str, list[dict]]) -> str:
     found = crossover_epoch(runs)
     if found is None:
         lines.append("Where full overtakes plain needs both recipes with at least 3 seeds: not yet measured.")
-    elif found["epoch"] is None:
-        lines.append(f"Over {found['seeds']} seeds, full does not stay ahead of plain by more than two standard errors "
-                     f"within these epochs (final difference {found['final_difference']['mean']:+.1f} "
-                     f"± {found['final_difference']['se']:.1f} points).")
     else:
-        lines.append(f"Over {found['seeds']} seeds, full stays ahead of plain by more than two standard errors from "
-                     f"epoch {found['epoch']} on (final difference {found['final_difference']['mean']:+.1f} "
-                     f"± {found['final_difference']['se']:.1f} points).")
+        final = found["final_difference"]
+        when = "within these epochs" if found["epoch"] is None else f"from epoch {found['epoch']} on"
+        verb = "does not stay" if found["epoch"] is None else "stays"
+        lines.append(f"Over {found['seeds']} seeds, full {verb} ahead of plain by more than two standard errors "
+                     f"{when} (final difference {final['mean']:+.1f} ± {final['se']:.1f} points).")
     return "\n".join(lines)
 
 

@@ -144,9 +144,10 @@ def gpu_time_shares(section: str, path: Path = RESULTS / "throughput_profile.txt
 
     Notebooks: used in 04.
     """
-    if not path.exists() or f"== {section} ==" not in path.read_text():
+    text = path.read_text() if path.exists() else ""
+    if f"== {section} ==" not in text:
         return None
-    table = path.read_text().split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]
+    table = text.split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]
     header, shares = None, {"matrix products": 0.0, "attention": 0.0}
     for line in table.splitlines():
         cells = [c.strip() for c in re.split(r"\s{2,}", line.strip())]
