@@ -76,6 +76,7 @@ class Plan:
 
     # --- what earlier stages measured, used to size the later ones ---
     def measured(self, file: str, *keys, default=None):
+        # read afresh each time: earlier stages of this same run write these files
         value = _json(self.results / file)
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
