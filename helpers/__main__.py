@@ -6,6 +6,7 @@
     python -m helpers data extract PATH/cifar10-jpeg.tar.xz           # unpack the image folders
     python -m helpers data check                                     # decode once, fill the cache
     python -m helpers notebooks                                      # re-execute and store the notebooks
+    python -m helpers readme                                         # README's result tables from results/
     torchrun --nproc_per_node=4 -m helpers train --profile full      # several GPUs
 
 `python -m helpers COMMAND --help` explains each one.
@@ -16,7 +17,8 @@ import importlib
 import sys
 
 COMMANDS = {"train": "helpers.cli", "teacher": "helpers.teacher", "ablate": "helpers.ablate",
-            "data": "helpers.data", "notebooks": "helpers.notebooks"}
+            "data": "helpers.data", "notebooks": "helpers.notebooks",
+            "readme": "helpers.readme_results"}
 
 
 def main(argv: list[str]) -> int:

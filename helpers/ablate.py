@@ -288,30 +288,46 @@ def contributions(results: list[dict]) -> list[dict]:
     return rows
 
 
+SUMMARY_HEADER = ("variant", "seeds", "final val acc %", "test acc %")
+CONTRIBUTIONS_HEADER = ("ingredient", "added", "removed", "paper (removed)")
+CONTRIBUTIONS_FOOTNOTE = ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
+                          "* distinguishable from zero (paired t-test, 5 %); paper: DeiT-B on ImageNet, Table 8")
+
+
+def summary_cells(row: dict) -> tuple[str, ...]:
+    """One summarize() row as text, in SUMMARY_HEADER's order (printed here, written in the README)."""
+    return (row["variant"], str(row["seeds"]), format_estimate(row["val_acc"], row["val_se"]),
+            format_estimate(row["test_acc"], row["test_se"]))
+
+
+def contribution_cells(row: dict) -> tuple[str, ...]:
+    """One contributions() row as text, in CONTRIBUTIONS_HEADER's order; * marks a difference
+    distinguishable from zero (paired t, 5 %)."""
+    def cell(d):
+        return "-" if d is None else format_estimate(d["mean"], d["se"], signed=True) + ("*" if d["distinguishable"] else " ")
+    paper = "-" if row["paper_removed"] is None else (
+        "did not train" if row["paper_converged"] is False else f"{row['paper_removed']:+.1f}")
+    return row["ingredient"], cell(row["added"]), cell(row["removed"]), paper
+
+
 def print_summary(rows: list[dict]) -> None:
     """Notebooks: used in 02, 03, 05."""
-    print(f"{'variant':32s} {'seeds':>5s} {'final val acc %':>16s} {'test acc %':>14s}")
-    for r in rows:
-        print(f"{r['variant']:32s} {r['seeds']:5d} {format_estimate(r['val_acc'], r['val_se']):>16s} "
-              f"{format_estimate(r['test_acc'], r['test_se']):>14s}")
+    _print_table(SUMMARY_HEADER, [summary_cells(r) for r in rows], widths=(-32, 5, 16, 14))
 
 
 def print_contributions(rows: list[dict]) -> None:
-    """The contributions table; * marks a difference distinguishable from zero (paired t, 5 %).
+    """The contributions table.
 
     Notebooks: used in 02, 03, 05.
     """
-    def cell(d):
-        if d is None:
-            return f"{'-':>16s}"
-        return f"{format_estimate(d['mean'], d['se'], signed=True) + ('*' if d['distinguishable'] else ' '):>16s}"
-    print(f"{'ingredient':28s} {'added':>16s} {'removed':>16s} {'paper (removed)':>16s}")
-    for r in rows:
-        paper = "-" if r["paper_removed"] is None else (
-            "did not train" if r["paper_converged"] is False else f"{r['paper_removed']:+.1f}")
-        print(f"{r['ingredient']:28s} {cell(r['added'])} {cell(r['removed'])} {paper:>16s}")
-    print("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
-          "* distinguishable from zero (paired t-test, 5 %); paper: DeiT-B on ImageNet, Table 8")
+    _print_table(CONTRIBUTIONS_HEADER, [contribution_cells(r) for r in rows], widths=(-28, 16, 16, 16))
+    print(CONTRIBUTIONS_FOOTNOTE)
+
+
+def _print_table(header, rows, widths) -> None:
+    """Fixed-width columns; a negative width aligns left."""
+    for cells in [header, *rows]:
+        print(" ".join(f"{c:<{-w}s}" if w < 0 else f"{c:>{w}s}" for c, w in zip(cells, widths)))
 
 
 def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,

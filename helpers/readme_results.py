@@ -1,0 +1,83 @@
+"""The README's tables of reference results, written from the committed result files.
+
+    python -m helpers readme           # rewrite every marked block in README.md
+    python -m helpers readme --check   # exit 1 if a block differs from results/
+
+Each block sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`; tests/test_readme_results.py
+fails when a block no longer matches results/, so a number in those tables always comes from
+a committed result file.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from helpers import ablate
+from helpers.constants import RESULTS
+from helpers.crossover import describe_crossover, load_crossover
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def markdown_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.strip() for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str:
+    """The summary and the contributions of one profile's ablation, as markdown."""
+    results = ablate.load_results(profile_name, results_dir)
+    if not results:
+        return f"No `results/ablation/{profile_name}/` results yet.\n"
+    summary = ablate.summarize(results, list(ablate.variants()))
+    runs, wanted = len(results), len(ablate.variants()) * ablate.SEEDS
+    return "\n\n".join([
+        f"{runs} of {wanted} runs ({len(ablate.variants())} variants × {ablate.SEEDS} seeds); "
+        "final validation and test accuracy (%), mean ± s.e. over seeds:",
+        markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in summary]),
+        markdown_table(ablate.CONTRIBUTIONS_HEADER,
+                       [ablate.contribution_cells(r) for r in ablate.contributions(results)]),
+        ablate.CONTRIBUTIONS_FOOTNOTE + ".",
+    ]) + "\n"
+
+
+def crossover_block(results_dir: Path = RESULTS) -> str:
+    return "\n".join(f"> {line}" for line in describe_crossover(load_crossover(results_dir / "crossover")).splitlines()) + "\n"
+
+
+def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
+    """Block name -> the function that writes it."""
+    return {"ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
+            "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
+            "crossover": lambda: crossover_block(results_dir)}
+
+
+def rewrite(text: str, writers: dict[str, callable]) -> str:
+    """`text` with every marked block's body written afresh; an unknown block name is an error."""
+    def body(match):
+        name = match["name"]
+        if name not in writers:
+            raise ValueError(f"README block 'results:{name}' has no writer; known: {', '.join(writers)}")
+        return match[1] + writers[name]() + match[4]
+    return BLOCK.sub(body, text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers readme", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report whether README.md is up to date")
+    args = parser.parse_args(argv)
+    text = README.read_text()
+    new = rewrite(text, blocks())
+    if args.check:
+        if new != text:
+            print("README.md's result tables differ from results/: run python -m helpers readme")
+            return 1
+        print("README.md's result tables match results/")
+        return 0
+    README.write_text(new)
+    print("README.md: result tables", "rewritten" if new != text else "already up to date")
+    return 0

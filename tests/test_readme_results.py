@@ -1,0 +1,60 @@
+"""The README's result tables are written from results/ and must match them."""
+import json
+
+import pytest
+
+from helpers import ablate, readme_results
+
+
+def test_readme_tables_match_the_committed_results():
+    text = readme_results.README.read_text()
+    names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
+    assert {"ablation-cpu", "crossover"} <= set(names)
+    assert readme_results.rewrite(text, readme_results.blocks()) == text, \
+        "README.md's result tables are stale: run python -m helpers readme"
+
+
+def write_results(folder, values: dict[str, dict[int, float]]):
+    folder.mkdir(parents=True)
+    for variant, by_seed in values.items():
+        for seed, acc in by_seed.items():
+            record = {"protocol": ablate.PROTOCOL, "variant": variant, "seed": seed,
+                      "final_val_acc": acc, "test_acc": acc - 1.0}
+            (folder / f"{variant}-seed{seed}.json").write_text(json.dumps(record))
+
+
+def test_ablation_block_states_means_paired_differences_and_what_is_missing(tmp_path):
+    write_results(tmp_path / "cpu", {"plain": {0: 50.0, 1: 52.0, 2: 54.0},
+                                     "+randaugment": {0: 53.0, 1: 55.1, 2: 56.9}})
+    block = readme_results.ablation_block("cpu", tmp_path)
+    assert block.startswith("6 of 51 runs")
+    assert "| plain | 3 | 52.00 ± 1.15 | 51.00 ± 1.15 |" in block
+    # paired differences 3.0, 3.1, 2.9: mean 3.00, s.e. 0.06, clearly not zero
+    assert "| randaugment | +3.00 ± 0.06* | - |" in block
+    assert "full" not in block.split("| ingredient |")[0]  # variants without results are left out
+
+
+def test_an_empty_profile_says_so(tmp_path):
+    assert readme_results.ablation_block("full", tmp_path) == "No `results/ablation/full/` results yet.\n"
+
+
+def test_rewrite_replaces_only_the_block_bodies_and_is_idempotent():
+    text = "intro\n<!-- results:a -->\nold\n<!-- /results:a -->\nmiddle\n<!-- results:b -->\n<!-- /results:b -->\nend\n"
+    writers = {"a": lambda: "new a\n", "b": lambda: "new b\n"}
+    once = readme_results.rewrite(text, writers)
+    assert once == "intro\n<!-- results:a -->\nnew a\n<!-- /results:a -->\nmiddle\n<!-- results:b -->\nnew b\n<!-- /results:b -->\nend\n"
+    assert readme_results.rewrite(once, writers) == once
+
+
+def test_an_unknown_block_is_a_clear_error():
+    with pytest.raises(ValueError, match="results:nope.*known: a"):
+        readme_results.rewrite("<!-- results:nope -->\n<!-- /results:nope -->\n", {"a": lambda: ""})
+
+
+def test_check_mode_reports_a_stale_readme(tmp_path, monkeypatch, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:crossover -->\nstale\n<!-- /results:crossover -->\n")
+    monkeypatch.setattr(readme_results, "README", readme)
+    assert readme_results.main(["--check"]) == 1
+    assert "python -m helpers readme" in capsys.readouterr().out
+    assert readme_results.main([]) == 0 and readme_results.main(["--check"]) == 0
