@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 from helpers import ablate
-from helpers.constants import RESULTS
+from helpers.constants import REPO, RESULTS
 from helpers.crossover import describe_crossover, load_crossover
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
 
 
@@ -32,12 +32,11 @@ def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str
     results = ablate.load_results(profile_name, results_dir)
     if not results:
         return f"No `results/ablation/{profile_name}/` results yet.\n"
-    summary = ablate.summarize(results, list(ablate.variants()))
-    runs, wanted = len(results), len(ablate.variants()) * ablate.SEEDS
+    names = list(ablate.variants())
     return "\n\n".join([
-        f"{runs} of {wanted} runs ({len(ablate.variants())} variants × {ablate.SEEDS} seeds); "
+        f"{len(results)} of {len(names) * ablate.SEEDS} runs ({len(names)} variants × {ablate.SEEDS} seeds); "
         "final validation and test accuracy (%), mean ± s.e. over seeds:",
-        markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in summary]),
+        markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in ablate.summarize(results, names)]),
         markdown_table(ablate.CONTRIBUTIONS_HEADER,
                        [ablate.contribution_cells(r) for r in ablate.contributions(results)]),
         ablate.CONTRIBUTIONS_FOOTNOTE + ".",
