@@ -43,6 +43,18 @@ def verdict(timeline: list[dict], accuracy: float, budget: float) -> str:
     return "missed" if timeline[-1]["seconds"] >= budget else "undecided"
 
 
+class _OutOfTime(Exception):
+    """Raised after an epoch when the next one would end past --time-limit-s."""
+
+
+def out_of_time(timeline: list[dict], limit_s: float | None) -> bool:
+    """Would one more epoch, as long as the last, end past the limit?"""
+    if limit_s is None or len(timeline) < 2:
+        return False
+    last_epoch_s = timeline[-1]["seconds"] - timeline[-2]["seconds"]
+    return timeline[-1]["seconds"] + last_epoch_s > limit_s
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES))
@@ -52,6 +64,9 @@ def main():
                         help="load the saved teacher and add its recorded training time to the clock")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the student (default: on with a GPU)")
+    parser.add_argument("--time-limit-s", type=float,
+                        help="stop after the epoch that would end past this many seconds on the clock "
+                             "(the timeline so far is kept; a GPU window's stage uses it)")
     parser.add_argument("--output", help="write the timeline as JSON here")
     args = parser.parse_args()
     profile, device = get_profile(args.profile), pick_device()
@@ -78,14 +93,22 @@ def main():
     def log(history):
         timeline.append({"epoch": history[-1]["epoch"], "seconds": time.perf_counter() - start,
                          "test_acc": history[-1]["val_acc"]})
+        if out_of_time(timeline, args.time_limit_s) and history[-1]["epoch"] < config.epochs:
+            raise _OutOfTime
 
     torch.manual_seed(0)
     model = recipe.build_model(**profile.vit_sizes)
     run_dir = RUNS / profile.name / f"time_to_accuracy-{time.strftime('%Y%m%d-%H%M%S')}"
-    fit(model, recipe.train_batches(train, config.batch_size).to(device),
-        TensorBatches(test, EVAL_BATCH, shuffle=False).to(device), config,
-        batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher), run_dir=run_dir,
-        progress=profile.progress, device=device, on_epoch=log)
+    stopped_early = False
+    try:
+        fit(model, recipe.train_batches(train, config.batch_size).to(device),
+            TensorBatches(test, EVAL_BATCH, shuffle=False).to(device), config,
+            batch_transform=recipe.batch_transform(), loss_fn=recipe.loss_fn(teacher), run_dir=run_dir,
+            progress=profile.progress, device=device, on_epoch=log)
+    except _OutOfTime:
+        stopped_early = True
+        print(f"\nstopped after epoch {timeline[-1]['epoch']} of {config.epochs}: another epoch would end past "
+              f"--time-limit-s {args.time_limit_s:.0f} s (the learning-rate schedule did not finish)")
 
     print(f"\n{count_parameters(model):,}-parameter ViT, {len(train):,} training images, recipe {recipe}")
     how = (f"trained earlier on {teacher_device}, loaded from {teacher_path(profile)}; its training time is on "
@@ -107,6 +130,8 @@ def main():
                                "teacher": ("trained earlier, its recorded training seconds added to the clock"
                                            if cached else "trained in the timed run"),
                                "teacher_device": teacher_device, "epochs": config.epochs,
+                               "epochs_done": timeline[-1]["epoch"], "stopped_at_time_limit": stopped_early,
+                               "time_limit_s": args.time_limit_s,
                                "batch_size": config.batch_size, "compile": use_compile,
                                "teacher_seconds": teacher_seconds, "teacher_test_acc": getattr(teacher, "test_acc", None),
                                "parameters": count_parameters(model), "recipe": recipe.as_dict(),

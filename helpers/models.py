@@ -54,6 +54,7 @@ class MultiHeadAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}.")
         self.num_heads = num_heads
+        self.fused = True
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -61,8 +62,20 @@ class MultiHeadAttention(nn.Module):
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
-        out = F.scaled_dot_product_attention(q, k, v)  # fused kernel where the device has one
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)  # fused kernel where the device has one
+        else:  # the same, spelled out (helpers.together: vmap on CUDA breaks the fused kernels)
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+            out = scores.float().softmax(dim=-1).to(v.dtype) @ v  # softmax in float32, as the kernels do
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+def set_fused_attention(model: nn.Module, fused: bool) -> nn.Module:
+    """Fused attention kernel (the default) or the same arithmetic spelled out, in every block."""
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.fused = fused
+    return model
 
 
 class Mlp(nn.Module):

@@ -45,6 +45,7 @@ from torch.func import functional_call, stack_module_state
 from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
+from helpers.models import set_fused_attention
 from helpers.regularization import DropPath
 from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, CheckpointError, TrainConfig, autocast_for,
                            distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
@@ -141,7 +142,10 @@ def _template(model: nn.Module) -> nn.Module:
     template = copy.deepcopy(model).to("meta")
     for block in template.blocks:
         block.drop_path = _GivenDropPath()
-    return template
+    # Under vmap on CUDA the fused attention kernels fail in backward (torch 2.11 on an H200,
+    # results/gpu_plan.json: "LSE is not correctly aligned (strideH)", and a dtype mismatch in the
+    # math kernel under autocast), so the models trained together spell attention out.
+    return set_fused_attention(template, False)
 
 
 def _drop_probs(model: nn.Module) -> list[float]:

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from benchmarks import gpu_plan
+from benchmarks import gpu_plan, time_to_accuracy
 from benchmarks.gpu_plan import Plan, Stage, run_plan
 
 
@@ -56,8 +56,12 @@ def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tm
         {"images_per_second": {"c ours": 30000.0, "c+ ours with teacher": 20000.0},
          "compile_seconds": {"c+ ours with teacher": 20.0}}))
     (tmp_path / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 40.0}]}))
-    # 180 s - 40 s teacher - 20 s compile - 20 s start = 100 s at 1.2 * 45,000 / 20,000 = 2.7 s an epoch
-    assert plan.student_epochs(180) == 37
+    # 180 s - 40 s teacher - 20 s compile - 20 s start = 100 s at 1.1 * 1.2 * 45,000 / 20,000 = 2.97 s an epoch
+    assert plan.student_epochs(180) == 33
+    # A measured run is trusted over the estimate: 4 s epochs after a first one of 34 s (30 s compiling).
+    timeline = [{"epoch": 0, "seconds": 40.0}] + [{"epoch": e, "seconds": 70.0 + 4 * e} for e in range(1, 11)]
+    (tmp_path / "time_to_accuracy_3min.json").write_text(json.dumps({"timeline": timeline}))
+    assert plan.student_epochs(180) == int((180 - 40 - 30 - 20) / (1.1 * 4))  # 20
     epochs = plan.ablation_epochs()
     assert epochs >= 1
     (tmp_path / "throughput.json").write_text(json.dumps({"images_per_second": {"c ours": 1.0}}))
@@ -129,6 +133,9 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
     assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
     assert tta["compile"] is True  # fit's torch.compile path, as on the GPU
+    assert not tta["stopped_at_time_limit"] and tta["epochs_done"] == tta["epochs"] == 1
+    tta = json.loads((results / "time_to_accuracy_10min.json").read_text())
+    assert tta["stopped_at_time_limit"] and (tta["epochs_done"], tta["epochs"]) == (1, 2)
     ablation = {p.name: json.loads(p.read_text()) for p in (results / "ablation" / "ci").glob("*.json")}
     assert sorted(ablation) == ["full+hard-distillation-seed0.json", "plain-seed0.json"]
     assert all(r["together"] == 1 for r in ablation.values())  # trained through fit_together, one shape a group
@@ -141,3 +148,16 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     assert gpu_plan.main(["--dry-run", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
     assert all(f"[{s.name}] done already" in out for s in gpu_plan.STAGES)
+
+
+def test_time_to_accuracy_stops_before_an_epoch_that_would_end_past_the_limit():
+    timeline = [{"epoch": 0, "seconds": 40.0, "test_acc": None}, {"epoch": 1, "seconds": 100.0, "test_acc": 50.0},
+                {"epoch": 2, "seconds": 110.0, "test_acc": 60.0}]
+    assert not time_to_accuracy.out_of_time(timeline, None)
+    assert not time_to_accuracy.out_of_time(timeline[:2], 170)  # 100 s + a 60 s epoch (compiling) = 160 s
+    assert time_to_accuracy.out_of_time(timeline[:2], 150)
+    assert not time_to_accuracy.out_of_time(timeline, 120) and time_to_accuracy.out_of_time(timeline, 119)
+    # A run stopped early, below a target before its deadline, leaves that target undecided.
+    assert time_to_accuracy.verdict(timeline[1:], 90.0, 180.0) == "undecided"
+    assert time_to_accuracy.verdict(timeline[1:], 55.0, 105.0) == "missed"
+    assert time_to_accuracy.verdict(timeline[1:], 55.0, 110.0) == "met"

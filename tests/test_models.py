@@ -3,7 +3,7 @@ import timm
 import torch
 
 from helpers.exercises_vit import check_block_forward
-from helpers.models import Block, VisionTransformer, build_vit, count_parameters, vit_config
+from helpers.models import Block, VisionTransformer, build_vit, count_parameters, set_fused_attention, vit_config
 from helpers.profiles import PROFILES
 
 
@@ -32,6 +32,25 @@ def test_deit_tiny_shape():
     model = build_vit()
     assert count_parameters(model) == 5_362_762
     assert model.tokens(torch.zeros(2, 3, 32, 32)).shape == (2, 65, 192)
+
+
+def outputs_and_gradients(model, x):
+    model.zero_grad()
+    out = model(x)
+    out.square().sum().backward()
+    return out.detach().float(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_spelled_out_attention_matches_the_fused_kernel(autocast):
+    torch.manual_seed(0)
+    model, x = build_vit(**PROFILES["ci"].vit_sizes), torch.randn(4, 3, 32, 32)
+    tolerance = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-6)
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        fused = outputs_and_gradients(set_fused_attention(model, True), x)
+        spelled = outputs_and_gradients(set_fused_attention(model, False), x)
+    assert not any(block.attn.fused for block in model.blocks)
+    torch.testing.assert_close(spelled, fused, **tolerance)
 
 
 def test_every_parameter_gets_a_gradient():
