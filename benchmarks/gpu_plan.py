@@ -182,7 +182,7 @@ def _ablation_args(plan: Plan) -> list[str]:
 
 def _together_args(plan: Plan) -> list[str]:
     return ["--deit-tiny", "--batch-size", "1024", "--steps", "10", "--models", *TOGETHER_MODELS,
-            "--output", str(plan.results / "together.json")]
+            "--compiled-baseline", "--output", str(plan.results / "together.json")]
 
 
 # With --together 2 these are two groups of one (one shape each): the runner's group path, cheaply;
@@ -215,8 +215,8 @@ STAGES = [
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
           DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
     Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
-          ["benchmarks/together.py"], ["together.json"], 150, _together_args,
-          ["--batch-size", "8", "--steps", "1", "--models", "1", "2"]),  # bf16: vmap under autocast
+          ["benchmarks/together.py"], ["together.json"], 200, _together_args,
+          ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline"]),  # bf16: vmap under autocast
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2",

@@ -8,7 +8,9 @@ after one untimed warm-up step, and reports the aggregate images/s (M x batch x 
 training time), its ratio to M = 1 in the same run, and the model-FLOPs utilisation (MFU) that
 implies given the device's peak FLOP/s: --peak-tflops, else PEAK_BF16_TFLOPS's entry for the GPU
 (dense bf16, what its autocast multiplies in), else "n/a". An M that runs out of GPU memory ends
-the table (larger ones would too). --output writes the rows, the best M and provenance as JSON.
+the table (larger ones would too). --compiled-baseline (on with a GPU) first times one model
+trained alone by fit with torch.compile, the baseline the course's targets name, and adds each
+row's ratio to it ("x alone"). --output writes the rows, the best M and provenance as JSON.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
 docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOPS.
@@ -16,6 +18,7 @@ docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOP
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 
@@ -26,7 +29,7 @@ from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.speed import PEAK_BF16_TFLOPS, training_flops_per_image
 from helpers.together import Member, fit_together
-from helpers.train import TrainConfig, pick_device
+from helpers.train import TrainConfig, fit, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
 class FirstSteps:
@@ -64,6 +67,26 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
     return fit_together(members(), val, device=device)[0][0]["train_seconds"]
 
 
+def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, device) -> dict:
+    """The baseline the targets name: one model trained by fit with torch.compile (fused attention,
+    the same plain recipe and batch), after an untimed warm-up call; fit compiles before its clock."""
+    torch.manual_seed(0)
+    recipe, model = Recipe.plain(), Recipe.plain().build_model(**sizes)
+    config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0, compile=True)
+    batches = TensorBatches(train, batch_size, seed=0, drop_last=True).to(device)
+
+    def train(n):
+        return fit(model, FirstSteps(batches, n), val, config, batch_transform=recipe.batch_transform(),
+                   loss_fn=recipe.loss_fn(), progress=False, device=device)[0]["train_seconds"]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(1)
+        seconds = train(steps)
+    compiled = not any("torch.compile is not usable" in str(w.message) for w in caught)
+    return {"images_per_s": batch_size * steps / seconds, "compiled": compiled}
+
+
 def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device) -> float | None:
     """Aggregate training images/s of m models together, or None if they do not fit in GPU memory."""
     try:
@@ -81,6 +104,9 @@ def main(argv=None) -> int:
     parser.add_argument("--deit-tiny", action="store_true", help="DeiT-Tiny at 32 px (default: a small ViT)")
     parser.add_argument("--peak-tflops", type=float,
                         help="the device's peak FLOP/s in TFLOP/s, for the MFU (default: PEAK_BF16_TFLOPS's entry)")
+    parser.add_argument("--compiled-baseline", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time one model trained alone with torch.compile, the targets' baseline "
+                             "(default: on with a GPU)")
     parser.add_argument("--threads", type=int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)
@@ -99,7 +125,12 @@ def main(argv=None) -> int:
           + (f" ({peak_source})" if peak_source else ""))
     train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
-    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'TFLOP/s':>9s} {'MFU':>6s}")
+    alone = None
+    if args.compiled_baseline if args.compiled_baseline is not None else device.type == "cuda":
+        alone = compiled_one_model(sizes, train, val, args.batch_size, args.steps, device)
+        print(f"one model alone, {'compiled' if alone['compiled'] else 'eager (torch.compile failed)'} (fit): "
+              f"{alone['images_per_s']:,.0f} images/s")
+    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s}")
     rows, base = [], None
     for m in args.models:
         rate = measure(m, sizes, train, val, args.batch_size, args.steps, device)
@@ -109,18 +140,22 @@ def main(argv=None) -> int:
             break
         base = base or (rate if m == 1 else None)
         achieved = rate * flops
+        versus_alone = rate / alone["images_per_s"] if alone else None
         rows.append({"models": m, "images_per_s": rate, "x_one_model": rate / base if base else None,
+                     "x_compiled_alone": versus_alone,
                      "tflops": achieved / 1e12, "mfu": achieved / (peak * 1e12) if peak else None})
         mfu = f"{100 * rows[-1]['mfu']:5.1f}%" if peak else "n/a"
         ratio = f"{rate / base:7.2f}" if base else f"{'-':>7s}"
-        print(f"{m:4d} {rate:10.0f} {ratio} {achieved / 1e12:9.4f} {mfu:>6s}", flush=True)
+        alone_ratio = f"{versus_alone:8.2f}" if alone else f"{'-':>8s}"
+        print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s}", flush=True)
     measured = [r for r in rows if "images_per_s" in r]
     best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
     print(f"best M: {best} (the most images/s)")
     if args.output:
         write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
                                "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
-                               "peak_source": peak_source, "rows": rows, "best_m": best, **provenance()}, args.output)
+                               "peak_source": peak_source, "rows": rows, "best_m": best, "compiled_one_model": alone,
+                               **provenance()}, args.output)
     return 0
 
 

@@ -108,14 +108,23 @@ def utilisation(images_per_s: float, flops_per_image: float, gpu: str) -> float 
 
 def print_together(record: dict, throughput: dict | None) -> None:
     """The together stage's table (aggregate images/s of M models trained together, against M = 1
-    and against one compiled model alone, row b of the throughput stage) and the targets.
+    and against one compiled model alone) and the targets. The baseline is the one timed in the
+    same run where the record has it, else row b of the throughput stage (another run).
 
     Notebooks: used in 04.
     """
-    alone = throughput["images_per_second"]["b model alone"] if throughput else None
+    same_run = record.get("compiled_one_model")
+    if same_run:
+        alone, where = same_run["images_per_s"], "timed in the same run, trained by fit" + (
+            "" if same_run["compiled"] else "; torch.compile failed there, so it ran eagerly")
+    else:
+        alone = throughput["images_per_second"]["b model alone"] if throughput else None
+        where = "row b of results/throughput.json, another run"
     print(f"Measured on {source(record)}; batch {record['batch_size_per_model']} per model, "
           f"{record['training_flops_per_image'] / 1e9:.2f} GFLOP per training image, "
           f"peak {record['peak_tflops']} TFLOP/s")
+    if alone:
+        print(f"one compiled model alone: {alone:,.0f} images/s ({where})")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'MFU':>6s}")
     for row in record["rows"]:
         if "images_per_s" not in row:
