@@ -127,6 +127,9 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
 
 
+COMPILE_FALLBACK = "torch.compile is not usable here"  # the warning's start, for callers that check
+
+
 def compiled_or_eager(model: nn.Module, example: torch.Tensor, autocast=None) -> nn.Module:
     """torch.compile(model) if it compiles and trains here; otherwise the model as it is, with a warning.
 
@@ -147,7 +150,7 @@ def compiled_or_eager(model: nn.Module, example: torch.Tensor, autocast=None) ->
         return compiled
     except Exception as err:
         model.zero_grad(set_to_none=True)
-        warnings.warn(f"torch.compile is not usable here ({type(err).__name__}: {err}); training eagerly.")
+        warnings.warn(f"{COMPILE_FALLBACK} ({type(err).__name__}: {err}); training eagerly.")
         return model
 
 
