@@ -46,6 +46,9 @@ GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
 # one compiled model at a time if even that M is slower than the throughput stage's model alone.
 ABLATION_TOGETHER = 8
 TOGETHER_MODELS = ["1", "2", "4", "8", "16", "32"]  # it stops at the first M that does not fit
+# Each M compiles its own graph (fit compiled DeiT-Tiny in about 28 s on the H100,
+# results/time_to_accuracy_3min.json), then times 10 steps; plus the compiled baseline.
+TOGETHER_GUESS_S = 40 * (len(TOGETHER_MODELS) + 1) + 60
 
 
 @dataclass
@@ -182,7 +185,7 @@ def _ablation_args(plan: Plan) -> list[str]:
 
 def _together_args(plan: Plan) -> list[str]:
     return ["--deit-tiny", "--batch-size", "1024", "--steps", "10", "--models", *TOGETHER_MODELS,
-            "--compiled-baseline", "--output", str(plan.results / "together.json")]
+            "--compile", "--compiled-baseline", "--output", str(plan.results / "together.json")]
 
 
 # With --together 2 these are two groups of one (one shape each): the runner's group path, cheaply;
@@ -215,7 +218,7 @@ STAGES = [
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
           DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
     Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
-          ["benchmarks/together.py"], ["together.json"], 200, _together_args,
+          ["benchmarks/together.py"], ["together.json"], TOGETHER_GUESS_S, _together_args,
           ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline"]),  # bf16: vmap under autocast
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,

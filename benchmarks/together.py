@@ -10,7 +10,9 @@ implies given the device's peak FLOP/s: --peak-tflops, else PEAK_BF16_TFLOPS's e
 (dense bf16, what its autocast multiplies in), else "n/a". An M that runs out of GPU memory ends
 the table (larger ones would too). --compiled-baseline (on with a GPU) first times one model
 trained alone by fit with torch.compile, the baseline the course's targets name, and adds each
-row's ratio to it ("x alone"). --output writes the rows, the best M and provenance as JSON.
+row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation there) trains the
+groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
+and the timed call reuses the graph. --output writes the rows, the best M and provenance as JSON.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
 docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOPS.
@@ -18,6 +20,7 @@ docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOP
 from __future__ import annotations
 
 import argparse
+import time
 import warnings
 
 import torch
@@ -48,9 +51,11 @@ class FirstSteps:
         return (batch for _, batch in zip(range(len(self)), self.batches))
 
 
-def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device) -> float:
+def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict:
+    """The timed call's training seconds, the warm-up call's wall time (compilation included) and
+    whether torch.compile worked (False where it fell back to eager or was not asked for)."""
     def members():
-        config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0)
+        config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0, compile=compile)
         found = []
         for k in range(m):
             torch.manual_seed(k)
@@ -63,8 +68,18 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
     warm = members()
     for member in warm:
         member.train_batches.steps = 1
-    fit_together(warm, val, device=device)  # first-call costs (allocator, kernels) are not timed
-    return fit_together(members(), val, device=device)[0][0]["train_seconds"]
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_together(warm, val, device=device)  # first-call costs (compilation, allocator, kernels) are not timed
+    warm_up_s = time.perf_counter() - started
+    seconds = fit_together(members(), val, device=device)[0][0]["train_seconds"]  # reuses the compiled graph
+    return {"seconds": seconds, "warm_up_s": warm_up_s, "compiled": compile and not fell_back(caught)}
+
+
+def fell_back(caught) -> bool:
+    """Whether the recorded warnings say torch.compile failed and training ran eagerly."""
+    return any(str(w.message).startswith(COMPILE_FALLBACK) for w in caught)
 
 
 def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, device) -> dict:
@@ -84,14 +99,16 @@ def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, dev
         warnings.simplefilter("always")
         train(1)
         seconds = train(steps)
-    compiled = not any(str(w.message).startswith(COMPILE_FALLBACK) for w in caught)
-    return {"images_per_s": batch_size * steps / seconds, "compiled": compiled}
+    return {"images_per_s": batch_size * steps / seconds, "compiled": not fell_back(caught)}
 
 
-def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device) -> float | None:
-    """Aggregate training images/s of m models together, or None if they do not fit in GPU memory."""
+def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict | None:
+    """Aggregate training images/s of m models together (with train_seconds' warm_up_s and compiled),
+    or None if they do not fit in GPU memory."""
     try:
-        return m * batch_size * steps / train_seconds(m, sizes, train, val, batch_size, steps, device)
+        timed = train_seconds(m, sizes, train, val, batch_size, steps, device, compile)
+        return {"images_per_s": m * batch_size * steps / timed["seconds"], "warm_up_s": timed["warm_up_s"],
+                "compiled": timed["compiled"]}
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         return None
@@ -108,6 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compiled-baseline", action=argparse.BooleanOptionalAction, default=None,
                         help="also time one model trained alone with torch.compile, the targets' baseline "
                              "(default: on with a GPU)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="train the groups with torch.compile, as the ablation does on a GPU (default: on with a GPU)")
     parser.add_argument("--threads", type=int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)
@@ -126,37 +145,42 @@ def main(argv=None) -> int:
           + (f" ({peak_source})" if peak_source else ""))
     train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
+    compile = device.type == "cuda" if args.compile is None else args.compile
     alone = None
     with_baseline = device.type == "cuda" if args.compiled_baseline is None else args.compiled_baseline
     if with_baseline:
         alone = compiled_one_model(sizes, train, val, args.batch_size, args.steps, device)
         print(f"one model alone, {'compiled' if alone['compiled'] else 'eager (torch.compile failed)'} (fit): "
               f"{alone['images_per_s']:,.0f} images/s")
-    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s}")
+    print(f"models together trained {'with torch.compile' if compile else 'eagerly'}; warm-up: the first call, "
+          f"compilation included")
+    print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s} {'warm-up':>8s}")
     rows, base = [], None
     for m in args.models:
-        rate = measure(m, sizes, train, val, args.batch_size, args.steps, device)
-        if rate is None:
+        measured = measure(m, sizes, train, val, args.batch_size, args.steps, device, compile)
+        if measured is None:
             rows.append({"models": m, "error": "out of GPU memory"})
             print(f"{m:4d} out of GPU memory: the table ends here", flush=True)
             break
+        rate = measured["images_per_s"]
         base = base or (rate if m == 1 else None)
         achieved = rate * flops
         versus_alone = rate / alone["images_per_s"] if alone else None
-        rows.append({"models": m, "images_per_s": rate, "x_one_model": rate / base if base else None,
+        rows.append({**measured, "models": m, "x_one_model": rate / base if base else None,
                      "x_compiled_alone": versus_alone,
                      "tflops": achieved / 1e12, "mfu": achieved / (peak * 1e12) if peak else None})
         mfu = f"{100 * rows[-1]['mfu']:5.1f}%" if peak else "n/a"
         ratio = f"{rate / base:7.2f}" if base else f"{'-':>7s}"
         alone_ratio = f"{versus_alone:8.2f}" if alone else f"{'-':>8s}"
-        print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s}", flush=True)
+        warm_up = f"{measured['warm_up_s']:6.1f} s" + ("" if measured["compiled"] == compile else " (eager: compile failed)")
+        print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s} {warm_up}", flush=True)
     measured = [r for r in rows if "images_per_s" in r]
     best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
     print(f"best M: {best} (the most images/s)")
     if args.output:
         write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
                                "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
-                               "peak_source": peak_source, "rows": rows, "best_m": best, "compiled_one_model": alone,
+                               "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best, "compiled_one_model": alone,
                                **provenance()}, args.output)
     return 0
 

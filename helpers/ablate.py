@@ -183,7 +183,7 @@ def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: P
               runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> list[dict]:
     """Train a group of runs of one model shape together (or resume it), then write each run's
     result as run_variant does. Each model gets what its single run gets: the same seeded initial
-    weights, data order, recipe and config (compile aside: fit_together trains eagerly)."""
+    weights, data order, recipe and config (compiled on a GPU, as fit_together compiles a group)."""
     from helpers.together import Member, fit_together
 
     device = device or pick_device()
@@ -191,7 +191,7 @@ def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: P
     members = []
     for variant, seed in group:
         recipe = table[variant]
-        config = run_config(profile, recipe, seed, epochs, compile=False)
+        config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda")
         torch.manual_seed(seed)  # as run_variant seeds before train_in_profile builds the model
         model = recipe.build_model(**profile.vit_sizes)
         members.append(Member(model, recipe.train_batches(train, config.batch_size, config.seed).to(device), config,
@@ -411,8 +411,7 @@ def main(argv=None) -> int:
                         help="a run's duration until one is measured (with --together: a group's is this x its size)")
     parser.add_argument("--together", type=int, metavar="M",
                         help="train up to M runs in the same steps (helpers.together.fit_together; plain and "
-                             "distilled students in separate groups); it trains eagerly: config.compile is ignored, "
-                             "and the results record compile false")
+                             "distilled students in separate groups), compiled on a GPU as single runs are")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="CPU threads (1 lets two runners share two cores)")
     args = parser.parse_args(argv)

@@ -123,6 +123,10 @@ def print_together(record: dict, throughput: dict | None) -> None:
     print(f"Measured on {source(record)}; batch {record['batch_size_per_model']} per model, "
           f"{record['training_flops_per_image'] / 1e9:.2f} GFLOP per training image, "
           f"peak {record['peak_tflops']} TFLOP/s")
+    if "compile" in record:  # recorded since the groups may compile
+        fell_back = [row["models"] for row in record["rows"] if record["compile"] and row.get("compiled") is False]
+        print("models together trained " + ("with torch.compile" if record["compile"] else "eagerly")
+              + (f"; torch.compile failed for M = {fell_back}, which ran eagerly" if fell_back else ""))
     if alone:
         print(f"one compiled model alone: {alone:,.0f} images/s ({where})")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'MFU':>6s}")

@@ -25,7 +25,9 @@ Why the result equals M separate `fit` runs (tests/test_together.py checks it):
   * what is not bit-identical: a batched matrix product may sum in another order than M single
     ones, so results agree to float rounding (the tests state the tolerance), not bit for bit.
 
-Runs in one process (no DDP). config.compile is not used yet: the group trains eagerly.
+Runs in one process (no DDP). With config.compile the stacked training forward (and so its
+backward) is compiled with torch.compile, falling back to eager with a warning where it cannot;
+the masks stay inputs drawn eagerly, so compiled and eager training draw the same numbers.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ from helpers.models import set_fused_attention
 from helpers.regularization import DropPath
 from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, CheckpointError, TrainConfig, autocast_for,
                            distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
-                           run_identity, seed_everything, _stop_if_not_finite)
+                           run_identity, seed_everything, compiled_or_as_is, _stop_if_not_finite)
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch's AdamW defaults, which make_optimizer uses
 
@@ -156,22 +158,23 @@ def _drop_probs(model: nn.Module) -> list[float]:
     return [block.drop_path.drop_prob for block in model.blocks]
 
 
-def _draw_masks(probs: list[float], batch: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """One model's masks for one step, drawn as its DropPath calls would draw them, in the same order.
-
-    Returns masks (depth, 2, B, 1, 1) and keep (depth,); blocks with drop_prob 0 draw nothing
-    (DropPath returns x untouched there), and get masks of ones and keep 1.
-    """
-    masks, keeps = [], []
+def _draw_masks(probs: list[float], batch: int, device, dtype) -> torch.Tensor:
+    """One model's masks for one step, (depth, 2, B, 1, 1), drawn as its DropPath calls would draw
+    them, in the same order. Blocks with drop_prob 0 draw nothing (DropPath returns x untouched
+    there) and get masks of ones."""
+    masks = []
     for p in probs:
-        keep = 1.0 - p
         if p == 0.0:
             masks.append(torch.ones(2, batch, 1, 1, device=device, dtype=dtype))
         else:  # DropPath.forward's very call, once for attention and once for the MLP
-            masks.append(torch.stack([torch.empty((batch, 1, 1), device=device, dtype=dtype).bernoulli_(keep)
+            masks.append(torch.stack([torch.empty((batch, 1, 1), device=device, dtype=dtype).bernoulli_(1.0 - p)
                                       for _ in range(2)]))
-        keeps.append(keep)
-    return torch.stack(masks), torch.tensor(keeps, device=device, dtype=dtype)
+    return torch.stack(masks)
+
+
+def _keeps(probs: list[float], device, dtype) -> torch.Tensor:
+    """(depth,) keep probabilities 1 - drop_prob, what DropPath divides by (made once, not every step)."""
+    return torch.tensor([1.0 - p for p in probs], dtype=dtype).to(device)
 
 
 def _mask_buffers(masks: list, keeps: list) -> dict:
@@ -189,6 +192,16 @@ def stacked_forward(template: nn.Module, params: dict, buffers: dict, images: to
     for distilled students in training). images are (M, B, ...) if per_model_images, else (B, ...).
 
     Notebooks: built in 04 (vmap over stacked weights)."""
+    with warnings.catch_warnings():
+        # On the CPU, vmap has no batching rule for the fused attention kernel and loops over the
+        # models inside it instead: correct, and only the CPU's speed suffers, so not worth a warning.
+        warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
+        return _vmapped_forward(template, params, buffers, images, per_model_images)
+
+
+def _vmapped_forward(template: nn.Module, params: dict, buffers: dict, images: torch.Tensor, per_model_images: bool):
+    """stacked_forward without its warnings filter, which torch.compile cannot trace (a graph break
+    that makes it give up on the whole function): what fit_together compiles."""
     for module in template.modules():
         if isinstance(module, _GivenDropPath):
             module.calls = 0
@@ -196,19 +209,22 @@ def stacked_forward(template: nn.Module, params: dict, buffers: dict, images: to
     def one_model(p, b, x):
         return functional_call(template, (p, b), (x,))
 
-    with warnings.catch_warnings():
-        # On the CPU, vmap has no batching rule for the fused attention kernel and loops over the
-        # models inside it instead: correct, and only the CPU's speed suffers, so not worth a warning.
-        warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
-        return torch.vmap(one_model, in_dims=(0, 0, 0 if per_model_images else None))(params, buffers, images)
+    return torch.vmap(one_model, in_dims=(0, 0, 0 if per_model_images else None))(params, buffers, images)
 
 
 # --- one optimizer for all ---------------------------------------------------------------------
 
-def _per_model(values, like: torch.Tensor) -> torch.Tensor:
-    """(M,) Python floats -> float tensor shaped (M, 1, ...) to broadcast over a stacked parameter.
-    Computed in double, then rounded once, as torch rounds a Python scalar into a float32 op."""
-    return torch.tensor(values, dtype=torch.float64).to(like.device, like.dtype).view(-1, *[1] * (like.ndim - 1))
+def _per_model(values, dtype, device) -> torch.Tensor:
+    """(M,) Python floats -> an (M,) tensor on device, computed in double and rounded once, as torch
+    rounds a Python scalar into a float32 op. On a GPU it is copied from pinned memory without
+    waiting: a copy from ordinary (pageable) memory would wait for every kernel queued before it."""
+    values = torch.tensor(values, dtype=torch.float64).to(dtype)
+    return values.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else values
+
+
+def _broadcast(per_model: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(M,) -> (M, 1, ...), to multiply a stacked parameter shaped like `like`."""
+    return per_model.view(-1, *[1] * (like.ndim - 1))
 
 
 class StackedAdamW:
@@ -231,15 +247,18 @@ class StackedAdamW:
         beta1, beta2 = BETAS
         bias_correction1 = 1 - beta1 ** self.step_count
         bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
+        some = next(iter(self.params.values()))  # the course's parameters share one dtype and device
+        decay_factor = _per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], some.dtype, some.device)
+        step_size = _per_model([-lr / bias_correction1 for lr in lrs], some.dtype, some.device)
         for name, param in self.params.items():
             grad, exp_avg, exp_avg_sq = param.grad, self.exp_avg[name], self.exp_avg_sq[name]
             if name in self.decay:
-                param.mul_(_per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], param))
+                param.mul_(_broadcast(decay_factor, param))
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
             # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
-            param.add_(_per_model([-lr / bias_correction1 for lr in lrs], param) * exp_avg / denom)
+            param.add_(_broadcast(step_size, param) * exp_avg / denom)
 
     def zero_grad(self) -> None:
         for param in self.params.values():
@@ -261,7 +280,7 @@ def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
     grads = [p.grad for p in params.values()]
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
     total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
-    limits = torch.tensor([float("inf") if m is None else m for m in max_norms], device=total.device)
+    limits = _per_model([float("inf") if m is None else m for m in max_norms], total.dtype, total.device)
     coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
     for g in grads:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
@@ -276,7 +295,7 @@ def _checked_members(members: list[Member]) -> list[Member]:
         raise RuntimeError("fit_together runs in one process; use fit for training under torchrun.")
     check_same_shape([m.model for m in members])
     lengths = {len(m.train_batches) for m in members}
-    for what in ("epochs", "batch_size"):
+    for what in ("epochs", "batch_size", "compile"):
         values = {getattr(m.config, what) for m in members}
         if len(values) > 1:
             raise ValueError(f"Models trained together take the same steps, but their configs differ in "
@@ -337,6 +356,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     autocast = autocast_for(device)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+    keeps = [_keeps(probs, device, mask_dtype) for probs in drop_probs]
 
     run_dir = Path(run_dir) if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]
@@ -345,6 +365,12 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
         start_epoch, histories = _restore(run_dir, members, params, optimizer)
+
+    def train_forward(params, buffers, images):  # the template spells attention out: no warning to filter
+        return _vmapped_forward(template, params, buffers, images, per_model_images=True)
+    if configs[0].compile and start_epoch < configs[0].epochs:
+        example = _example_inputs(members[0], transforms[0], params, drop_probs, keeps, device, mask_dtype)
+        train_forward = compiled_or_as_is(train_forward, example, autocast, optimizer.zero_grad, fullgraph=True)
 
     for epoch in range(start_epoch, configs[0].epochs):
         streams = [_RandomStream((c.seed * 1000 + epoch) * 1000, cuda) for c in configs]  # fit's seed, rank 0
@@ -356,15 +382,15 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i
             lrs = [schedule(step) for schedule in schedules]
-            inputs, targets, masks, keeps = [], [], [], []
+            inputs, targets, masks = [], [], []
             for k, (images, labels) in enumerate(batches):
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
                 with streams[k]:  # model k's draws, in fit's order: augmentation, then the masks
                     x, y = (images, labels) if images.is_floating_point() else transforms[k](images, labels)
-                    mask, keep = _draw_masks(drop_probs[k], len(x), device, mask_dtype)
-                inputs.append(x), targets.append(y), masks.append(mask), keeps.append(keep)
+                    masks.append(_draw_masks(drop_probs[k], len(x), device, mask_dtype))
+                inputs.append(x), targets.append(y)
             with autocast:
-                outputs = stacked_forward(template, params, _mask_buffers(masks, keeps), torch.stack(inputs), True)
+                outputs = train_forward(params, _mask_buffers(masks, keeps), torch.stack(inputs))
                 loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
             optimizer.zero_grad()
             loss.sum().backward()  # model k's parameters only see model k's loss
@@ -390,6 +416,15 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             _save(run_dir, members, names, params, optimizer, epoch + 1, histories)
     _copy_back(params, models)
     return histories
+
+
+def _example_inputs(member: Member, transform, params, drop_probs, keeps, device, mask_dtype) -> tuple:
+    """Arguments like a training step's, for compiling it: member's first batch as every model's."""
+    images, labels = next(iter(member.train_batches))
+    images, labels = images.to(device), labels.to(device)
+    x = images if images.is_floating_point() else transform(images, labels)[0]
+    masks = [_draw_masks(probs, len(x), device, mask_dtype) for probs in drop_probs]
+    return params, _mask_buffers(masks, keeps), x.expand(len(drop_probs), *x.shape).contiguous()
 
 
 def _default_loss(smoothing: float):

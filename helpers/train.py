@@ -138,20 +138,28 @@ def compiled_or_eager(model: nn.Module, example: torch.Tensor, autocast=None) ->
     example would compile an inference graph, then recompile at the first step with the batch
     size as a dynamic dimension.) Shapes stay static; the trial's gradients are cleared.
     """
+    return compiled_or_as_is(model, (example,), autocast, lambda: model.zero_grad(set_to_none=True))
+
+
+def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool = False):
+    """compiled_or_eager for any function of tensors: torch.compile(fn), tried once forward and
+    backward on `example` (its outputs: a tensor or a tuple of them), else fn with a warning.
+    clear_grads() removes the trial's gradients, whatever happens. fullgraph=True makes a graph
+    break an error (so a fallback), where torch.compile may otherwise give up on fn silently."""
     import contextlib
     import warnings
     try:
-        compiled = torch.compile(model, dynamic=False)
+        compiled = torch.compile(fn, dynamic=False, fullgraph=fullgraph)
         with autocast or contextlib.nullcontext():
-            outputs = compiled(example)
+            outputs = compiled(*example)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         sum(o.float().sum() for o in outputs).backward()
-        model.zero_grad(set_to_none=True)
         return compiled
     except Exception as err:
-        model.zero_grad(set_to_none=True)
         warnings.warn(f"{COMPILE_FALLBACK} ({type(err).__name__}: {err}); training eagerly.")
-        return model
+        return fn
+    finally:
+        clear_grads()
 
 
 def load_checkpoint(path) -> dict:

@@ -78,3 +78,15 @@ def test_gpu_time_shares_add_up_the_operators_of_one_section_only(tmp_path):
     assert gpu_results.gpu_time_shares("c+ ours with teacher", path)["matrix products"] == 50.0
     assert gpu_results.gpu_time_shares("b model alone", path) is None
     assert gpu_results.gpu_time_shares("c ours", tmp_path / "missing.txt") is None
+
+
+def test_the_together_table_says_whether_the_groups_compiled(capsys):
+    record = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00",
+              "batch_size_per_model": 1024, "training_flops_per_image": 2.19e9, "peak_tflops": 989.5, "best_m": 2,
+              "compile": True, "rows": [{"models": 1, "images_per_s": 30000.0, "x_one_model": 1.0, "compiled": True},
+                                        {"models": 2, "images_per_s": 50000.0, "x_one_model": 1.7, "compiled": False}]}
+    gpu_results.print_together(record, None)
+    assert "with torch.compile; torch.compile failed for M = [2], which ran eagerly" in capsys.readouterr().out
+    record.update(compile=False)
+    gpu_results.print_together(record, None)
+    assert "models together trained eagerly\n" in capsys.readouterr().out

@@ -1,4 +1,6 @@
 """fit_together trains M models as M separate fit runs would: same histories, same weights."""
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from helpers.models import set_fused_attention
 from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 from helpers.together import Member, StackedAdamW, fit_together
-from helpers.train import TrainConfig, fit
+from helpers.train import COMPILE_FALLBACK, TrainConfig, fit
 from test_train import InterruptAt  # batches that stop as a user pressing stop
 
 TINY = dict(embed_dim=16, depth=2, num_heads=2)  # two blocks: the second one drops paths
@@ -206,3 +208,40 @@ def test_plain_and_distilled_students_train_in_separate_groups_in_the_runners_or
     assert len(weights) == 1  # paired seeds: every variant starts from seed 0's weights, as a single run
     assert groups[1][0][2] is teacher and groups[0][0][2] is None
     assert [r["together"] for r in results] == [2, 1, 2] and results[0]["train_seconds"] == 1.0
+
+
+def compile_group(data, compile):
+    return [member(data, Recipe(), 0, compile=compile), member(data, Recipe.plain(), 1, compile=compile)]
+
+
+def test_a_compiled_group_trains_as_the_eager_one(data):
+    # torch.compile takes the stacked forward and backward; augmentation and drop-path masks are
+    # drawn eagerly as inputs, so compiled and eager draw the same numbers.
+    eager = compile_group(data, False)
+    eager_histories = fit_together(eager, val_batches(data), device="cpu")
+    compiled = compile_group(data, True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        histories = fit_together(compiled, val_batches(data), device="cpu")
+    assert not [w for w in caught if str(w.message).startswith(COMPILE_FALLBACK)], "torch.compile fell back"
+    assert_same_training(eager, eager_histories, compiled, histories)
+
+
+def test_a_group_that_cannot_compile_trains_eagerly_with_a_warning(data, monkeypatch):
+    def broken_compile(fn, **options):
+        def fails(*args):
+            raise RuntimeError("no compiler here")
+        return fails
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    eager = compile_group(data, False)
+    eager_histories = fit_together(eager, val_batches(data), device="cpu")
+    fallen_back = compile_group(data, True)
+    with pytest.warns(UserWarning, match=f"{COMPILE_FALLBACK}.*no compiler here"):
+        histories = fit_together(fallen_back, val_batches(data), device="cpu")
+    assert_same_training(eager, eager_histories, fallen_back, histories)
+
+
+def test_members_that_differ_in_compile_are_refused(data):
+    with pytest.raises(ValueError, match="compile"):
+        fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain(), 1, compile=True)],
+                     val_batches(data), device="cpu")
