@@ -172,14 +172,14 @@ def _draw_masks(probs: list[float], batch: int, device, dtype) -> torch.Tensor:
     return torch.stack(masks)
 
 
-def _keeps(probs: list[float], device, dtype) -> torch.Tensor:
-    """(depth,) keep probabilities 1 - drop_prob, what DropPath divides by (made once, not every step)."""
-    return torch.tensor([1.0 - p for p in probs], dtype=dtype).to(device)
+def _keeps(drop_probs: list[list[float]], device, dtype) -> torch.Tensor:
+    """(M, depth) keep probabilities 1 - drop_prob, what DropPath divides by (made once, not every step)."""
+    return torch.tensor([[1.0 - p for p in probs] for probs in drop_probs], dtype=dtype).to(device)
 
 
-def _mask_buffers(masks: list, keeps: list) -> dict:
-    """{name: (M, ...) tensor} for functional_call, from each model's (masks, keep)."""
-    masks, keeps = torch.stack(masks), torch.stack(keeps)  # (M, depth, 2, B, 1, 1), (M, depth)
+def _mask_buffers(masks: list, keeps: torch.Tensor) -> dict:
+    """{name: (M, ...) tensor} for functional_call, from each model's masks and the (M, depth) keeps."""
+    masks = torch.stack(masks)  # (M, depth, 2, B, 1, 1); keeps is (M, depth)
     buffers = {}
     for i in range(masks.shape[1]):
         buffers[f"blocks.{i}.drop_path.masks"] = masks[:, i]
@@ -356,7 +356,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     autocast = autocast_for(device)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
-    keeps = [_keeps(probs, device, mask_dtype) for probs in drop_probs]
+    keeps = _keeps(drop_probs, device, mask_dtype)
 
     run_dir = Path(run_dir) if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]
