@@ -1,5 +1,7 @@
 """Where DeiT's recipe overtakes the plain ViT on a laptop: the committed runs of
-`python -m benchmarks.crossover` (results/crossover/), their curves and the epoch it happens.
+`python -m benchmarks.crossover`, their curves and the epoch it happens. One folder per setting:
+results/crossover/ (2,000 training images, 400 epochs) and results/crossover/50pc-800ep/
+(500 images, 800 epochs).
 
 Shown in notebook 05 ("The premise on a laptop").
 """
@@ -15,6 +17,7 @@ from helpers.constants import RESULTS
 from helpers.stats import paired_difference
 
 RECIPES = ("plain", "full")
+SETTINGS = (RESULTS / "crossover", RESULTS / "crossover" / "50pc-800ep")
 COLOURS = {"plain": "tab:blue", "full": "tab:orange"}
 
 
@@ -46,6 +49,14 @@ def crossover_epoch(runs: dict[str, list[dict]]) -> dict | None:
     return {"epoch": None if first is None else epochs[first], "seeds": len(seeds), "final_difference": diffs[-1]}
 
 
+def setting_label(runs: dict[str, list[dict]]) -> str:
+    """e.g. "2,000 training images, 400 epochs", from the first run's record ("" if it has none)."""
+    run = next((r for recipe_runs in runs.values() for r in recipe_runs), {})
+    if "train_images" not in run:
+        return ""
+    return f"{run['train_images']:,} training images, {run['config']['epochs']} epochs"
+
+
 def _recipe_summary(name: str, runs: list[dict]) -> str:
     epochs, val, _ = mean_and_se_per_epoch(runs, "val_acc")
     seen_epochs, seen, _ = mean_and_se_per_epoch(runs, "train_seen_acc")
@@ -59,13 +70,15 @@ def _recipe_summary(name: str, runs: list[dict]) -> str:
     return line + "."
 
 
-def describe_crossover(runs: dict[str, list[dict]]) -> str:
-    """What the committed crossover runs show so far, in a few sentences.
+def describe_crossover(runs: dict[str, list[dict]], folder: Path = RESULTS / "crossover") -> str:
+    """What the committed crossover runs in `folder` show so far, in a few sentences.
 
     Notebooks: used in 05.
     """
     done = ", ".join(f"{name}: {seeds_label(len(runs[name]))}" for name in RECIPES) if any(runs.values()) else "none"
-    lines = [f"Finished crossover runs (results/crossover/): {done}."]
+    where = folder.relative_to(RESULTS.parent) if folder.is_relative_to(RESULTS.parent) else folder
+    setting = setting_label(runs)
+    lines = [f"Finished crossover runs{', ' + setting if setting else ''} ({where}/): {done}."]
     lines += [_recipe_summary(name, runs[name]) for name in RECIPES if runs.get(name)]
     found = crossover_epoch(runs)
     if found is None:
@@ -90,8 +103,9 @@ def plot_crossover(runs: dict[str, list[dict]], ax=None):
             label = f"{name} ({seeds_label(len(runs[name]))})"
             plot_band(ax, runs[name], "val_acc", COLOURS[name], f"{label}: validation")
             plot_band(ax, runs[name], "train_seen_acc", COLOURS[name], f"{label}: training images", ls="--")
+    setting = setting_label(runs)
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
-           title="plain ViT vs DeiT's recipe, 2,000 training images")
+           title="plain ViT vs DeiT's recipe" + (f", {setting}" if setting else ""))
     if ax.lines:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from helpers import ablate
 from helpers.constants import REPO, RESULTS
-from helpers.crossover import describe_crossover, load_crossover
+from helpers.crossover import SETTINGS, describe_crossover, load_crossover
 
 README = REPO / "README.md"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
@@ -43,15 +43,21 @@ def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str
     ]) + "\n"
 
 
-def crossover_block(results_dir: Path = RESULTS) -> str:
-    return "\n".join(f"> {line}" for line in describe_crossover(load_crossover(results_dir / "crossover")).splitlines()) + "\n"
+def crossover_block(folder: Path) -> str:
+    return "\n".join(f"> {line}" for line in describe_crossover(load_crossover(folder), folder).splitlines()) + "\n"
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
     """Block name -> the function that writes it."""
     return {"ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
             "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
-            "crossover": lambda: crossover_block(results_dir)}
+            **{block_name(folder): (lambda folder=folder: crossover_block(results_dir / folder.relative_to(RESULTS)))
+               for folder in SETTINGS}}
+
+
+def block_name(crossover_folder: Path) -> str:
+    """results/crossover -> "crossover", results/crossover/50pc-800ep -> "crossover-50pc-800ep"."""
+    return "-".join(crossover_folder.relative_to(RESULTS).parts)
 
 
 def rewrite(text: str, writers: dict[str, callable]) -> str:

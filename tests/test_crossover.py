@@ -87,3 +87,15 @@ def test_the_crossover_figure_is_readable_with_one_recipe_or_both():
         assert readability_problems(ax.figure) == []
         assert len(ax.lines) == 2 * sum(1 for r in runs.values() if r)  # validation and training images
     plt.close("all")
+
+
+def test_the_setting_and_the_folder_are_named():
+    from helpers.constants import RESULTS
+    from helpers.crossover import describe_crossover, setting_label
+
+    plain = dict(synthetic_run("plain", 0, [30, 40]), train_images=500, config={"epochs": 2})
+    runs = {"plain": [plain], "full": []}
+    assert setting_label(runs) == "500 training images, 2 epochs"
+    assert setting_label({"plain": [synthetic_run("plain", 0, [30])], "full": []}) == ""
+    assert describe_crossover(runs, RESULTS / "crossover" / "x").startswith(
+        "Finished crossover runs, 500 training images, 2 epochs (results/crossover/x/): plain: 1 seed, full: 0 seeds.")
