@@ -33,20 +33,38 @@ def load_crossover(folder: Path = RESULTS / "crossover") -> dict[str, list[dict]
     return found
 
 
+def _paired_curves(runs: dict[str, list[dict]]):
+    """({seed: {epoch: val_acc}} for plain, the same for full, the seeds both have, their common epochs)."""
+    plain = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("plain", [])}
+    full = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("full", [])}
+    seeds = sorted(set(plain) & set(full))
+    epochs = sorted(set.intersection(*(set(plain[s]) & set(full[s]) for s in seeds))) if seeds else []
+    return plain, full, seeds, epochs
+
+
 def crossover_epoch(runs: dict[str, list[dict]]) -> dict | None:
     """The first epoch from which the full recipe's validation accuracy stays above the plain
     ViT's by more than two standard errors of the paired difference (seeds both have), to the
     last epoch; None until both have at least 3 common seeds, {"epoch": None, ...} if it never does."""
-    plain = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("plain", [])}
-    full = {r["seed"]: {h["epoch"]: h["val_acc"] for h in r["history"]} for r in runs.get("full", [])}
-    seeds = sorted(set(plain) & set(full))
+    plain, full, seeds, epochs = _paired_curves(runs)
     if len(seeds) < 3:
         return None
-    epochs = sorted(set.intersection(*(set(plain[s]) & set(full[s]) for s in seeds)))
     diffs = [paired_difference({s: full[s][e] for s in seeds}, {s: plain[s][e] for s in seeds}) for e in epochs]
     ahead = [d["mean"] > 2 * d["se"] for d in diffs]
     first = next((i for i in range(len(epochs)) if all(ahead[i:])), None)
     return {"epoch": None if first is None else epochs[first], "seeds": len(seeds), "final_difference": diffs[-1]}
+
+
+def difference_by_stretch(runs: dict[str, list[dict]], width: int = 100) -> list[dict]:
+    """Full minus plain validation accuracy, each seed's averaged over `width` consecutive epochs
+    (one epoch's value is noisy), then paired over seeds: [{"first", "last", "mean", "se", ...}]."""
+    plain, full, seeds, epochs = _paired_curves(runs)
+    stretches = [epochs[i:i + width] for i in range(0, len(epochs), width)]
+
+    def averaged(curves, stretch):
+        return {s: sum(curves[s][e] for e in stretch) / len(stretch) for s in seeds}
+    return [{"first": stretch[0], "last": stretch[-1], **paired_difference(averaged(full, stretch), averaged(plain, stretch))}
+            for stretch in stretches]
 
 
 def setting_label(runs: dict[str, list[dict]]) -> str:
@@ -89,6 +107,8 @@ def describe_crossover(runs: dict[str, list[dict]], folder: Path = RESULTS / "cr
         verb = "does not stay" if found["epoch"] is None else "stays"
         lines.append(f"Over {found['seeds']} seeds, full {verb} ahead of plain by more than two standard errors "
                      f"{when} (final difference {final['mean']:+.1f} ± {final['se']:.1f} points).")
+        lines.append("Full minus plain, averaged over each 100 epochs: " + "; ".join(
+            f"epochs {d['first']}–{d['last']} {d['mean']:+.1f} ± {d['se']:.1f}" for d in difference_by_stretch(runs)) + " points.")
     return "\n".join(lines)
 
 

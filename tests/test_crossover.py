@@ -57,7 +57,9 @@ def synthetic_run(recipe, seed, val, seen=None):
 
 
 def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
-    from helpers.crossover import crossover_epoch, describe_crossover
+    import pytest
+
+    from helpers.crossover import crossover_epoch, describe_crossover, difference_by_stretch
 
     plain = [synthetic_run("plain", s, [30 + s, 40 + s, 41 + s, 41 + s]) for s in range(3)]
     full = [synthetic_run("full", s, [20 + s, 41 + 2 * s, 45 + s, 47 + s]) for s in range(3)]
@@ -65,6 +67,11 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     found = crossover_epoch({"plain": plain, "full": full})
     assert found["epoch"] == 2 and found["seeds"] == 3 and found["final_difference"]["mean"] == 6
     assert "from epoch 2 on" in describe_crossover({"plain": plain, "full": full})
+    # per seed, epochs 1-2 average (-10 + 1 + s) / 2 and epochs 3-4 average (4 + 6) / 2
+    first, second = difference_by_stretch({"plain": plain, "full": full}, width=2)
+    assert (first["first"], first["last"], second["first"], second["last"]) == (1, 2, 3, 4)
+    assert first["mean"] == pytest.approx(-4.0) and first["se"] == pytest.approx(0.5 / 3 ** 0.5)
+    assert second["mean"] == 5.0 and second["se"] == 0.0
     behind = [synthetic_run("full", s, [20, 50, 40 + s, 40 + s]) for s in range(3)]  # ahead once, then not
     assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
     assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds
