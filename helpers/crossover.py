@@ -123,7 +123,7 @@ def plot_crossover(runs: dict[str, list[dict]], ax=None):
             label = f"{name} ({seeds_label(len(runs[name]))})"
             plot_band(ax, runs[name], "val_acc", COLOURS[name], f"{label}: validation")
             plot_band(ax, runs[name], "train_seen_acc", COLOURS[name], f"{label}: training images", ls="--")
-    setting = setting_label(runs)
+    setting = setting_label(runs).replace(" training", "")  # short enough for the title
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100),
            title="plain ViT vs DeiT's recipe" + (f", {setting}" if setting else ""))
     if ax.lines:

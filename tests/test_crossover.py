@@ -88,7 +88,8 @@ def test_the_crossover_figure_is_readable_with_one_recipe_or_both():
 
     plain = [synthetic_run("plain", s, [30 + s, 40 + s, 41 + s, 41 + s], [35, 60, 80, 95]) for s in range(2)]
     for runs in ({"plain": plain, "full": []},
-                 {"plain": plain, "full": [synthetic_run("full", 0, [20, 30, 35, 38], [20, 30, 35, 39])]}):
+                 {"plain": plain, "full": [synthetic_run("full", 0, [20, 30, 35, 38], [20, 30, 35, 39])]},
+                 {"plain": [dict(run, train_images=2000, config={"epochs": 400}) for run in plain], "full": []}):
         ax = plot_crossover(runs)
         ax.figure.tight_layout()
         assert readability_problems(ax.figure) == []
