@@ -59,7 +59,8 @@ def synthetic_run(recipe, seed, val, seen=None):
 def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     import pytest
 
-    from helpers.crossover import crossover_epoch, describe_crossover, difference_by_stretch
+    from helpers.crossover import (crossover_epoch, describe_crossover, difference_by_stretch, stretch_crossover,
+                                   stretch_width)
 
     plain = [synthetic_run("plain", s, [30 + s, 40 + s, 41 + s, 41 + s]) for s in range(3)]
     full = [synthetic_run("full", s, [20 + s, 41 + 2 * s, 45 + s, 47 + s]) for s in range(3)]
@@ -72,6 +73,10 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     assert (first["first"], first["last"], second["first"], second["last"]) == (1, 2, 3, 4)
     assert first["mean"] == pytest.approx(-4.0) and first["se"] == pytest.approx(0.5 / 3 ** 0.5)
     assert second["mean"] == 5.0 and second["se"] == 0.0
+    assert stretch_crossover([first, second]) == 3 and stretch_crossover([second, first]) is None
+    assert stretch_width({"plain": plain, "full": full}) == 100  # at least 100 epochs per stretch
+    long_run = {"plain": [synthetic_run("plain", 0, [30] * 1600)], "full": []}
+    assert stretch_width(long_run) == 200  # a long run keeps eight stretches
     behind = [synthetic_run("full", s, [20, 50, 40 + s, 40 + s]) for s in range(3)]  # ahead once, then not
     assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
     assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds
