@@ -81,6 +81,12 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
     assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds
     assert "not yet measured" in describe_crossover({"plain": plain, "full": []})
+    two_seeds = describe_crossover({"plain": plain, "full": full[:2]})  # partial evidence, labelled as such
+    assert "not yet measured (the averages below pair 2 seeds so far)" in two_seeds
+    # seed s averages (-10 + 1 + s + 4 + 6) / 4 over epochs 1-4: 0.25 and 0.5, mean 0.375, s.e. 0.125
+    assert "averaged over each 100 epochs: epochs 1–4 +0.4 ± 0.1 points" in two_seeds
+    one_seed = describe_crossover({"plain": plain[:1], "full": full[:1]})
+    assert "epochs 1–4 +0.2 points" in one_seed and "±" not in one_seed.splitlines()[-1]
 
 
 def test_the_crossover_figure_is_readable_with_one_recipe_or_both():
