@@ -14,9 +14,13 @@ def _write_via_temporary(path, write) -> None:
     """write(tmp_path), then rename over `path`: a crash mid-write leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    # One temporary name per process: two runs filling the same cache at once must not collide.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_atomically(obj, path) -> None:
