@@ -128,10 +128,10 @@ def describe_crossover(runs: dict[str, list[dict]], folder: Path = RESULTS / "cr
         lines.append(f"Full minus plain, averaged over each {stretch_width(runs)} epochs: " + "; ".join(
             f"epochs {d['first']}–{d['last']} {d['mean']:+.1f}" + ("" if d["se"] is None else f" ± {d['se']:.1f}")
             for d in stretches) + " points.")
-    if found is not None:
-        start = stretch_crossover(stretches)
-        lines.append("Averaged this way, full is " + ("not ahead by more than two standard errors in every stretch to the end."
-                     if start is None else f"ahead by more than two standard errors in every stretch from epoch {start} on."))
+        if found is not None:
+            start = stretch_crossover(stretches)
+            lines.append("Averaged this way, full is " + ("not ahead by more than two standard errors in every stretch to the end."
+                         if start is None else f"ahead by more than two standard errors in every stretch from epoch {start} on."))
     return "\n".join(lines)
 
 
