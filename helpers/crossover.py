@@ -93,9 +93,9 @@ def _recipe_summary(name: str, runs: list[dict]) -> str:
     epochs, val, _ = mean_and_se_per_epoch(runs, "val_acc")
     seen_epochs, seen, _ = mean_and_se_per_epoch(runs, "train_seen_acc")
     best = max(range(len(val)), key=val.__getitem__)
-    line = f"{name}: final validation {val[-1]:.1f} % after {epochs[-1]:,} epochs (best {val[best]:.1f} % at epoch {epochs[best]})"
+    line = f"{name}: final validation {val[-1]:.1f} % after {epochs[-1]:,} epochs (best {val[best]:.1f} % at epoch {epochs[best]:,})"
     if seen:
-        line += f"; training images {seen[-1]:.1f} % at epoch {seen_epochs[-1]}"
+        line += f"; training images {seen[-1]:.1f} % at epoch {seen_epochs[-1]:,}"
     if all("train_seconds" in r for r in runs):
         line += (f"; {sum(r['train_seconds'] for r in runs) / len(runs) / 3600:.1f} h of training per run "
                  f"({runs[0].get('threads') or 'all'} thread(s) of {runs[0].get('cpu_cores', '?')} cores)")
@@ -119,19 +119,19 @@ def describe_crossover(runs: dict[str, list[dict]], folder: Path = RESULTS / "cr
         lines.append(f"Where full overtakes plain needs both recipes with at least 3 seeds: not yet measured{so_far}.")
     else:
         final = found["final_difference"]
-        when = "within these epochs" if found["epoch"] is None else f"from epoch {found['epoch']} on"
+        when = "within these epochs" if found["epoch"] is None else f"from epoch {found['epoch']:,} on"
         verb = "does not stay" if found["epoch"] is None else "stays"
         lines.append(f"Over {found['seeds']} seeds, full {verb} ahead of plain by more than two standard errors "
                      f"{when} (final difference {final['mean']:+.1f} ± {final['se']:.1f} points).")
     if paired:
         stretches = difference_by_stretch(runs)
         lines.append(f"Full minus plain, averaged over each {stretch_width(runs)} epochs: " + "; ".join(
-            f"epochs {d['first']}–{d['last']} {d['mean']:+.1f}" + ("" if d["se"] is None else f" ± {d['se']:.1f}")
+            f"epochs {d['first']:,}–{d['last']:,} {d['mean']:+.1f}" + ("" if d["se"] is None else f" ± {d['se']:.1f}")
             for d in stretches) + " points.")
         if found is not None:
             start = stretch_crossover(stretches)
             lines.append("Averaged this way, full is " + ("not ahead by more than two standard errors in every stretch to the end."
-                         if start is None else f"ahead by more than two standard errors in every stretch from epoch {start} on."))
+                         if start is None else f"ahead by more than two standard errors in every stretch from epoch {start:,} on."))
     return "\n".join(lines)
 
 
