@@ -2,9 +2,9 @@
 the full recipe, seed by seed, on a laptop-sized setting (issue: the premise on a laptop).
 
     python -m benchmarks.crossover --train-per-class 200 --epochs 400 --seeds 3 --threads 1
-    python -m benchmarks.crossover --train-per-class 50 --epochs 800 --seeds 3 --threads 1 \
+    python -m benchmarks.crossover --train-per-class 50 --epochs 800 --seeds 3 --threads 1 \\
         --results-dir results/crossover/50pc-800ep      # fewer images: plain over-fits sooner
-    python -m benchmarks.crossover --train-per-class 50 --epochs 1600 --seeds 3 --threads 1 \
+    python -m benchmarks.crossover --train-per-class 50 --epochs 1600 --seeds 3 --threads 1 \\
         --results-dir results/crossover/50pc-1600ep     # a schedule long enough for the recipe to pay off
 
 Trains on `train-per-class` images per class and validates on a held-out split of the training
