@@ -77,6 +77,10 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     assert stretch_width({"plain": plain, "full": full}) == 100  # at least 100 epochs per stretch
     long_run = {"plain": [synthetic_run("plain", 0, [30] * 1600)], "full": []}
     assert stretch_width(long_run) == 200  # a long run keeps eight stretches
+    long_both = {"plain": [synthetic_run("plain", s, [30 + s] * 1600) for s in range(3)],
+                 "full": [synthetic_run("full", s, [20] * 1000 + [40 + 2 * s] * 600) for s in range(3)]}
+    long_summary = describe_crossover(long_both)  # epochs past 999 carry thousands separators
+    assert "epochs 1,401–1,600 +11.0 ± 0.6" in long_summary and "from epoch 1,001 on" in long_summary
     behind = [synthetic_run("full", s, [20, 50, 40 + s, 40 + s]) for s in range(3)]  # ahead once, then not
     assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
     assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds
