@@ -6,8 +6,11 @@
     python -m helpers train --eval runs/deit/last.pt                               # evaluate
     torchrun --nproc_per_node=4 -m helpers train --profile full                    # multi-GPU
 
-Flag names follow DeiT's main.py. Sizes (data, epochs, batch, model) come from the profile
-(DEIT_PROFILE or --profile); any flag given overrides it.
+Flag names follow DeiT's main.py, except two: --resume is a switch (continue the run in
+--output-dir) and --eval takes the checkpoint (DeiT: --eval --resume PATH). Sizes (data, epochs,
+batch, model) come from the profile (DEIT_PROFILE or --profile); any flag given overrides it.
+--resume takes the run's own settings from its checkpoint (profile, recipe, model, schedule, data
+size), so the folder is all it needs; --eval tests on the checkpoint's profile's test images.
 """
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
-from helpers.train import evaluate, load_checkpoint, pick_device
+from helpers.train import CHECKPOINT, evaluate, load_checkpoint, pick_device
+
+# The flags a resumed run takes from its checkpoint's training config when they are not given.
+SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,11 +102,35 @@ def recipe_from(args) -> Recipe:
                   distillation_tau=args.distillation_tau)
 
 
-def evaluate_checkpoint(path, profile, device) -> dict:
+def run_dir_of(args) -> Path:
+    return Path(args.output_dir) if args.output_dir else RUNS / get_profile(args.profile).name / "deit"
+
+
+def with_saved_settings(args):
+    """For --resume: every flag left at its default takes the value the run was started with
+    (from its checkpoint), so `--output-dir DIR --resume` alone continues it. A flag given with
+    another value is kept, and resuming then refuses and names the difference (helpers.train)."""
+    path = run_dir_of(args) / CHECKPOINT
+    if not path.exists():
+        return args
+    state = load_checkpoint(path)
+    meta, config = state.get("metadata", {}), state.get("config", {})
+    saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
+             **meta.get("recipe", {}), **{k: v for k, v in meta.get("model", {}).items() if k in ("embed_dim", "depth", "num_heads")},
+             **{k: config.get(k) for k in SAVED_CONFIG_FLAGS}}
+    defaults = parser().parse_args([])
+    for name, value in saved.items():
+        if value is not None and hasattr(args, name) and getattr(args, name) == getattr(defaults, name):
+            setattr(args, name, value)
+    return args
+
+
+def evaluate_checkpoint(path, profile_name, device) -> dict:
     state = load_checkpoint(path)
     meta = state.get("metadata", {})
     if "model" not in meta:
         raise SystemExit(f"{path} has no model config in its metadata; it was not written by this CLI.")
+    profile = get_profile(profile_name or meta.get("profile"))  # the run's own test set unless told
     recipe = Recipe(**meta.get("recipe", {}))
     model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "distilled")})
     model.load_state_dict(state["model"])
@@ -125,11 +155,13 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    if args.eval:
+        evaluate_checkpoint(args.eval, args.profile, pick_device())
+        return 0
+    if args.resume:
+        args = with_saved_settings(args)
     profile = get_profile(args.profile)
     rank, world, device = start_distributed()
-    if args.eval:
-        evaluate_checkpoint(args.eval, profile, device)
-        return 0
     recipe = recipe_from(args)
     sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
     model_config = {**profile.vit_sizes, **sizes}
@@ -146,7 +178,7 @@ def run(args) -> int:
         from helpers.teacher import load_or_train_teacher
         teacher = load_or_train_teacher(profile, path=args.teacher_path, train_if_missing=args.teacher_path is None,
                                         device=device).to_device(device)
-    run_dir = Path(args.output_dir) if args.output_dir else RUNS / profile.name / "deit"
+    run_dir = run_dir_of(args)
     if rank == 0:
         train_images = 10 * args.train_per_class if args.train_per_class else profile.train_size
         print(f"profile {profile.name}: {train_images:,} training images ({profile.val_size:,} held out "
@@ -158,7 +190,7 @@ def run(args) -> int:
         train_per_class=args.train_per_class, num_replicas=world, rank=rank,
         progress=not args.no_progress, log_epochs=True, resume=args.resume,
         metadata={"model": vit_config(**model_config), "profile": profile.name, "world_size": world,
-                  **provenance()},
+                  "train_per_class": args.train_per_class, **provenance()},
         **asdict(config))
     if rank == 0:
         final = history[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -311,19 +312,40 @@ class TensorBatches:
 
 
 def extract_archive(archive, dest=None) -> Path:
-    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest (default: repo data/)."""
+    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest (default: repo data/).
+
+    It unpacks into a temporary folder first and renames it when complete, so an interrupted or
+    failed extraction never leaves a half-filled data/cifar10-jpeg that looks finished."""
+    import lzma
+    import shutil
+
     archive, dest = Path(archive), Path(dest or REPO_DATA)
     if not archive.is_file():
         raise DataError(f"No archive at {archive}. Check the path.")
     target = dest / "cifar10-jpeg"
     if find_source(target):
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
-    # Archives may hold train/ and test/ at the top or inside one folder.
-    if find_source(target) is None:
-        raise DataError(f"{archive} does not hold train/ and test/ image folders.")
+        return find_source(target)[1]
+    if target.exists() and any(target.iterdir()):
+        raise DataError(f"{target} exists but holds no train/ and test/ image folders. Move it away "
+                        f"(or delete it), then extract again.")
+    partial = dest / f".cifar10-jpeg.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")
+        if find_source(partial) is None:
+            raise DataError(f"{archive} does not hold train/ and test/ image folders.")
+    except (tarfile.TarError, EOFError, lzma.LZMAError) as err:
+        shutil.rmtree(partial)
+        raise DataError(f"{archive} could not be unpacked ({err}): it is damaged or incomplete. "
+                        f"Copy or download it again.") from None
+    except BaseException:
+        shutil.rmtree(partial)
+        raise
+    if target.exists():
+        target.rmdir()  # empty: checked above
+    partial.rename(target)
     return find_source(target)[1]
 
 
@@ -338,9 +360,13 @@ def main(argv=None) -> int:
     ex.add_argument("--dest", default=None)
     sub.add_parser("check", help="load both splits (building the cache) and print their sizes")
     args = parser.parse_args(argv)
-    if args.command == "extract":
-        print(extract_archive(args.archive, args.dest))
-    else:
-        for split in SPLITS:
-            print(split, len(load_cifar10(split, download=False)))
+    try:
+        if args.command == "extract":
+            print(extract_archive(args.archive, args.dest))
+        else:
+            for split in SPLITS:
+                print(split, len(load_cifar10(split, download=False)))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0

@@ -1,5 +1,6 @@
 import pickle
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,7 +182,7 @@ def test_extract_archive_errors_on_a_wrong_path(tmp_path):
         extract_archive(tmp_path / "missing.tar.xz", tmp_path)
 
 
-def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
+def small_archive(tmp_path, test_split) -> Path:
     import tarfile
     src = tmp_path / "src"
     write_image_folder(src, test_split.subset(range(0, 10000, 1000)), "train")
@@ -190,9 +191,25 @@ def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
     with tarfile.open(archive, "w:xz") as tar:
         tar.add(src / "train", "train")
         tar.add(src / "test", "test")
-    folder = extract_archive(archive, tmp_path / "out")
+    return archive
+
+
+def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
+    folder = extract_archive(small_archive(tmp_path, test_split), tmp_path / "out")
     assert find_source(tmp_path / "out") == ("folder", folder)
     assert len(load_cifar10("test", root=tmp_path / "out")) == 10
+    assert extract_archive(tmp_path / "copy.tar.xz", tmp_path / "out") == folder  # already there
+
+
+def test_a_truncated_archive_is_named_and_leaves_no_half_folder(tmp_path, test_split, capsys):
+    whole = small_archive(tmp_path, test_split).read_bytes()
+    cut = tmp_path / "cut.tar.xz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match="damaged or incomplete"):
+        extract_archive(cut, tmp_path / "out")
+    assert find_source(tmp_path / "out") is None and list((tmp_path / "out").iterdir()) == []
+    assert data.main(["extract", str(cut), "--dest", str(tmp_path / "out")]) == 2  # one line, no traceback
+    assert capsys.readouterr().err.startswith(f"error: {cut} could not be unpacked")
 
 
 def test_validation_split_is_disjoint_stratified_fixed_and_nested():

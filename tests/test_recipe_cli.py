@@ -6,6 +6,7 @@ import torch
 from helpers import cli
 from helpers.data import load_cifar10
 from helpers.models import VisionTransformer
+from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 
 
@@ -105,6 +106,29 @@ def test_resume_with_another_runtime_option_continues(tmp_path, capsys):
     assert cli.main(["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--output-dir", str(tmp_path),
                      "--no-progress", "--aa", "", "--compile", "--resume"]) == 0
     assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
+
+
+def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--drop-path", "0.2", "--seed", "3")) == 0
+    history = json.loads((tmp_path / "history.json").read_text())["history"]
+    capsys.readouterr()
+    monkeypatch.setenv("DEIT_PROFILE", "cpu")  # not the run's profile: the checkpoint says ci
+    # Without the saved settings this differs from the run in epochs, seed, profile and recipe and is refused.
+    assert cli.main(["--output-dir", str(tmp_path), "--resume", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "profile ci: 100 training images" in out and "mixup=0.0" in out and "drop_path=0.2" in out
+    assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
+    assert cli.main(["--output-dir", str(tmp_path), "--resume", "--mixup", "0.5", "--no-progress"]) == 2
+    assert "'mixup': 0.5" in capsys.readouterr().err  # a flag given explicitly is not overridden
+
+
+def test_eval_uses_the_checkpoints_profile_unless_told(tmp_path, capsys, monkeypatch):
+    assert cli.main(cli_args(tmp_path, "--aa", "")) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("DEIT_PROFILE", "cpu")
+    assert cli.main(["--eval", str(tmp_path / "last.pt")]) == 0
+    ci_test_images = get_profile("ci").test_size
+    assert f"on {ci_test_images:,} images" in capsys.readouterr().out
 
 
 def test_cli_flags_follow_deits_names():
