@@ -9,9 +9,14 @@ The protocol, the same at every scale:
   * validation images are held out of the training set (helpers.data.train_validation_split);
     every number compared is the validation accuracy at the FINAL epoch. The test set is
     evaluated once per finished model and reported beside it, never used to choose.
-  * every variant runs with the same seeds; seed k gives the same initial weights (apart from
-    the distilled student's extra token and head) and, for variants that sample alike, the
-    same data order (repeated augmentation samples differently by design);
+  * every variant runs with the same seeds; seed k seeds every variant's random streams alike,
+    so variants that sample alike get the same data order (repeated augmentation samples
+    differently by design) and variants that augment alike the same augmented batches. It gives
+    the same initial weights only to variants of one shape: a distilled student draws its extra
+    token and head from the same random stream, so all its randomly drawn weights but the patch
+    embedding differ from the others' (the model code stays as the committed results were
+    made). Its comparison with `full` is paired in data order and augmentation, not in
+    initialisation;
   * a contribution is the mean over seeds of the paired difference (with minus without the
     ingredient, same seed) with its standard error; helpers.stats says when it is
     distinguishable from zero.
@@ -84,7 +89,7 @@ def cumulative_name(index: int) -> str:
 def variants() -> dict[str, Recipe]:
     """Every variant's recipe, by name: cumulative, leave-one-out, then distillation.
 
-    Notebooks: used in 05.
+    Notebooks: used in 04, 05.
     """
     found = {"plain": Recipe.plain()}
     recipe = found["plain"]
@@ -128,7 +133,7 @@ def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, re
     """Train one variant with one seed (or resume it), write its result JSON and return it."""
     device = device or pick_device()
     config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda")
-    torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant
+    torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant of one shape
     started = time.perf_counter()
     history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
                                run_dir=runs_dir / profile.name / f"{variant}-seed{seed}", device=device,
@@ -158,7 +163,10 @@ def write_result(variant: str, recipe: Recipe, profile: Profile, seed: int, conf
 
 
 def distilled(recipe: Recipe) -> bool:
-    """A distilled student has a DIST token and head: another shape, so another group."""
+    """A distilled student has a DIST token and head: another shape, so another group.
+
+    Notebooks: used in 04.
+    """
     return recipe.distillation_type != "none"
 
 
@@ -274,7 +282,9 @@ def contributions(results: list[dict]) -> list[dict]:
     val = by_variant(results, "final_val_acc")
 
     def diff(better: str, worse: str):
-        return paired_difference(val[better], val[worse]) if better in val and worse in val else None
+        if better not in val or worse not in val:
+            return None
+        return {**paired_difference(val[better], val[worse]), "pair": (better, worse)}
 
     rows, previous = [], "plain"
     for i, (name, _) in enumerate(INGREDIENTS):
@@ -288,10 +298,31 @@ def contributions(results: list[dict]) -> list[dict]:
     return rows
 
 
+def paired_tests(rows: list[dict]) -> list[dict]:
+    """The distinct paired comparisons among contributions() rows, each once: the last
+    ingredient's `added` and `removed` compare the same two variants and count as one.
+
+    Notebooks: used in 05.
+    """
+    found = {}
+    for row in rows:
+        for key in ("added", "removed"):
+            if row[key] is not None:
+                found.setdefault(row[key]["pair"], row[key])
+    return list(found.values())
+
+
 SUMMARY_HEADER = ("variant", "seeds", "final val acc %", "test acc %")
 CONTRIBUTIONS_HEADER = ("ingredient", "added", "removed", "paper (removed)")
-CONTRIBUTIONS_FOOTNOTE = ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
-                          "* distinguishable from zero (paired t-test, 5 %); paper: DeiT-B on ImageNet, Table 8")
+def contributions_footnote(rows: list[dict]) -> str:
+    """The line under a contributions table; it notes the last ingredient's double row if shown."""
+    last = INGREDIENTS[-1][0]
+    twice = any(r["ingredient"] == last and r["added"] and r["removed"] for r in rows)
+    return ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
+            "* distinguishable from zero (paired t-test, 5 %, each test on its own); "
+            + (f"{last}: added and removed are one comparison (full vs {cumulative_name(len(INGREDIENTS) - 2)}), "
+               "shown twice; " if twice else "")
+            + "paper: DeiT-B on ImageNet, Table 8 (arXiv 2012.12877v2)")
 
 
 def summary_cells(row: dict) -> tuple[str, ...]:
@@ -321,7 +352,7 @@ def print_contributions(rows: list[dict]) -> None:
     Notebooks: used in 02, 03, 05.
     """
     _print_table(CONTRIBUTIONS_HEADER, [contribution_cells(r) for r in rows], widths=(-28, 16, 16, 16))
-    print(CONTRIBUTIONS_FOOTNOTE)
+    print(contributions_footnote(rows))
 
 
 def _print_table(header, rows, widths) -> None:

@@ -28,13 +28,27 @@ def reference_results(profile: Profile) -> tuple[list[dict], str]:
         results = load_results(name)
         if results:
             seeds = len({r["seed"] for r in results})
-            first = results[0]
+            epochs = " or ".join(f"{e:,}" for e in sorted({r["config"]["epochs"] for r in results}))
+            images = " or ".join(f"{n:,}" for n in sorted({r["train_images"] for r in results}))
             return results, (f"the committed {name}-profile reference ablation (results/ablation/{name}/: "
                              f"{len(results)} runs of {len({r['variant'] for r in results})} variants, up to "
-                             f"{seeds} seeds, {first['config']['epochs']} epochs each, {first['train_images']:,} "
-                             f"training images; made on {first['device']}, commit {first['commit']})")
+                             f"{seeds} seeds, {epochs} epochs each, {images} training images; {made_where(results)})")
     return [], (f"no reference ablation committed yet for this profile (results/ablation/"
                 f"{'full or cpu' if profile.name == 'full' else 'cpu'}/ is empty)")
+
+
+def made_where(results: list[dict]) -> str:
+    """Where and from which code a set of runs was made, over all of them: "made on <device(s)>
+    at commit <c>", or "at 15 commits, 7 of them with uncommitted changes (-dirty)" when the runs
+    span several."""
+    devices = sorted({r["device"] for r in results})
+    commits = sorted({r["commit"] for r in results})
+    dirty = sum(c.endswith("-dirty") for c in commits)
+    if len(commits) == 1:
+        code = f"commit {commits[0]}"
+    else:
+        code = f"{len(commits)} commits" + (f", {dirty} of them with uncommitted changes (-dirty)" if dirty else "")
+    return f"made on {' and '.join(devices)} at {code}"
 
 
 def family_of(name: str) -> str:

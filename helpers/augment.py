@@ -188,6 +188,8 @@ def cutmix_box(height: int, width: int, lam: float, center: tuple[int, int] | No
     else:
         cy, cx = center
     # The box extends cut//2 before the centre and the rest after it, then is clipped to the image.
+    # (timm's rand_bbox does the same since timm 1.0.29; before, it ended cut//2 after the centre,
+    # so an odd side came out one pixel short.)
     top, bottom = max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, height)
     left, right = max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, width)
     return top, bottom, left, right
@@ -263,11 +265,15 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
 def erase_boxes(batch: int, height: int, width: int, p: float = 0.25, min_area: float = 0.02,
                 max_area: float = 1 / 3, min_aspect: float = 0.3, max_aspect: float | None = None,
                 attempts: int = 10, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random Erasing's rectangles (Zhong et al., 2020), one per image: (B, 4) = top, left, h, w.
+    """Random Erasing's rectangles, one per image: (B, 4) = top, left, h, w.
 
-    With probability p an image gets a box of area s * H * W, s ~ U(min_area, max_area), and
-    aspect ratio h/w log-uniform in [min_aspect, max_aspect]; a box that does not fit is redrawn
-    (up to `attempts` times, then the image is left alone). h = 0 means "not erased".
+    timm's version (RandomErasing in timm/data/random_erasing.py), which DeiT uses: with
+    probability p an image gets a box of area s * H * W, s ~ U(min_area, max_area), and aspect
+    ratio h/w log-uniform in [min_aspect, max_aspect]; a box that does not fit is redrawn (up to
+    `attempts` times, then the image is left alone). h = 0 means "not erased". The box defaults
+    are timm's and p = 0.25 is DeiT's (Table 9 of the DeiT paper); the original (Zhong et
+    al., 2020) draws the area from [0.02, 0.4] and the aspect ratio uniformly from [0.3, 1/0.3],
+    with p = 0.5.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a probability in [0, 1], not {p}.")
@@ -296,7 +302,8 @@ def erase_boxes(batch: int, height: int, width: int, p: float = 0.25, min_area: 
 def random_erase(x: torch.Tensor, p: float = 0.25, min_area: float = 0.02, max_area: float = 1 / 3,
                  min_aspect: float = 0.3, max_aspect: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random Erasing in 'pixel' mode on normalized images: the box gets per-pixel N(0, 1) noise.
+    """Random Erasing in timm's 'pixel' mode on normalized images: the box gets per-pixel N(0, 1)
+    noise (the original paper fills it with random values in 0..255).
 
     N(0, 1) is "a random image" in normalized units. Accepts (C, H, W) or (B, C, H, W); returns a
     new tensor on the same device.
@@ -348,8 +355,9 @@ MAX_LEVEL = 10.0  # magnitude M lives on a 0..10 scale; level = M / 10
 OPS_STANDARD = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
                 "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness",
                 "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-# 'inc1': the same pool, but every op gets stronger as M grows (in the standard pool Posterize,
-# Solarize and the enhance ops get *weaker* or change direction with M).
+# 'inc1': the same pool, but every op with a magnitude gets stronger as M grows (in the standard
+# pool Posterize, Solarize and the enhance ops get *weaker* or change direction with M). The nine
+# ops in both pools behave the same in each.
 OPS_INCREASING = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
                   "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
                   "BrightnessIncreasing", "SharpnessIncreasing",

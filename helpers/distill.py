@@ -1,4 +1,4 @@
-"""Distillation through attention (Touvron et al., 2021, Sec. 5): what the two tokens learn.
+"""Distillation through attention (Touvron et al., 2021, Sec. 4): what the two tokens learn.
 
 The losses are in helpers.losses.
 """
@@ -32,7 +32,7 @@ def head_logits(model, images: torch.Tensor):
 def token_similarity(model, images: torch.Tensor) -> list[float]:
     """Mean cosine similarity of the CLS and DIST vectors: at the input, after each block, after the norm.
 
-    Returns depth + 2 numbers. The paper (Sec. 5.1) reports 0.06 at the input and 0.93 at
+    Returns depth + 2 numbers. The paper (Sec. 4) reports 0.06 at the input and 0.93 at
     the output for its ImageNet DeiT-B.
 
     Notebooks: used in 03.
@@ -121,6 +121,22 @@ def print_head_report(report: dict) -> None:
     print(f"{'':20s} {'accuracy':>9s} {'agrees with teacher':>20s}")
     for name, row in report.items():
         print(f"{name:20s} {row['accuracy']:8.1f}% {row['agrees_with_teacher']:19.1f}%")
+
+
+def reference_teacher(results: list[dict]) -> dict | None:
+    """The teacher that the distilled runs of a reference ablation learned from: the `teacher`
+    field of their result files (helpers.ablate.load_results), or None if no run distilled.
+
+    Notebooks: used in 03.
+    """
+    teachers = [r["teacher"] for r in results if r.get("teacher")]
+    if not teachers:
+        return None
+    first = teachers[0]
+    if any((t.get("test_acc"), t.get("config")) != (first.get("test_acc"), first.get("config")) for t in teachers):
+        raise ValueError("The distilled runs of these results learned from different teachers; "
+                         "compare them one teacher at a time.")
+    return first
 
 
 def plot_token_similarity(similarities: dict):

@@ -55,7 +55,8 @@ def within_noise(results: list[dict]) -> list[str]:
 
 
 def check_within_noise(answer, results: list[dict]) -> bool:
-    """Right when `answer` names exactly the ingredients whose removal is within seed noise.
+    """Right when `answer` names exactly the ingredients whose removal a paired t-test (5 %) cannot
+    tell from zero with the seeds there are.
 
     Notebooks: used in 05.
     """
@@ -65,7 +66,7 @@ def check_within_noise(answer, results: list[dict]) -> bool:
         return False
     truth = sorted(within_noise(results))
     if answer is None:
-        print("Not yet: give a list of ingredient names (an empty list if none is within noise).")
+        print("Not yet: give a list of ingredient names (an empty list if the test tells every one from zero).")
         return False
     if sorted(answer) == truth:
         print(f"Correct! {truth or 'none'}: a difference the seeds cannot tell from zero is not evidence.")

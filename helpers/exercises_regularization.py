@@ -70,7 +70,8 @@ def check_mask_question(answer) -> bool:
     Notebooks: used in 02.
     """
     return check_choice(answer, "b", "per-sample masks make every batch an ensemble of sub-networks, and "
-                                     "the gradient is a lower-variance average over them (Huang et al., 2016).",
+                                     "the gradient is a lower-variance average over them (timm's DropPath; "
+                                     "Huang et al. used one coin per mini-batch).",
                         _MASK_HINTS)
 
 

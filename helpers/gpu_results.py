@@ -157,10 +157,9 @@ def gpu_time_shares(section: str, path: Path = RESULTS / "throughput_profile.txt
 
     Notebooks: used in 04.
     """
-    text = path.read_text() if path.exists() else ""
-    if f"== {section} ==" not in text:
+    table = _profile_section(section, path)
+    if table is None:
         return None
-    table = text.split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]
     header, shares = None, {"matrix products": 0.0, "attention": 0.0}
     for line in table.splitlines():
         cells = [c.strip() for c in re.split(r"\s{2,}", line.strip())]
@@ -174,3 +173,41 @@ def gpu_time_shares(section: str, path: Path = RESULTS / "throughput_profile.txt
                 shares["attention"] += percent
     shares["everything else"] = 100.0 - shares["matrix products"] - shares["attention"]
     return shares
+
+
+def _profile_section(section: str, path: Path) -> str | None:
+    """One row's table in the profiler summary, with its totals; None if there is none."""
+    text = path.read_text() if path.exists() else ""
+    if f"== {section} ==" not in text:
+        return None
+    return text.split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]
+
+
+def _milliseconds(value: str) -> float:
+    """A profiler duration ("100.672ms", "898.206us", "1.2s") in milliseconds."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if value.endswith(unit):
+            return float(value[:-len(unit)]) * scale
+    raise ValueError(f"not a profiler duration: {value!r}")
+
+
+def gpu_ms_per_step(section: str, path: Path = RESULTS / "throughput_profile.txt") -> float | None:
+    """From the committed torch.profiler summary: the GPU's kernel time per training step of a
+    row, in milliseconds: the summary's "Self CUDA time total" over the number of steps it
+    recorded (the calls of an operator that runs once per step: the optimizer's step, or the
+    compiled graph's backward when the optimizer fell below the table's row limit). Kernel time,
+    not wall time: a step that takes longer on the clock left the GPU idle for the rest. None
+    if there is no such summary.
+
+    Notebooks: used in 04.
+    """
+    table = _profile_section(section, path)
+    if table is None:
+        return None
+    total = re.search(r"Self CUDA time total:\s*(\S+)", table)
+    steps = None
+    for once_per_step in (r"Optimizer\.step#\S+", r"CompiledFunctionBackward"):
+        steps = steps or re.search(rf"^\s*{once_per_step}\s.*?(\d+)\s*$", table, re.M)
+    if not total or not steps:
+        return None
+    return _milliseconds(total.group(1)) / int(steps.group(1))

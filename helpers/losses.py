@@ -3,7 +3,7 @@
   soft_target_cross_entropy   CE against a probability vector (MixUp/CutMix/smoothed targets)
   classification_loss         CE for class indices (with label smoothing) or soft targets
   label_smoothing_cross_entropy, LabelSmoothingCrossEntropy   Szegedy et al. (2016)
-  distillation_loss, DistillationLoss   DeiT's losses with a teacher (Touvron et al., 2021, Sec. 5)
+  distillation_loss, DistillationLoss   DeiT's losses with a teacher (Touvron et al., 2021, Sec. 4)
 
 A distilled student (helpers.models.build_vit(distilled=True)) returns (cls_logits,
 dist_logits) in training. The CLS head learns from the labels, the DIST head from a teacher:
@@ -11,6 +11,9 @@ dist_logits) in training. The CLS head learns from the labels, the DIST head fro
     none  CE(cls, y)                                               (no teacher)
     hard  (1 - a) CE(cls, y) + a CE(dist, argmax teacher),          a = 1/2   (the paper's choice)
     soft  (1 - a) CE(cls, y) + a tau^2 KL(softmax(t/tau) || softmax(dist/tau)), a = 0.1, tau = 3
+
+The soft loss is Hinton et al.'s (2015); a = 0.1 and tau = 3 are the paper's values (Sec. 6,
+following Cho et al., 2019).
 
 CE(cls, y) is the soft-target cross-entropy when y is a mixed (MixUp/CutMix) probability vector.
 The KL term is normalized as in DeiT's code: summed over all B x K elements and divided by

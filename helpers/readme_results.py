@@ -33,13 +33,13 @@ def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str
     if not results:
         return f"No `results/ablation/{profile_name}/` results yet.\n"
     names = list(ablate.variants())
+    contributions = ablate.contributions(results)
     return "\n\n".join([
         f"{len(results)} of {len(names) * ablate.SEEDS} runs ({len(names)} variants × {ablate.SEEDS} seeds); "
         "final validation and test accuracy (%), mean ± s.e. over seeds:",
         markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in ablate.summarize(results, names)]),
-        markdown_table(ablate.CONTRIBUTIONS_HEADER,
-                       [ablate.contribution_cells(r) for r in ablate.contributions(results)]),
-        ablate.CONTRIBUTIONS_FOOTNOTE + ".",
+        markdown_table(ablate.CONTRIBUTIONS_HEADER, [ablate.contribution_cells(r) for r in contributions]),
+        ablate.contributions_footnote(contributions) + ".",
     ]) + "\n"
 
 

@@ -18,10 +18,13 @@ __all__ = ["DropPath", "StochasticDepth", "drop_path_rates", "survival_rates", "
 # --- Stochastic depth (Huang et al., 2016) -------------------------------------------------------
 
 class DropPath(nn.Module):
-    """Stochastic depth (Huang et al., 2016): skip a residual branch for whole samples.
+    """Stochastic depth with one coin per sample: skip a residual branch for whole samples.
 
-    In training each sample keeps the branch with probability 1 - drop_prob; kept outputs are
-    scaled by 1 / (1 - drop_prob) so the expected output is unchanged. Identity in eval.
+    Huang et al. (2016) flip one coin per block per mini-batch; this is timm's DropPath
+    (timm/layers/drop.py), which DeiT uses: one coin per sample, so a batch mixes many
+    sub-networks. In training each sample keeps the branch with probability 1 - drop_prob;
+    kept outputs are scaled by 1 / (1 - drop_prob) so the expected output is unchanged.
+    Identity in eval.
 
     Notebooks: built in 02 (stochastic depth).
     """
@@ -43,7 +46,7 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
-# Huang et al. call it stochastic depth, timm and DeiT call it drop path: the same module.
+# Huang et al. call it stochastic depth, timm and DeiT call it drop path (timm's per sample).
 StochasticDepth = DropPath
 
 

@@ -2,9 +2,9 @@
 
 Each epoch every image index is repeated num_repeats times in a row, and the repeated list is
 dealt out round-robin to the processes, so the copies of one image land on different GPUs and
-each GPU augments its copy differently. Every process then keeps only about len(dataset) /
-num_replicas indices, so an epoch costs what it did without repeats: it sees about
-1 / num_repeats of the images, each num_repeats times.
+each GPU augments its copy differently (in a single process they sit next to each other).
+Every process then keeps only about len(dataset) / num_replicas indices, so an epoch costs what
+it did without repeats: it sees about 1 / num_repeats of the images, each num_repeats times.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class RepeatedAugSampler(Sampler[int]):
     is opt-in (`round_epoch_to=256`) and by default each process gets ceil(N / num_replicas).
 
     With num_replicas=1 the copies of an image are consecutive, so a batch holds each image up
-    to num_repeats times: DeiT only uses this across many GPUs, where the copies are split up.
+    to num_repeats times. DeiT does this too: its main.py builds the RASampler under
+    `if True:  # args.distributed:` with num_replicas = the world size, so also in one process.
     Call set_epoch(epoch) before each epoch, in every process, to re-shuffle consistently.
 
     Notebooks: built in 02 (repeated augmentation).

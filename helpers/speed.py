@@ -32,8 +32,11 @@ def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 
     trains on it. images_per_s times `steps` steps back to back, the GPU synchronized only at
     the ends, so preparing the next batch may overlap the GPU's work on this one (as in fit).
     data_s and step_s come from a second pass that synchronizes between the two parts, so each
-    is timed on its own; gpu_busy = step_s / (data_s + step_s) is the share a model would have
-    if nothing overlapped.
+    is timed on its own. gpu_busy = step_s / (data_s + step_s) is the model step's share of that
+    serialized pass, not the GPU's busy time: it is 1 for a pipeline with nothing to prepare,
+    and it ignores any overlap (a pipeline whose `seconds` is below its step_s hid its data
+    preparation completely). The GPU's own kernel time needs a profiler
+    (helpers.gpu_results.gpu_ms_per_step).
 
     Notebooks: used in 04.
     """

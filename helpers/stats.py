@@ -1,9 +1,11 @@
 """The statistics of the ablation: means with standard errors, and paired differences.
 
-A paired difference compares two variants trained with the same seeds (the same initial
-weights and data order): the differences per seed remove much of the seed-to-seed noise that
-two independent means would carry. "Distinguishable from zero" means a two-sided paired t-test
-rejects a zero mean difference at the 5 % level (Student's t with n - 1 degrees of freedom).
+A paired difference compares two variants trained with the same seeds (the same data order and
+augmentation where they sample and augment alike, the same initial weights where they have one
+model shape): the differences per seed remove much of the seed-to-seed noise that two
+independent means would carry. "Distinguishable from zero" means a two-sided paired t-test
+rejects a zero mean difference at the 5 % level (Student's t with n - 1 degrees of freedom),
+each test on its own: nothing here adjusts for making many of them.
 """
 from __future__ import annotations
 
@@ -44,6 +46,20 @@ def paired_difference(a: dict, b: dict) -> dict | None:
             p = 2 * stats.t.sf(abs(t), df=len(seeds) - 1)
             row.update(t=t, p=float(p), distinguishable=bool(p < SIGNIFICANCE))
     return row
+
+
+def critical_t(n: int, level: float = SIGNIFICANCE) -> float:
+    """How many standard errors a mean paired difference over n seeds must lie from zero for a
+    two-sided paired t-test at `level` to call it distinguishable: Student's t with n - 1
+    degrees of freedom (about 4.30 for 3 seeds at 5 %).
+
+    Notebooks: used in 05.
+    """
+    from scipy import stats
+
+    if n < 2:
+        raise ValueError(f"a paired t-test needs at least 2 seeds, not {n}.")
+    return float(stats.t.ppf(1 - level / 2, df=n - 1))
 
 
 def format_estimate(mean: float, se: float | None, signed: bool = False) -> str:

@@ -345,7 +345,8 @@ def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device):
-    """AdamW without decay on norms/biases/tokens; the fused kernel on CUDA (one launch per step).
+    """AdamW without decay on norms/biases/tokens; fused on CUDA (the whole update in a few
+    multi-tensor kernels, where the default foreach path launches one per operation).
 
     Notebooks: used in 04.
     """

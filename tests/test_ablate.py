@@ -124,6 +124,31 @@ def test_contributions_are_paired_differences_with_a_t_test():
     assert rows["cutmix"]["added"] is None and rows["label-smoothing"]["paper_removed"] is None
 
 
+def test_the_last_ingredients_added_and_removed_are_one_test_and_the_footnote_says_so():
+    results = _results({"+stochastic-depth": [40.0, 41.0, 42.0], "+label-smoothing": [41.0, 41.5, 43.0],
+                        "full": [38.0, 39.0, 40.5]})
+    rows = {r["ingredient"]: r for r in ablate.contributions(results)}
+    added, removed = rows["repeated-aug"]["added"], rows["repeated-aug"]["removed"]
+    assert added["pair"] == removed["pair"] == ("full", "+label-smoothing") and added["mean"] == removed["mean"]
+    tests = ablate.paired_tests(ablate.contributions(results))
+    assert [t["pair"] for t in tests] == [("+label-smoothing", "+stochastic-depth"), ("full", "+label-smoothing")]
+    twice = "repeated-aug: added and removed are one comparison (full vs +label-smoothing)"
+    assert twice in ablate.contributions_footnote(list(rows.values()))
+    assert twice not in ablate.contributions_footnote([r for r in rows.values() if r["ingredient"] != "repeated-aug"])
+
+
+def test_the_reference_names_every_commit_and_device_its_runs_were_made_at():
+    from helpers.ablation_figures import made_where
+
+    def run(commit, device="cpu (x86_64, 1 threads)"):
+        return {"commit": commit, "device": device}
+    assert made_where([run("abc1234"), run("abc1234")]) == "made on cpu (x86_64, 1 threads) at commit abc1234"
+    assert made_where([run("abc1234"), run("def5678-dirty"), run("0123456-dirty"), run("abc1234")]) == \
+        "made on cpu (x86_64, 1 threads) at 3 commits, 2 of them with uncommitted changes (-dirty)"
+    assert made_where([run("abc1234"), run("def5678", "NVIDIA H100 80GB HBM3")]) == \
+        "made on NVIDIA H100 80GB HBM3 and cpu (x86_64, 1 threads) at 2 commits"
+
+
 def test_ranking_checker_accepts_every_order_the_data_cannot_tell_apart(capsys):
     full = [80.0, 81.0, 82.0]
     table = {"full": full, "full-mixup": [70.0, 71.1, 71.9],          # costs 10 points

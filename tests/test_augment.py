@@ -135,6 +135,25 @@ def test_cutmix_equals_timm_for_the_same_box_including_clipping(seed):
     assert torch.equal(A.mix_targets(labels, 10, corrected, 0.1), timm_t)
 
 
+
+def test_cutmix_box_equals_timms_rand_bbox_for_odd_and_even_sides():
+    """Notebook 01 compares a CutMix box with timm's bit for bit; odd sides are where timm
+    changed: from 1.0.29 its box ends (cut + 1) // 2 after the centre, before that cut // 2."""
+    from timm.data.mixup import rand_bbox
+
+    sides = set()
+    for seed, lam in enumerate(np.linspace(0.02, 0.98, 40)):
+        np.random.seed(seed)
+        timm_box = tuple(int(v) for v in rand_bbox((3, 32, 32), lam))
+        np.random.seed(seed)
+        center = (np.random.randint(0, 32), np.random.randint(0, 32))
+        sides.add(int(32 * math.sqrt(1 - lam)) % 2)
+        assert A.cutmix_box(32, 32, lam, center=center) == timm_box, (
+            f"lam={lam:.3f}, centre {center}: timm's box {timm_box}. timm older than 1.0.29 "
+            f"makes odd sides one pixel short; notebook 01 needs timm>=1.0.29.")
+    assert sides == {0, 1}  # both odd and even sides were tried
+
+
 def test_cutmix_box_is_clipped_and_lambda_counts_the_pasted_area():
     box = A.cutmix_box(32, 32, lam=0.75, center=(0, 31))  # 16x16 asked, in a corner
     assert box == (0, 8, 23, 32)
@@ -284,6 +303,24 @@ def cifar_like_image(seed=0, size=32):
     rng = np.random.default_rng(seed)
     smooth = np.kron(rng.integers(0, 256, (size // 4, size // 4, 3)), np.ones((4, 4, 1)))
     return Image.fromarray(smooth.astype(np.uint8))
+
+
+
+def test_the_two_pools_share_nine_ops_and_differ_in_six():
+    """What notebook 01 says about timm's two RandAugment pools."""
+    shared = set(A.OPS_STANDARD) & set(A.OPS_INCREASING)
+    standard_only = [n for n in A.OPS_STANDARD if n not in shared]
+    assert len(A.OPS_STANDARD) == len(A.OPS_INCREASING) == 15
+    assert len(shared) == 9 and len(shared | set(A.OPS_INCREASING) | set(A.OPS_STANDARD)) == 21
+    assert standard_only == ["Posterize", "Solarize", "Color", "Contrast", "Brightness", "Sharpness"]
+    assert sorted(n for n in A.OPS_INCREASING if n not in shared) == sorted(n + "Increasing" for n in standard_only)
+    # The shared ops with a magnitude get stronger as M grows; the three others take none.
+    for name in shared:
+        values = [A.op_argument(name, m) for m in range(11)]
+        if values[0] is None:
+            assert name in ("AutoContrast", "Equalize", "Invert")
+        else:
+            assert values == sorted(values) and values[-1] > values[0], name
 
 
 @pytest.mark.parametrize("name", sorted(set(A.OPS_STANDARD + A.OPS_INCREASING)))

@@ -81,6 +81,12 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
                  "full": [synthetic_run("full", s, [20] * 1000 + [40 + 2 * s] * 600) for s in range(3)]}
     long_summary = describe_crossover(long_both)  # epochs past 999 carry thousands separators
     assert "epochs 1,401–1,600 +11.0 ± 0.6" in long_summary and "from epoch 1,001 on" in long_summary
+    # epoch 2 is 3.46 s.e. ahead: enough for 2 s.e., not for the paired t-test's 4.30 (3 seeds, 5 %)
+    from helpers.stats import critical_t
+    assert critical_t(3) == pytest.approx(4.303, abs=1e-3) and critical_t(30) == pytest.approx(2.045, abs=1e-3)
+    assert crossover_epoch({"plain": plain, "full": full}, threshold=critical_t(3))["epoch"] == 3
+    assert stretch_crossover([first, second], threshold=critical_t(3)) == 3  # s.e. 0: ahead at any bar
+    assert stretch_crossover([{**second, "se": 1.5}], threshold=critical_t(3)) is None  # 5.0 < 4.3 x 1.5
     behind = [synthetic_run("full", s, [20, 50, 40 + s, 40 + s]) for s in range(3)]  # ahead once, then not
     assert crossover_epoch({"plain": plain, "full": behind})["epoch"] is None
     assert crossover_epoch({"plain": plain, "full": full[:2]}) is None  # fewer than 3 paired seeds

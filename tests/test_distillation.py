@@ -305,6 +305,29 @@ def test_head_report_and_teacher_mistakes():
     assert mistakes["cls"] == {"copies_teacher": 50.0, "correct": 50.0}
 
 
+def test_reference_teacher_is_the_one_the_distilled_runs_recorded():
+    teacher = {"test_acc": 49.55, "epochs": 15, "config": {"layers": [1, 1, 1, 1]}}
+    runs = [{"variant": "plain", "teacher": None}, {"variant": "full+hard-distillation", "teacher": teacher},
+            {"variant": "full+soft-distillation", "teacher": dict(teacher, seconds=3.0)}]
+    assert distill.reference_teacher(runs)["test_acc"] == 49.55
+    assert distill.reference_teacher(runs[:1]) is None and distill.reference_teacher([]) is None
+    other = dict(teacher, test_acc=60.0)
+    with pytest.raises(ValueError, match="different teachers"):
+        distill.reference_teacher(runs + [{"variant": "full+hard-distillation", "teacher": other}])
+
+
+def test_committed_cpu_ablation_records_its_teacher():
+    """Notebook 03 compares the committed cpu runs with their teacher: every distilled run has it."""
+    from helpers.ablate import load_results
+
+    results = load_results("cpu")
+    if not results:
+        pytest.skip("no committed cpu ablation")
+    distilled = [r for r in results if r["variant"].startswith("full+")]
+    assert distilled and all(r["teacher"] for r in distilled)
+    assert 0 < distill.reference_teacher(results)["test_acc"] <= 100
+
+
 # --- Exercise checkers ---------------------------------------------------------------------------
 
 def test_checkers_accept_right_answers_and_hint_at_wrong_ones(capsys):

@@ -80,6 +80,40 @@ def test_gpu_time_shares_add_up_the_operators_of_one_section_only(tmp_path):
     assert gpu_results.gpu_time_shares("c ours", tmp_path / "missing.txt") is None
 
 
+def test_gpu_ms_per_step_divides_the_kernel_total_by_the_steps_profiled(tmp_path):
+    rule = "-" * 40 + "  " + "-" * 12
+    path = tmp_path / "throughput_profile.txt"
+    path.write_text(f"""== c ours ==
+{rule}
+                                Name    # of Calls
+{rule}
+            CompiledFunctionBackward             5
+           Optimizer.step#AdamW.step             5
+{rule}
+Self CPU time total: 238.466ms
+Self CUDA time total: 100.672ms
+
+
+== c+ ours with teacher ==
+{rule}
+                                Name    # of Calls
+            CompiledFunctionBackward             4
+{rule}
+Self CPU time total: 308.365ms
+Self CUDA time total: 1.28164s
+
+
+== b model alone ==
+                                Name    # of Calls
+Self CUDA time total: 1.0ms
+""")
+    assert gpu_results.gpu_ms_per_step("c ours", path) == pytest.approx(20.1344)
+    assert gpu_results.gpu_ms_per_step("c+ ours with teacher", path) == pytest.approx(320.41)  # no optimizer row
+    assert gpu_results.gpu_ms_per_step("b model alone", path) is None  # no per-step operator to count steps
+    assert gpu_results.gpu_ms_per_step("a seed pipeline", path) is None
+    assert gpu_results.gpu_ms_per_step("c ours", tmp_path / "missing.txt") is None
+
+
 def test_the_together_table_says_whether_the_groups_compiled(capsys):
     record = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00",
               "batch_size_per_model": 1024, "training_flops_per_image": 2.19e9, "peak_tflops": 989.5, "best_m": 2,
