@@ -35,20 +35,27 @@ from helpers.train import CHECKPOINT, evaluate, load_checkpoint, pick_device
 SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     d = Recipe()
     p = argparse.ArgumentParser(prog="python -m helpers train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=list(PROFILES), help="run size (default: DEIT_PROFILE, else by hardware)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="per process, as in DeiT")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="per process, as in DeiT")
     p.add_argument("--lr", type=float, help="for a global batch of 512; scaled linearly")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-epochs", type=int)
     p.add_argument("--min-lr", type=float)
     p.add_argument("--clip-grad", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-per-class", type=int, help="training images per class (default: the profile's)")
+    p.add_argument("--train-per-class", type=positive_int, help="training images per class (default: the profile's)")
     p.add_argument("--embed-dim", type=int)
     p.add_argument("--depth", type=int)
     p.add_argument("--num-heads", type=int)
@@ -126,6 +133,9 @@ def with_saved_settings(args):
 
 
 def evaluate_checkpoint(path, profile_name, device) -> dict:
+    if not Path(path).is_file():
+        raise SystemExit(f"error: no checkpoint at {path}. Training writes last.pt into its --output-dir "
+                         f"(default runs/<profile>/deit).")
     state = load_checkpoint(path)
     meta = state.get("metadata", {})
     if "model" not in meta:
@@ -146,11 +156,13 @@ def main(argv=None) -> int:
     from helpers.profiles import ProfileError
     from helpers.teacher import TeacherError
     from helpers.train import CheckpointError
+    args = parser().parse_args(argv)
     try:
-        return run(parser().parse_args(argv))
+        return run(args)
     except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError) as err:
-        print(f"error: {err}\n(On the command line: --resume continues a run; --output-dir picks "
-              f"another folder.)" if isinstance(err, CheckpointError) else f"error: {err}", file=sys.stderr)
+        training = isinstance(err, CheckpointError) and not args.eval
+        hint = "\n(On the command line: --resume continues a run; --output-dir picks another folder.)" if training else ""
+        print(f"error: {err}{hint}", file=sys.stderr)
         return 2
 
 

@@ -131,6 +131,19 @@ def test_eval_uses_the_checkpoints_profile_unless_told(tmp_path, capsys, monkeyp
     assert f"on {ci_test_images:,} images" in capsys.readouterr().out
 
 
+def test_bad_sizes_and_a_missing_checkpoint_end_in_one_clear_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(cli_args(tmp_path, "--batch-size", "0"))
+    assert "--batch-size: must be at least 1, not 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no checkpoint at .*missing.pt. Training writes last.pt"):
+        cli.main(["--eval", str(tmp_path / "missing.pt")])
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    assert cli.main(["--eval", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "--resume continues" not in err
+    assert (tmp_path / "bad.pt").read_text() == "not a checkpoint"  # left as it was
+
+
 def test_cli_flags_follow_deits_names():
     args = cli.parser().parse_args(["--no-repeated-aug", "--distillation-type", "soft", "--mixup-switch-prob", "0.3",
                                     "--output_dir", "x"])
