@@ -42,10 +42,12 @@ FULL_TRAIN_IMAGES = PROFILES["full"].train_size  # validation images are held ou
 SIZING_MARGIN = 1.1  # epochs are sized 10 % longer than measured: a window's GPU may be slower
 GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
 # The ablation trains its runs in groups (helpers.ablate --together): as many per group as gave
-# the most images/s in the together stage (results/together.json's best_m), 8 until it has run;
-# one compiled model at a time if even that M is slower than the throughput stage's model alone.
-ABLATION_TOGETHER = 8
+# the most images/s in the together stage (results/together.json's best_m); one compiled model
+# at a time until that stage has measured it (groups are the path it tests), or if even the best
+# M is slower than one compiled model alone, measured in the same run.
 TOGETHER_MODELS = ["1", "2", "4", "8", "16", "32"]  # it stops at the first M that does not fit
+TOGETHER_BATCH = PROFILES["full"].batch_size  # per model: the ablation's batch, so its rates apply there
+COMPILE_GUESS_S = 60  # one graph's compilation until a stage has measured it
 # Each M compiles its own graph (fit compiled DeiT-Tiny in about 28 s on the H100,
 # results/time_to_accuracy_3min.json), then times 10 steps; plus the compiled baseline.
 TOGETHER_GUESS_S = 40 * (len(TOGETHER_MODELS) + 1) + 60
@@ -94,7 +96,7 @@ class Plan:
         teacher, from the throughput stage's c+ row (with 20 % for batch 512 and evaluation)."""
         images_per_s = self.measured("throughput.json", "images_per_second", "c+ ours with teacher", default=8000)
         compile_s = self.measured("throughput.json", "compile_seconds", "c+ ours with teacher", default=60)
-        teacher_s = self.measured("teacher_full.json", "rows", default=[{"seconds": 60}])[-1]["seconds"]
+        teacher_s = self.teacher_s()
         epoch_s = 1.2 * FULL_TRAIN_IMAGES / images_per_s
         # A time-to-accuracy run already made is better evidence: its steady epochs, and its first
         # epoch's extra (compilation). The estimate alone sized a run 10 % short of its real length
@@ -115,11 +117,35 @@ class Plan:
                                          default=plain_rate / 2)
             # a distilled run costs plain_rate / with_teacher times a plain one: the teacher's forward
             runs = ABLATION_SEEDS * sum(plain_rate / with_teacher if distilled(r) else 1.0 for r in variants().values())
-            seconds = self.ablation_windows() * (WINDOW_S - STARTUP_S) - 5 * ABLATION_SEEDS * len(variants())
+            # every window compiles both shapes' graphs and trains the teacher again (a window's
+            # machine keeps nothing); 5 s a run for evaluation and writing
+            per_window = WINDOW_S - STARTUP_S - 2 * self.ablation_compile_s() - self.teacher_s()
+            seconds = self.ablation_windows() * per_window - 5 * ABLATION_SEEDS * len(variants())
             self.timings["ablation_epochs"] = max(1, int(seconds * self.ablation_rate() / (runs * FULL_TRAIN_IMAGES)))
             self.timings["ablation_sizing"] = {"windows": self.ablation_windows(), "window_s": WINDOW_S,
                                                "images_per_s": self.ablation_rate(), "models_together": self.together_models()}
         return self.timings["ablation_epochs"]
+
+    def teacher_s(self) -> float:
+        return self.measured("teacher_full.json", "rows", default=[{"seconds": COMPILE_GUESS_S}])[-1]["seconds"]
+
+    def ablation_compile_s(self) -> float:
+        """One graph's compilation in the ablation: the together stage's warm-up at the chosen M
+        (compilation and one step), or the throughput stage's compile time of row c."""
+        models = self.together_models()
+        warm_up = {row["models"]: row.get("warm_up_s") for row in self.measured("together.json", "rows", default=[])}
+        if models > 1 and warm_up.get(models):
+            return warm_up[models]
+        return self.measured("throughput.json", "compile_seconds", "c ours", default=COMPILE_GUESS_S)
+
+    def ablation_costs(self) -> list[str]:
+        """helpers.ablate's --time-limit-s inputs, from the measurements: a plain run's share of
+        training (sized 10 % longer, plus 5 s of evaluation), c / c+, compile and teacher times."""
+        plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
+        with_teacher = self.measured("throughput.json", "images_per_second", "c+ ours with teacher", default=plain_rate / 2)
+        run_s = SIZING_MARGIN * self.ablation_epochs() * FULL_TRAIN_IMAGES / self.ablation_rate() + 5
+        return ["--expected-run-s", f"{run_s:.1f}", "--distilled-cost", f"{plain_rate / with_teacher:.3f}",
+                "--compile-s", f"{self.ablation_compile_s():.0f}", "--teacher-s", f"{self.teacher_s():.0f}"]
 
     def ablation_rate(self) -> float:
         """Training images/s of the ablation's full recipe. Trained in groups: the together stage's
@@ -130,8 +156,13 @@ class Plan:
         rates = {row["models"]: row.get("images_per_s") for row in self.measured("together.json", "rows", default=[])}
         if models == 1 or not rates.get(models):
             return plain_rate
-        alone = self.measured("throughput.json", "images_per_second", "b model alone", default=plain_rate)
-        return rates[models] * min(1.0, plain_rate / alone)
+        return rates[models] * min(1.0, plain_rate / self.model_alone_rate())
+
+    def model_alone_rate(self) -> float:
+        """One compiled model's training images/s, without an input pipeline: the together stage's
+        own baseline (same GPU, same batch), else the throughput stage's row b."""
+        together = self.measured("together.json", "compiled_one_model", "images_per_s")
+        return together or self.measured("throughput.json", "images_per_second", "b model alone", default=8000)
 
     def ablation_windows(self) -> int:
         """Windows the whole ablation may take: 2 when it trains in measured groups (issue 15), else 3."""
@@ -139,13 +170,12 @@ class Plan:
         return ABLATION_WINDOWS_TOGETHER if grouped else ABLATION_WINDOWS
 
     def together_models(self) -> int:
-        """Models per ablation group (1: one at a time, compiled), as ABLATION_TOGETHER's comment says."""
+        """Models per ablation group (1: one at a time, compiled), as TOGETHER_MODELS's comment says."""
         best = self.measured("together.json", "best_m")
         if best is None:
-            return ABLATION_TOGETHER
+            return 1
         rates = {row["models"]: row.get("images_per_s", 0.0) for row in self.measured("together.json", "rows")}
-        alone = self.measured("throughput.json", "images_per_second", "b model alone", default=0.0)
-        return best if rates[best] > alone else 1
+        return best if rates.get(best, 0.0) > self.model_alone_rate() else 1
 
     def long_run_s(self) -> float:
         return min(600.0, self.left_s() - STARTUP_S)
@@ -179,12 +209,12 @@ def _tta_args(minutes: int):
 
 def _ablation_args(plan: Plan) -> list[str]:
     return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--no-progress", "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
-            "--time-limit-s", str(plan.left_s() - STARTUP_S), "--expected-run-s", "30",
+            "--time-limit-s", str(plan.left_s() - STARTUP_S), *plan.ablation_costs(),
             *(["--together", str(plan.together_models())] if plan.together_models() > 1 else [])]
 
 
 def _together_args(plan: Plan) -> list[str]:
-    return ["--deit-tiny", "--batch-size", "1024", "--steps", "10", "--models", *TOGETHER_MODELS,
+    return ["--deit-tiny", "--batch-size", str(TOGETHER_BATCH), "--steps", "10", "--models", *TOGETHER_MODELS,
             "--compile", "--compiled-baseline", "--output", str(plan.results / "together.json")]
 
 
@@ -219,7 +249,7 @@ STAGES = [
           DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
     Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
           ["benchmarks/together.py"], ["together.json"], TOGETHER_GUESS_S, _together_args,
-          ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline"]),  # bf16: vmap under autocast
+          ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile"]),  # bf16 vmap, compiled
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2",

@@ -20,6 +20,7 @@ docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOP
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 import warnings
 
@@ -73,6 +74,7 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
         warnings.simplefilter("always")
         fit_together(warm, val, device=device)  # first-call costs (compilation, allocator, kernels) are not timed
     warm_up_s = time.perf_counter() - started
+    del warm  # its models and batches would sit beside the timed call's in GPU memory
     seconds = fit_together(members(), val, device=device)[0][0]["train_seconds"]  # reuses the compiled graph
     return {"seconds": seconds, "warm_up_s": warm_up_s, "compiled": compile and not fell_back(caught)}
 
@@ -110,8 +112,10 @@ def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device
         return {"images_per_s": m * batch_size * steps / timed["seconds"], "warm_up_s": timed["warm_up_s"],
                 "compiled": timed["compiled"]}
     except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return None
+        pass
+    gc.collect()  # outside the except block, whose traceback still holds the failed call's tensors
+    torch.cuda.empty_cache()
+    return None
 
 
 def main(argv=None) -> int:

@@ -43,7 +43,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -177,7 +177,16 @@ def together_groups(pending: list[tuple[str, int]], table: dict[str, Recipe], si
     by_shape: dict[bool, list] = {}
     for run in pending:
         by_shape.setdefault(distilled(table[run[0]]), []).append(run)
-    groups = [runs[i:i + size] for runs in by_shape.values() for i in range(0, len(runs), size)]
+    groups = []
+    for runs in by_shape.values():
+        # As few groups as fit, their sizes within one of each other (so few graphs to compile, no
+        # small tail group); the first group finished leaves the same split of the rest.
+        count = -(-len(runs) // size)
+        start = 0
+        for k in range(count):
+            end = start + len(runs) // count + (k < len(runs) % count)
+            groups.append(runs[start:end])
+            start = end
     return sorted(groups, key=lambda group: pending.index(group[0]))
 
 
@@ -228,6 +237,31 @@ def teacher_for(recipes, teacher, profile: Profile, device):
         from helpers.teacher import load_or_train_teacher
         teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
     return teacher
+
+
+@dataclass
+class RunCosts:
+    """What the runner expects a run or a group to take, for --time-limit-s: seconds of one plain
+    run's training (its share of a group's steps), a distilled run's cost relative to a plain one
+    (the teacher's forward in every step), the compile time of a graph (model shape and group
+    size) not yet trained in this process, and the teacher's training until it is loaded. After
+    each run or group, run_s becomes what that one took."""
+    run_s: float = 0.0
+    distilled_cost: float = 1.0
+    compile_s: float = 0.0
+    teacher_s: float = 0.0
+    graphs: set = field(default_factory=set)
+
+    def expected_s(self, size: int, is_distilled: bool, needs_teacher: bool) -> float:
+        return (size * self.run_s * (self.distilled_cost if is_distilled else 1.0)
+                + (0.0 if (is_distilled, size) in self.graphs else self.compile_s)
+                + (self.teacher_s if needs_teacher else 0.0))
+
+    def measured(self, size: int, is_distilled: bool, seconds: float) -> None:
+        """Record a run or group of `size` that took `seconds` (the teacher's training not included)."""
+        compiling = 0.0 if (is_distilled, size) in self.graphs else self.compile_s
+        self.run_s = max(0.0, seconds - compiling) / size / (self.distilled_cost if is_distilled else 1.0)
+        self.graphs.add((is_distilled, size))
 
 
 def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_limit_s: float | None) -> bool:
@@ -363,11 +397,11 @@ def _print_table(header, rows, widths) -> None:
 
 def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,
                  results_dir: Path = RESULTS, runs_dir: Path = RUNS / "ablation", progress=True,
-                 time_limit_s: float | None = None, expected_run_s: float = 0.0, together: int | None = None) -> list[dict]:
+                 time_limit_s: float | None = None, costs: RunCosts | None = None, together: int | None = None) -> list[dict]:
     """Run the named variants (default: all) for seeds 0..seeds-1, seed by seed; skip those
     whose result exists. With time_limit_s, stop before a run expected to end past the limit
-    (expected: the last run's wall-clock time, at first expected_run_s). With together=M, the
-    pending runs train in groups of up to M (run_together); results come back in the same order.
+    (expected: by `costs`, RunCosts, which learns from each run). With together=M, the pending
+    runs train in groups of up to M (run_together); results come back in the same order.
 
     Notebooks: used in 05.
     """
@@ -380,6 +414,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     if together is not None and together < 1:
         raise SystemExit(f"--together needs at least 1 model per group, not {together}.")
     device = pick_device()
+    costs = costs or RunCosts()
     teacher, results, pending, started = None, [], [], time.perf_counter()
     for seed in range(seeds):
         for name in names:
@@ -390,39 +425,42 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
             if together:
                 pending.append((name, seed))
                 continue
-            if out_of_time(f"{name} seed {seed}", "a run", time.perf_counter() - started, expected_run_s, time_limit_s):
+            is_distilled = distilled(table[name])
+            expected = costs.expected_s(1, is_distilled, is_distilled and teacher is None)
+            if out_of_time(f"{name} seed {seed}", "a run", time.perf_counter() - started, expected, time_limit_s):
                 return results
             teacher = teacher_for([table[name]], teacher, profile, device)
             print(f"{name} seed {seed}: training", flush=True)
+            run_started = time.perf_counter()
             results.append(run_variant(name, table[name], profile, seed, results_dir=results_dir,
                                        runs_dir=runs_dir, epochs=epochs, teacher=teacher, device=device,
                                        progress=progress))
-            expected_run_s = results[-1]["wall_clock_seconds_this_session"]
+            costs.measured(1, is_distilled, time.perf_counter() - run_started)
     if together:
         results += run_together(pending, table, profile, together, started, results_dir=results_dir, runs_dir=runs_dir,
                                 epochs=epochs, device=device, progress=progress, time_limit_s=time_limit_s,
-                                expected_run_s=expected_run_s)
+                                costs=costs)
         order = [(name, seed) for seed in range(seeds) for name in names]
         results.sort(key=lambda r: order.index((r["variant"], r["seed"])))
     return results
 
 
 def run_together(pending, table, profile: Profile, size: int, started: float, *, time_limit_s: float | None,
-                 expected_run_s: float, **run_args) -> list[dict]:
+                 costs: RunCosts, **run_args) -> list[dict]:
     """The pending runs, trained in groups (together_groups) one group after another. With
-    time_limit_s, stop before a group expected to end past it: expected, the last group's
-    wall-clock time, at first expected_run_s per run in the group."""
-    teacher, results, expected_group_s = None, [], None
+    time_limit_s, stop before a group expected (by costs) to end past it."""
+    teacher, results = None, []
     for group in together_groups(pending, table, size):
         label = ", ".join(f"{variant} seed {seed}" for variant, seed in group)
-        expected = expected_group_s if expected_group_s is not None else expected_run_s * len(group)
+        is_distilled = distilled(table[group[0][0]])
+        expected = costs.expected_s(len(group), is_distilled, is_distilled and teacher is None)
         if out_of_time(f"the group {label}", "a group", time.perf_counter() - started, expected, time_limit_s):
             break
         teacher = teacher_for([table[variant] for variant, _ in group], teacher, profile, run_args["device"])
         print(f"{len(group)} runs together ({label}): training", flush=True)
         group_started = time.perf_counter()
         results += run_group(group, table, profile, teacher=teacher, **run_args)
-        expected_group_s = time.perf_counter() - group_started
+        costs.measured(len(group), is_distilled, time.perf_counter() - group_started)
     return results
 
 
@@ -439,7 +477,13 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit-s", type=float,
                         help="stop before a run (with --together: a group) that would end past this")
     parser.add_argument("--expected-run-s", type=float, default=0.0,
-                        help="a run's duration until one is measured (with --together: a group's is this x its size)")
+                        help="a plain run's training seconds (with --together: its share of a group's) until one is measured")
+    parser.add_argument("--compile-s", type=float, default=0.0,
+                        help="seconds to compile each model shape and group size, the first time (with --time-limit-s)")
+    parser.add_argument("--distilled-cost", type=float, default=1.0,
+                        help="a distilled run's time over a plain one's: the teacher's forward (with --time-limit-s)")
+    parser.add_argument("--teacher-s", type=float, default=0.0,
+                        help="seconds to train the teacher if it is not saved yet (with --time-limit-s)")
     parser.add_argument("--together", type=int, metavar="M",
                         help="train up to M runs in the same steps (helpers.together.fit_together; plain and "
                              "distilled students in separate groups), compiled on a GPU as single runs are")
@@ -458,7 +502,8 @@ def main(argv=None) -> int:
     else:
         results = run_ablation(args.only, args.seeds, profile, args.epochs, args.results_dir,
                                progress=not args.no_progress, time_limit_s=args.time_limit_s,
-                               expected_run_s=args.expected_run_s, together=args.together)
+                               costs=RunCosts(args.expected_run_s, args.distilled_cost, args.compile_s, args.teacher_s),
+                               together=args.together)
     print()
     print_summary(summarize(results, list(variants())))
     print()

@@ -280,7 +280,7 @@ def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
     grads = [p.grad for p in params.values()]
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
     total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
-    limits = _per_model([float("inf") if m is None else m for m in max_norms], total.dtype, total.device)
+    limits = _per_model([m or float("inf") for m in max_norms], total.dtype, total.device)  # None or 0: as fit, none
     coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
     for g in grads:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
@@ -378,6 +378,8 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             if hasattr(member.train_batches, "set_epoch"):
                 member.train_batches.set_epoch(epoch)
         template.train()
+        if cuda:  # work still queued (the compile trial, the last evaluation) is not this epoch's
+            torch.cuda.synchronize(device)
         started, loss_sum = time.perf_counter(), torch.zeros(m, device=device)
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i

@@ -145,7 +145,8 @@ def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool
     """compiled_or_eager for any function of tensors: torch.compile(fn), tried once forward and
     backward on `example` (its outputs: a tensor or a tuple of them), else fn with a warning.
     clear_grads() removes the trial's gradients, whatever happens. fullgraph=True makes a graph
-    break an error (so a fallback), where torch.compile may otherwise give up on fn silently."""
+    break an error (so a fallback), where torch.compile may otherwise give up on fn silently.
+    Running out of GPU memory is raised, not taken for a compile failure."""
     import contextlib
     import warnings
     try:
@@ -155,6 +156,8 @@ def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         sum(o.float().sum() for o in outputs).backward()
         return compiled
+    except torch.OutOfMemoryError:
+        raise  # the eager fallback would need at least as much memory: the caller decides
     except Exception as err:
         warnings.warn(f"{COMPILE_FALLBACK} ({type(err).__name__}: {err}); training eagerly.")
         return fn

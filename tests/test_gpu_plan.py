@@ -69,24 +69,33 @@ def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tm
 
 
 def test_the_ablation_budget_fits_two_windows_at_the_measured_group_speed(tmp_path):
-    """17 variants x 3 seeds, 3 of them distilled (1.5 x the cost: c / c+); 5 s a run for evaluation."""
+    """17 variants x 3 seeds, 3 of them distilled (1.5 x the cost: c / c+); 5 s a run for evaluation;
+    every window compiles two graphs and trains the teacher again."""
     def plan_with(together_rows):
         folder = tmp_path / str(len(together_rows))
         folder.mkdir()
-        (folder / "throughput.json").write_text(json.dumps({"images_per_second": {
-            "b model alone": 40000.0, "c ours": 30000.0, "c+ ours with teacher": 20000.0}}))
+        (folder / "throughput.json").write_text(json.dumps({
+            "images_per_second": {"b model alone": 40000.0, "c ours": 30000.0, "c+ ours with teacher": 20000.0},
+            "compile_seconds": {"c ours": 30.0}}))
+        (folder / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 40.0}]}))
         if together_rows:
             (folder / "together.json").write_text(json.dumps({"best_m": 16, "rows": together_rows}))
         return Plan(folder, None, False)
     runs = 3 * (14 + 3 * 1.5)
     # in groups of 16 at 90,000 images/s, times c/b = 0.75 for the recipe's input pipeline; 2 windows
-    grouped = plan_with([{"models": 1, "images_per_s": 20000.0}, {"models": 16, "images_per_s": 90000.0}])
-    assert grouped.ablation_epochs() == int((2 * 460 - 5 * 51) * 67500 / (runs * 45000)) == 17
+    # of 480 - 20 (start) - 2 x 50 (the group's measured warm-up) - 40 (teacher) seconds
+    grouped = plan_with([{"models": 1, "images_per_s": 20000.0},
+                         {"models": 16, "images_per_s": 90000.0, "warm_up_s": 50.0}])
+    assert grouped.ablation_epochs() == int((2 * 320 - 5 * 51) * 67500 / (runs * 45000)) == 10
     assert grouped.timings["ablation_sizing"] == {"windows": 2, "window_s": 480, "images_per_s": 67500.0,
                                                   "models_together": 16}
-    # no together stage yet: one model at a time at row c, 3 windows
+    # what the runner is told, to stop before a group that would not fit
+    costs = grouped.ablation_costs()
+    assert costs == ["--expected-run-s", f"{1.1 * 10 * 45000 / 67500 + 5:.1f}", "--distilled-cost", "1.500",
+                     "--compile-s", "50", "--teacher-s", "40"]
+    # no together stage yet: one model at a time at row c (compiled in 30 s), 3 windows
     alone = plan_with([])
-    assert alone.ablation_epochs() == int((3 * 460 - 5 * 51) * 30000 / (runs * 45000)) == 13
+    assert alone.ablation_epochs() == int((3 * 360 - 5 * 51) * 30000 / (runs * 45000)) == 9
 
 
 def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best(tmp_path):
@@ -98,7 +107,7 @@ def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best
     def together_arg():
         args = ablation.gpu_args(plan)
         return args[args.index("--together") + 1] if "--together" in args else None
-    assert together_arg() == str(gpu_plan.ABLATION_TOGETHER)  # before the together stage has run
+    assert together_arg() is None  # before the together stage has measured groups: one at a time
     (tmp_path / "throughput.json").write_text(json.dumps({"images_per_second": {"b model alone": 40000.0}}))
     rows = [{"models": 1, "images_per_s": 20000.0}, {"models": 16, "images_per_s": 90000.0},
             {"models": 32, "error": "out of GPU memory"}]
@@ -107,6 +116,10 @@ def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best
     rows[1]["images_per_s"] = 30000.0  # together, but slower than one compiled model: one at a time
     (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows}))
     assert together_arg() is None
+    # the together stage's own baseline (same GPU, same batch) wins over the throughput stage's row b
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows,
+                                                        "compiled_one_model": {"images_per_s": 25000.0}}))
+    assert together_arg() == "16"
 
 
 def test_without_a_gpu_only_the_dry_run_is_allowed(tmp_path, capsys, monkeypatch):

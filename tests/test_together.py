@@ -186,10 +186,14 @@ def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_p
 def test_plain_and_distilled_students_train_in_separate_groups_in_the_runners_order(tmp_path, monkeypatch):
     table = ablate.variants()
     pending = [(v, s) for s in range(2) for v in ("plain", "full+hard-distillation", "full", "full+soft-distillation")]
+    # four runs of each shape in groups of at most 3: two groups of 2, not 3 and a tail of 1
     assert ablate.together_groups(pending, table, 3) == [
-        [("plain", 0), ("full", 0), ("plain", 1)],
-        [("full+hard-distillation", 0), ("full+soft-distillation", 0), ("full+hard-distillation", 1)],
-        [("full", 1)], [("full+soft-distillation", 1)]]
+        [("plain", 0), ("full", 0)], [("full+hard-distillation", 0), ("full+soft-distillation", 0)],
+        [("plain", 1), ("full", 1)], [("full+hard-distillation", 1), ("full+soft-distillation", 1)]]
+    # 11 runs in groups of at most 4: 4, 4, 3; once the first is done, the rest split as before
+    runs = [("plain", s) for s in range(11)]
+    assert [len(g) for g in ablate.together_groups(runs, table, 4)] == [4, 4, 3]
+    assert ablate.together_groups(runs[4:], table, 4) == ablate.together_groups(runs, table, 4)[1:]
 
     groups = []
 
@@ -245,3 +249,58 @@ def test_members_that_differ_in_compile_are_refused(data):
     with pytest.raises(ValueError, match="compile"):
         fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain(), 1, compile=True)],
                      val_batches(data), device="cpu")
+
+
+def test_clipping_zero_or_none_leaves_gradients_as_fit_does():
+    from helpers.together import clip_per_model
+    grads = torch.tensor([[3.0, 4.0], [3.0, 4.0], [3.0, 4.0]])  # norm 5 for each of 3 models
+    params = {"w": torch.zeros(3, 2, requires_grad=True)}
+    params["w"].grad = grads.clone()
+    clip_per_model(params, [0.0, None, 1.0])
+    assert torch.equal(params["w"].grad[:2], grads[:2])  # fit: `if clip_grad:` skips 0 and None
+    assert torch.allclose(params["w"].grad[2].norm(), torch.tensor(1.0), atol=1e-5)
+
+
+def test_running_out_of_memory_while_compiling_is_raised_not_taken_for_a_compile_failure():
+    from helpers.train import compiled_or_as_is
+    cleared = []
+
+    def too_big(x):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback would warn
+        with pytest.raises(torch.OutOfMemoryError):
+            compiled_or_as_is(too_big, (torch.ones(2),), None, lambda: cleared.append(True))
+    assert cleared == [True]
+
+
+def test_the_runner_stops_before_a_group_that_would_not_fit_counting_compile_teacher_and_distillation(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+    costs = ablate.RunCosts(run_s=10.0, distilled_cost=1.5, compile_s=50.0, teacher_s=40.0)
+    assert costs.expected_s(4, False, False) == 4 * 10 + 50  # a new graph compiles
+    assert costs.expected_s(4, True, True) == 4 * 15 + 50 + 40  # the teacher's forward, its training
+    costs.measured(4, False, 4 * 12 + 50)  # took 12 s a run, after compiling
+    assert costs.run_s == 12.0 and costs.expected_s(4, False, False) == 48.0  # that graph is compiled now
+
+    clock, trained = [0.0], []
+
+    def record(group, table, profile, **kwargs):  # a group that takes what RunCosts expects
+        trained.append(group)
+        clock[0] += 2 * 10 + 50
+        return []
+    monkeypatch.setattr(ablate, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(ablate, "run_group", record)
+    monkeypatch.setattr(ablate, "teacher_for", lambda recipes, known, profile, device: object())
+    pending = [("plain", 0), ("full", 0), ("full+hard-distillation", 0), ("full+soft-distillation", 0)]
+    # 100 s: the plain pair (2 x 10 + 50 s) fits; the distilled pair (2 x 15 + 50 + 40 s) after it does not
+    ablate.run_together(pending, ablate.variants(), get_profile("ci"), 2, started=0.0, time_limit_s=100,
+                        costs=ablate.RunCosts(run_s=10.0, distilled_cost=1.5, compile_s=50.0, teacher_s=40.0),
+                        device="cpu", results_dir=tmp_path, runs_dir=tmp_path)
+    assert trained == [pending[:2]]
+    assert "Stopping before the group full+hard-distillation seed 0" in capsys.readouterr().out
+    trained.clear()
+    clock[0] = 0.0  # 200 s: both fit
+    ablate.run_together(pending, ablate.variants(), get_profile("ci"), 2, started=0.0, time_limit_s=200,
+                        costs=ablate.RunCosts(run_s=10.0, distilled_cost=1.5, compile_s=50.0, teacher_s=40.0),
+                        device="cpu", results_dir=tmp_path, runs_dir=tmp_path)
+    assert trained == [pending[:2], pending[2:]]
