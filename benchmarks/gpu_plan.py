@@ -210,7 +210,7 @@ def _tta_args(minutes: int):
 def _ablation_args(plan: Plan) -> list[str]:
     return ["--profile", "full", "--seeds", str(ABLATION_SEEDS), "--no-progress", "--epochs", str(plan.ablation_epochs()), "--results-dir", str(plan.results / "ablation"),
             "--time-limit-s", str(plan.left_s() - STARTUP_S), *plan.ablation_costs(),
-            *(["--together", str(plan.together_models())] if plan.together_models() > 1 else [])]
+            *(["--together", str(plan.together_models()), "--no-group-checkpoints"] if plan.together_models() > 1 else [])]
 
 
 def _together_args(plan: Plan) -> list[str]:
@@ -252,7 +252,7 @@ STAGES = [
           ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile"]),  # bf16 vmap, compiled
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
-          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2",
+          ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2", "--no-group-checkpoints",
            "--only", *DRY_ABLATION], FP32),
 ]
 

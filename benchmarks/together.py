@@ -12,7 +12,8 @@ the table (larger ones would too). --compiled-baseline (on with a GPU) first tim
 trained alone by fit with torch.compile, the baseline the course's targets name, and adds each
 row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation there) trains the
 groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
-and the timed call reuses the graph. --output writes the rows, the best M and provenance as JSON.
+and the timed call reuses the graph. --output writes the rows, the best M and provenance as JSON,
+after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
 docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOPS.
@@ -160,6 +161,18 @@ def main(argv=None) -> int:
           f"compilation included")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s} {'warm-up':>8s}")
     rows, base = [], None
+
+    def save(complete: bool) -> None:  # after every row, so a stage stopped at its time limit keeps them
+        measured = [r for r in rows if "images_per_s" in r]
+        best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
+        if complete:
+            print(f"best M: {best} (the most images/s)")
+        if args.output:
+            write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
+                                   "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
+                                   "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best,
+                                   "complete": complete, "compiled_one_model": alone, **provenance()}, args.output)
+
     for m in args.models:
         measured = measure(m, sizes, train, val, args.batch_size, args.steps, device, compile)
         if measured is None:
@@ -178,14 +191,8 @@ def main(argv=None) -> int:
         alone_ratio = f"{versus_alone:8.2f}" if alone else f"{'-':>8s}"
         warm_up = f"{measured['warm_up_s']:6.1f} s" + ("" if measured["compiled"] == compile else " (eager: compile failed)")
         print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s} {warm_up}", flush=True)
-    measured = [r for r in rows if "images_per_s" in r]
-    best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
-    print(f"best M: {best} (the most images/s)")
-    if args.output:
-        write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
-                               "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
-                               "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best, "compiled_one_model": alone,
-                               **provenance()}, args.output)
+        save(complete=False)
+    save(complete=True)
     return 0
 
 

@@ -197,8 +197,10 @@ def group_folder(group: list[tuple[str, int]]) -> str:
 
 
 def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: Profile, *, results_dir: Path,
-              runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> list[dict]:
-    """Train a group of runs of one model shape together (or resume it), then write each run's
+              runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True,
+              checkpoints: bool = True) -> list[dict]:
+    """Train a group of runs of one model shape together (or resume it; without checkpoints, where
+    the machine keeps nothing anyway, every epoch's save of M stacked states is skipped), then write each run's
     result as run_variant does. Each model gets what its single run gets: the same seeded initial
     weights, data order, recipe and config (compiled on a GPU, as fit_together compiles a group)."""
     from helpers.together import Member, fit_together
@@ -215,8 +217,8 @@ def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: P
                               recipe.batch_transform(), recipe.loss_fn(teacher), {"recipe": recipe.as_dict()},
                               f"{variant}-seed{seed}"))
     started = time.perf_counter()
-    histories = fit_together(members, _eval_batches(val, device), run_dir=runs_dir / profile.name / group_folder(group),
-                             device=device, log_epochs=progress)
+    run_dir = runs_dir / profile.name / group_folder(group) if checkpoints else None
+    histories = fit_together(members, _eval_batches(val, device), run_dir=run_dir, device=device, log_epochs=progress)
     for member, history in zip(members, histories):  # the test set, once per finished model
         tested = evaluate(member.model, _eval_batches(test, device), device)
         history[-1] = {**history[-1], "test_loss": tested["val_loss"], "test_acc": tested["val_acc"]}
@@ -397,7 +399,8 @@ def _print_table(header, rows, widths) -> None:
 
 def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,
                  results_dir: Path = RESULTS, runs_dir: Path = RUNS / "ablation", progress=True,
-                 time_limit_s: float | None = None, costs: RunCosts | None = None, together: int | None = None) -> list[dict]:
+                 time_limit_s: float | None = None, costs: RunCosts | None = None, together: int | None = None,
+                 group_checkpoints: bool = True) -> list[dict]:
     """Run the named variants (default: all) for seeds 0..seeds-1, seed by seed; skip those
     whose result exists. With time_limit_s, stop before a run expected to end past the limit
     (expected: by `costs`, RunCosts, which learns from each run). With together=M, the pending
@@ -439,7 +442,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     if together:
         results += run_together(pending, table, profile, together, started, results_dir=results_dir, runs_dir=runs_dir,
                                 epochs=epochs, device=device, progress=progress, time_limit_s=time_limit_s,
-                                costs=costs)
+                                costs=costs, checkpoints=group_checkpoints)
         order = [(name, seed) for seed in range(seeds) for name in names]
         results.sort(key=lambda r: order.index((r["variant"], r["seed"])))
     return results
@@ -487,6 +490,9 @@ def main(argv=None) -> int:
     parser.add_argument("--together", type=int, metavar="M",
                         help="train up to M runs in the same steps (helpers.together.fit_together; plain and "
                              "distilled students in separate groups), compiled on a GPU as single runs are")
+    parser.add_argument("--no-group-checkpoints", action="store_true",
+                        help="with --together: save no checkpoint of a group after each epoch (M models' states; "
+                             "for a machine that keeps nothing after the run, such as a GPU window)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--threads", type=int, help="CPU threads (1 lets two runners share two cores)")
     args = parser.parse_args(argv)
@@ -503,7 +509,7 @@ def main(argv=None) -> int:
         results = run_ablation(args.only, args.seeds, profile, args.epochs, args.results_dir,
                                progress=not args.no_progress, time_limit_s=args.time_limit_s,
                                costs=RunCosts(args.expected_run_s, args.distilled_cost, args.compile_s, args.teacher_s),
-                               together=args.together)
+                               together=args.together, group_checkpoints=not args.no_group_checkpoints)
     print()
     print_summary(summarize(results, list(variants())))
     print()

@@ -145,6 +145,7 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     assert all(r["images_per_s"] > 0 for r in together["rows"])
     assert together["compiled_one_model"]["images_per_s"] > 0 and together["compiled_one_model"]["compiled"]
     assert all(r["x_compiled_alone"] > 0 for r in together["rows"])
+    assert together["complete"] and together["compile"] and all(r["compiled"] for r in together["rows"])  # bf16 vmap, compiled
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
     assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
     assert tta["compile"] is True  # fit's torch.compile path, as on the GPU

@@ -304,3 +304,17 @@ def test_the_runner_stops_before_a_group_that_would_not_fit_counting_compile_tea
                         costs=ablate.RunCosts(run_s=10.0, distilled_cost=1.5, compile_s=50.0, teacher_s=40.0),
                         device="cpu", results_dir=tmp_path, runs_dir=tmp_path)
     assert trained == [pending[:2], pending[2:]]
+
+
+def test_groups_without_checkpoints_save_nothing_between_epochs(tmp_path, monkeypatch):
+    seen = []
+
+    def record(members, val_batches, run_dir=None, **kwargs):
+        seen.append(run_dir)
+        return [[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_acc": 50.0, "lr": 0.0, "seconds": 2.0,
+                  "train_seconds": 2.0, "together": len(members)}] for _ in members]
+    monkeypatch.setattr("helpers.together.fit_together", record)
+    run = dict(seeds=1, profile=get_profile("ci"), runs_dir=tmp_path / "runs", progress=False, together=2)
+    ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "a", **run)
+    ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "b", group_checkpoints=False, **run)
+    assert seen[0].parent == tmp_path / "runs" / "ci" and seen[1] is None
