@@ -76,7 +76,7 @@ def test_the_ablation_budget_fits_two_windows_at_the_measured_group_speed(tmp_pa
         folder.mkdir()
         (folder / "throughput.json").write_text(json.dumps({
             "images_per_second": {"b model alone": 40000.0, "c ours": 30000.0, "c+ ours with teacher": 20000.0},
-            "compile_seconds": {"c ours": 30.0}}))
+            "compile_seconds": {"b model alone": 30.0, "c ours": 0.1}}))  # c reused b's graph
         (folder / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 40.0}]}))
         if together_rows:
             (folder / "together.json").write_text(json.dumps({"best_m": 16, "rows": together_rows}))
