@@ -275,10 +275,32 @@ def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_
     return False
 
 
+def read_result(path: Path) -> dict:
+    """One result file, or an error that names it (a damaged file is left as it is)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {path} cannot be read as a result ({type(err).__name__}: {err}). "
+                         f"Restore it (git checkout) or delete it to train that run again.") from None
+    if not isinstance(found, dict):
+        raise SystemExit(f"error: {path} is not a result (a JSON object). Restore it or delete it.")
+    return found
+
+
+def check_same_epochs(found: dict, config: TrainConfig, path: Path) -> None:
+    """A finished run is reused only if it was trained as this call asks (every run of an ablation
+    must have the same budget); else stop and say how to keep both."""
+    for key in ("epochs", "batch_size"):
+        if found.get("config", {}).get(key) != getattr(config, key):
+            raise SystemExit(f"error: {path} was trained with {key} {found.get('config', {}).get(key)}, "
+                             f"not {getattr(config, key)} as asked. Use another --results-dir for this budget, "
+                             f"or delete the old results to replace them.")
+
+
 def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
     """Every result of this protocol for one profile (empty if none were made yet)."""
     folder = results_dir / profile_name
-    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    found = [read_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     return [r for r in found if r.get("protocol") == PROTOCOL]
 
 
@@ -422,8 +444,9 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     for seed in range(seeds):
         for name in names:
             path = result_path(results_dir, profile, name, seed)
-            if path.exists() and json.loads(path.read_text()).get("protocol") == PROTOCOL:
-                results.append(json.loads(path.read_text()))
+            if path.exists() and (found := read_result(path)).get("protocol") == PROTOCOL:
+                check_same_epochs(found, run_config(profile, table[name], seed, epochs, compile=False), path)
+                results.append(found)
                 continue
             if together:
                 pending.append((name, seed))
@@ -468,12 +491,14 @@ def run_together(pending, table, profile: Profile, size: int, started: float, *,
 
 
 def main(argv=None) -> int:
+    from helpers.cli import positive_int
+
     parser = argparse.ArgumentParser(prog="python -m helpers ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="VARIANT")
-    parser.add_argument("--seeds", type=int, default=SEEDS, help=f"seeds 0..N-1 for every variant (default {SEEDS})")
+    parser.add_argument("--seeds", type=positive_int, default=SEEDS, help=f"seeds 0..N-1 for every variant (default {SEEDS})")
     parser.add_argument("--profile", choices=list(PROFILES))
-    parser.add_argument("--epochs", type=int, help="override the profile's epochs (same for every run)")
+    parser.add_argument("--epochs", type=positive_int, help="override the profile's epochs (same for every run)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--list", action="store_true", help="print the variants and stop")
     parser.add_argument("--summary", action="store_true", help="print the tables of the results so far and stop")

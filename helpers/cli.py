@@ -42,6 +42,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     d = Recipe()
     p = argparse.ArgumentParser(prog="python -m helpers train", description=__doc__,
@@ -49,16 +56,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=list(PROFILES), help="run size (default: DEIT_PROFILE, else by hardware)")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, help="per process, as in DeiT")
-    p.add_argument("--lr", type=float, help="for a global batch of 512; scaled linearly")
+    p.add_argument("--lr", type=positive_float, help="for a global batch of 512; scaled linearly")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-epochs", type=int)
     p.add_argument("--min-lr", type=float)
-    p.add_argument("--clip-grad", type=float)
+    p.add_argument("--clip-grad", type=positive_float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-class", type=positive_int, help="training images per class (default: the profile's)")
-    p.add_argument("--embed-dim", type=int)
-    p.add_argument("--depth", type=int)
-    p.add_argument("--num-heads", type=int)
+    p.add_argument("--embed-dim", type=positive_int)
+    p.add_argument("--depth", type=positive_int)
+    p.add_argument("--num-heads", type=positive_int)
     g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
     g.add_argument("--aa", default=d.aa, help="RandAugment string; '' turns it off")
     g.add_argument("--reprob", type=float, default=d.reprob)
@@ -158,8 +165,9 @@ def main(argv=None) -> int:
     from helpers.train import CheckpointError
     args = parser().parse_args(argv)
     try:
+        recipe_from(args)  # a setting out of range fails before any data, teacher or model is made
         return run(args)
-    except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError) as err:
+    except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError, ValueError) as err:
         training = isinstance(err, CheckpointError) and not args.eval
         hint = "\n(On the command line: --resume continues a run; --output-dir picks another folder.)" if training else ""
         print(f"error: {err}{hint}", file=sys.stderr)

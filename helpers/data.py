@@ -25,6 +25,7 @@ from helpers.files import save_atomically
 
 DATA_ENV = "DEIT_DATA"
 SPLITS = ("train", "test")
+FULL_PER_CLASS = {"train": 5000, "test": 1000}  # CIFAR-10: 50,000 training and 10,000 test images
 _CACHE_VERSION = 1
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -312,14 +313,15 @@ class TensorBatches:
 
 
 def extract_archive(archive, dest=None) -> Path:
-    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest (default: repo data/).
+    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest/cifar10-jpeg (dest:
+    default $DEIT_DATA, else the repo's data/), train/ and test/ at the top of the archive or in one folder.
 
     It unpacks into a temporary folder first and renames it when complete, so an interrupted or
     failed extraction never leaves a half-filled data/cifar10-jpeg that looks finished."""
     import lzma
     import shutil
 
-    archive, dest = Path(archive), Path(dest or REPO_DATA)
+    archive, dest = Path(archive), data_root(dest)
     if not archive.is_file():
         raise DataError(f"No archive at {archive}. Check the path.")
     target = dest / "cifar10-jpeg"
@@ -345,8 +347,9 @@ def extract_archive(archive, dest=None) -> Path:
         raise
     if target.exists():
         target.rmdir()  # empty: checked above
-    partial.rename(target)
-    return find_source(target)[1]
+    find_source(partial)[1].rename(target)  # the folder holding train/ and test/, at the top or one down
+    shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def main(argv=None) -> int:
@@ -357,15 +360,19 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="unpack an image-folder archive into the repo's data/")
     ex.add_argument("archive")
-    ex.add_argument("--dest", default=None)
-    sub.add_parser("check", help="load both splits (building the cache) and print their sizes")
+    ex.add_argument("--dest", default=None, help=f"default: ${DATA_ENV}, else the repo's data/")
+    sub.add_parser("check", help="load both splits (building the cache), print their sizes, fail if incomplete")
     args = parser.parse_args(argv)
     try:
         if args.command == "extract":
             print(extract_archive(args.archive, args.dest))
         else:
             for split in SPLITS:
-                print(split, len(load_cifar10(split, download=False)))
+                found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
+                print(split, found)
+                if found != full:
+                    raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
+                                    f"{data_root()} is incomplete. Copy or extract it again.")
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

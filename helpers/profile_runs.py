@@ -66,6 +66,7 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
         config_overrides.setdefault("smoothing", recipe.smoothing)
     config = profile_config(profile, **config_overrides)
     train, val, test = profile_data(profile, train_per_class=train_per_class)
+    metadata = {**(metadata or {}), "train_images": len(train)}  # a resume must train on the same data
     if recipe is not None:
         model = model if model is not None else recipe.build_model(**profile.vit_sizes)
         batch_transform = batch_transform or recipe.batch_transform()

@@ -14,6 +14,10 @@ from helpers.models import build_vit
 from helpers.losses import DEFAULT_ALPHA, PAPER_TAU, DistillationLoss
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
+# (field, lowest, highest): probabilities in [0, 1], Beta alphas non-negative, smoothing and drop
+# rates below 1 (at 1 nothing is learned or every block is dropped), a weight in [0, 1]
+RANGES = (("reprob", 0, 1), ("mixup_prob", 0, 1), ("mixup_switch_prob", 0, 1), ("mixup", 0, float("inf")),
+          ("cutmix", 0, float("inf")), ("smoothing", 0, 0.99), ("drop_path", 0, 0.99), ("distillation_alpha", 0, 1))
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,14 @@ class Recipe:
                              f"not {self.distillation_type!r}.")
         if self.aa:
             parse_rand_augment(self.aa)  # a typo fails now, not after the first epoch
+        for name, low, high in RANGES:  # a value out of range fails now too, with its name
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise ValueError(f"{name} must lie in [{low}, {high}], not {value}.")
+        if self.distillation_tau <= 0:
+            raise ValueError(f"distillation_tau must be above 0, not {self.distillation_tau}.")
+        if self.distillation_kl not in ("numel", "batchmean"):
+            raise ValueError(f"distillation_kl must be 'numel' or 'batchmean', not {self.distillation_kl!r}.")
 
     @classmethod
     def plain(cls) -> "Recipe":

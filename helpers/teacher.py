@@ -14,6 +14,7 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
-from helpers.data import TensorBatches
+from helpers.data import DataError, TensorBatches
 from helpers.profile_runs import estimated_time, profile_data, time_training_steps
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
@@ -298,7 +299,12 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default=None, help="ci, cpu or full (default: DEIT_PROFILE)")
     parser.add_argument("--retrain", action="store_true", help="train a new teacher over the saved one")
     args = parser.parse_args(argv)
-    teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
+    from helpers.profiles import ProfileError
+    try:
+        teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
+    except (TeacherError, DataError, ProfileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"teacher: {teacher.test_acc:.2f}% test accuracy, {teacher.info['seconds']:.0f} s on "
           f"{teacher.info['device']}, saved at {teacher_path(args.profile)}")
     return 0

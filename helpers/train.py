@@ -172,7 +172,7 @@ def load_checkpoint(path) -> dict:
     except Exception as err:
         raise CheckpointError(
             f"Checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left "
-            f"untouched; delete it (or pass resume=False with another run_dir) to start over.") from None
+            f"untouched: replace it, or delete it (or use another folder) to train from scratch.") from None
 
 
 # How a run is executed, not what it trains: a resume may change these.
@@ -181,12 +181,16 @@ RUNTIME_OPTIONS = ("compile",)
 
 def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     """What a checkpoint must match to be resumed: the training config without runtime options,
-    and the settings of the recipe that change training (metadata["recipe"], None when the run has none)."""
+    the settings of the recipe that change training (metadata["recipe"], None when the run has
+    none) and, where recorded, the number of training images (metadata["train_images"])."""
     from helpers.recipe import comparable_recipe
 
     identity = {k: v for k, v in asdict(config).items() if k not in RUNTIME_OPTIONS}
     recipe = (metadata or {}).get("recipe")
-    return {**identity, "recipe": None if recipe is None else comparable_recipe(recipe)}
+    identity["recipe"] = None if recipe is None else comparable_recipe(recipe)
+    if "train_images" in (metadata or {}):  # runs from helpers.profile_runs record their data size
+        identity["train_images"] = metadata["train_images"]
+    return identity
 
 
 def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dict | None):
@@ -194,6 +198,8 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dic
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
     saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
     saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
+    if "train_images" not in saved:  # written before runs recorded their data size
+        now.pop("train_images", None)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
         raise CheckpointError(

@@ -1,0 +1,114 @@
+"""Bad input from a user ends in one line that names the fix, and nothing is lost."""
+import json
+import tarfile
+
+import pytest
+
+from helpers import ablate, cli, data
+from helpers.data import find_source, load_cifar10
+from helpers.recipe import Recipe
+from test_data import write_image_folder
+
+
+@pytest.fixture(scope="module")
+def few_images():
+    return load_cifar10("test", n_per_class=2)
+
+
+def test_an_archive_with_one_top_folder_unpacks_where_the_loader_looks(tmp_path, few_images, monkeypatch):
+    src = tmp_path / "src" / "cifar10-jpeg"
+    write_image_folder(src, few_images, "train")
+    write_image_folder(src, few_images, "test")
+    archive = tmp_path / "nested.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(src, "cifar10-jpeg")
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path / "data"))  # extract's default destination
+    folder = data.extract_archive(archive)
+    assert folder == tmp_path / "data" / "cifar10-jpeg" and find_source(tmp_path / "data") == ("folder", folder)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["cifar10-jpeg"]  # no temporary folder left
+    assert len(load_cifar10("test", root=tmp_path / "data")) == 20
+
+
+def test_data_check_fails_on_an_incomplete_copy(tmp_path, few_images, monkeypatch, capsys):
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "train")
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "test")
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    assert data.main(["check"]) == 2
+    assert "holds 20 images, not CIFAR-10's 50,000: the copy in" in capsys.readouterr().err
+
+
+def test_resuming_on_other_training_data_is_refused_and_names_the_difference(tmp_path, capsys):
+    run = ["--profile", "ci", "--epochs", "1", "--output-dir", str(tmp_path), "--no-progress", "--aa", ""]
+    assert cli.main(run + ["--train-per-class", "10"]) == 0
+    before = (tmp_path / "last.pt").read_bytes()
+    assert cli.main(run + ["--train-per-class", "20", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "train_images: saved 100, now 200" in err and (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_a_checkpoint_from_before_the_data_size_was_recorded_still_resumes(tmp_path):
+    import torch
+    run = ["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--output-dir", str(tmp_path),
+           "--no-progress", "--aa", ""]
+    assert cli.main(run) == 0
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    del state["metadata"]["train_images"]
+    torch.save(state, tmp_path / "last.pt")
+    assert cli.main(run + ["--resume"]) == 0
+
+
+def test_the_ablation_refuses_to_reuse_runs_of_another_budget_and_names_a_damaged_result(tmp_path, monkeypatch):
+    def fake_run(name, recipe, profile, seed, *, results_dir, epochs=None, **kwargs):
+        config = ablate.run_config(profile, recipe, seed, epochs, compile=False)
+        path = ablate.result_path(results_dir, profile, name, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = {"protocol": ablate.PROTOCOL, "variant": name, "seed": seed, "config": {"epochs": config.epochs,
+                  "batch_size": config.batch_size}}
+        path.write_text(json.dumps(result))
+        return result
+    monkeypatch.setattr(ablate, "run_variant", fake_run)
+    run = dict(seeds=1, profile=ablate.get_profile("ci"), results_dir=tmp_path, progress=False)
+    ablate.run_ablation(["plain"], epochs=1, **run)
+    assert ablate.run_ablation(["plain"], epochs=1, **run)[0]["config"]["epochs"] == 1  # the same budget: reused
+    with pytest.raises(SystemExit, match="trained with epochs 1, not 2 as asked. Use another --results-dir"):
+        ablate.run_ablation(["plain"], epochs=2, **run)
+    damaged = ablate.result_path(tmp_path, run["profile"], "plain", 0)
+    damaged.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot be read as a result .* Restore it"):
+        ablate.load_results("ci", tmp_path)
+    assert damaged.read_text() == "{not json"  # left as it was
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--reprob", "2"], "reprob must lie in [0, 1], not 2.0"),
+    (["--mixup", "-1"], "mixup must lie in [0, inf], not -1.0"),
+    (["--smoothing", "1.5"], "smoothing must lie in [0, 0.99], not 1.5"),
+    (["--distillation-type", "hard", "--distillation-alpha", "2"], "distillation_alpha must lie in [0, 1], not 2.0"),
+    (["--distillation-tau", "0"], "distillation_tau must be above 0, not 0.0"),
+])
+def test_recipe_settings_out_of_range_end_in_one_line_before_any_work(tmp_path, capsys, flags, says):
+    assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {says}."
+    assert not (tmp_path / "run").exists()  # nothing was trained or written
+
+
+@pytest.mark.parametrize("flag, value", [("--clip-grad", "-1"), ("--lr", "0"), ("--depth", "0"), ("--num-heads", "0")])
+def test_sizes_and_rates_below_their_range_are_refused_by_the_parser(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        cli.main(["--profile", "ci", "--output-dir", str(tmp_path), flag, value])
+    assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_the_recipe_checks_its_ranges_from_python_too():
+    with pytest.raises(ValueError, match="drop_path must lie in"):
+        Recipe(drop_path=1.5)
+    with pytest.raises(ValueError, match="distillation_kl must be"):
+        Recipe(distillation_kl="sum")
+    assert Recipe.plain().but(mixup=0.0, drop_path=0.0, smoothing=0.0)  # the edges are allowed
+
+
+def test_the_teacher_command_names_a_bad_profile_in_one_line(capsys):
+    from helpers import teacher
+    assert teacher.main(["--profile", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bogus" in err and "Traceback" not in err
