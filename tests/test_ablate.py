@@ -90,6 +90,18 @@ def test_runner_writes_final_validation_and_test_skips_finished_runs(tmp_path, m
     assert ablate.run_ablation(["plain"], **kwargs) == results
 
 
+def test_the_result_is_the_final_epoch_not_the_best_one(tmp_path, monkeypatch):
+    # Picking the best epoch by validation accuracy would overstate a run: the protocol reports the last.
+    history = [{"epoch": e, "val_acc": acc, "val_loss": 1.0, "train_loss": 1.0, "lr": 0.0, "seconds": 1.0,
+                "test_acc": acc - 2.0, "test_loss": 1.0} for e, acc in ((1, 40.0), (2, 60.0), (3, 50.0))]
+    monkeypatch.setattr(ablate, "train_in_profile", lambda *args, **kwargs: [dict(r) for r in history])
+    [result] = ablate.run_ablation(["plain"], seeds=1, profile=get_profile("ci"), results_dir=tmp_path / "r",
+                                   runs_dir=tmp_path / "runs", progress=False)
+    assert result["final_val_acc"] == 50.0 and result["test_acc"] == 48.0  # epoch 3's, not epoch 2's 60 / 58
+    assert result["train_seconds"] == 3.0  # every epoch's seconds, summed
+    assert ablate.load_results("ci", tmp_path / "r")[0]["final_val_acc"] == 50.0
+
+
 def test_results_of_another_protocol_are_ignored(tmp_path):
     folder = tmp_path / "ci"
     folder.mkdir()
@@ -158,7 +170,59 @@ def test_ranking_checker_accepts_every_order_the_data_cannot_tell_apart(capsys):
     assert exercises_ablation.check_ranking(["mixup", "randaugment", "cutmix"], results)  # a tie
     assert not exercises_ablation.check_ranking(["cutmix", "mixup", "randaugment"], results)
     assert "cutmix above mixup" in capsys.readouterr().out
-    assert sorted(exercises_ablation.within_noise(results)) == []
+    assert exercises_ablation.within_noise(results) == []  # every removal costs 5 or 10 points, seed after seed
+    # removing random erasing: paired differences -1.5, +2.0, -0.8 (mean -0.1), a t-test cannot tell it from 0
+    noisy = results + _results({"full-random-erasing": [81.5, 79.0, 82.8]})
+    assert exercises_ablation.within_noise(noisy) == ["random-erasing"]
+
+
+def test_within_noise_checker_wants_exactly_the_ingredients_the_t_test_cannot_tell_from_zero(capsys):
+    results = _results({"full": [80.0, 81.0, 82.0], "full-mixup": [70.0, 71.1, 71.9],  # costs 10, clearly
+                        "full-random-erasing": [81.5, 79.0, 82.8]})  # differences -1.5, 2.0, -0.8: noise
+    check = exercises_ablation.check_within_noise
+    assert check(["random-erasing"], results) and "Correct!" in capsys.readouterr().out
+    for wrong in ([], ["mixup"], ["mixup", "random-erasing"]):
+        assert not check(wrong, results)
+        assert "look at each 'removed' value without a *" in capsys.readouterr().out
+    assert not check(None, results) and "give a list of ingredient names" in capsys.readouterr().out
+    # one seed per variant: no spread, so no answer can be checked, not even the right one
+    one_seed = _results({"full": [80.0], "full-mixup": [70.0], "full-random-erasing": [81.5]})
+    for answer in (["random-erasing"], [], None):
+        assert not check(answer, one_seed)
+        assert "Not checkable yet: with one seed per variant" in capsys.readouterr().out
+    assert not check([], _results({"full": [80.0, 81.0]}))  # no leave-one-out run at all
+    assert "Not checkable yet" in capsys.readouterr().out
+
+
+def test_paired_difference_is_a_two_sided_t_test_with_n_minus_1_degrees_of_freedom():
+    from scipy import stats as scipy_stats
+
+    from helpers.stats import paired_difference
+    # differences 1, 2, 3: mean 2, sample sd 1, se 1/sqrt(3), t = 2 sqrt(3) = 3.46 on 2 degrees of freedom
+    d = paired_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.0, 1: 0.0, 2: 0.0})
+    assert d["mean"] == pytest.approx(2.0) and d["se"] == pytest.approx(1 / 3 ** 0.5) and d["n"] == 3
+    assert d["t"] == pytest.approx(2 * 3 ** 0.5)
+    assert d["p"] == pytest.approx(2 * scipy_stats.t.sf(2 * 3 ** 0.5, df=2)) and d["p"] == pytest.approx(0.0742, abs=1e-4)
+    # a z-test (p about 0.0005) or a one-sided test (about 0.037) would call this distinguishable
+    assert not d["distinguishable"]
+    assert paired_difference({0: 0.0, 1: 0.0, 2: 0.0}, {0: 1.0, 1: 2.0, 2: 3.0})["p"] == pytest.approx(d["p"])
+    assert paired_difference({0: 0.0, 1: 0.0, 2: 0.0}, {0: 1.0, 1: 2.0, 2: 3.0})["t"] == pytest.approx(-d["t"])
+
+
+def test_paired_difference_without_spread_or_with_one_seed():
+    from helpers.stats import paired_difference
+    # the same nonzero difference on every seed: no noise at all, so it is told from zero
+    same = paired_difference({0: 3.0, 1: 4.0, 2: 5.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert (same["mean"], same["se"], same["p"], same["distinguishable"]) == (2.0, 0.0, 0.0, True)
+    assert same["t"] == float("inf")
+    assert paired_difference({0: 1.0, 1: 2.0}, {0: 3.0, 1: 4.0})["t"] == float("-inf")
+    # identical runs: a zero difference is never evidence
+    zero = paired_difference({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})
+    assert (zero["mean"], zero["se"], zero["t"], zero["p"], zero["distinguishable"]) == (0.0, 0.0, 0.0, 1.0, False)
+    # one shared seed: a mean but no standard error, so no test
+    one = paired_difference({0: 5.0, 1: 9.0}, {0: 2.0})
+    assert (one["mean"], one["se"], one["n"], one["t"], one["p"], one["distinguishable"]) == (3.0, None, 1, None, None, False)
+    assert paired_difference({0: 1.0}, {1: 1.0}) is None  # no seed in common: nothing to pair
 
 
 def test_unknown_variant_is_named():

@@ -231,3 +231,20 @@ def test_validation_split_is_disjoint_stratified_fixed_and_nested():
     assert len(rest) == 4_800  # without train_per_class: everything validation leaves
     with pytest.raises(ValueError, match="too few"):
         train_validation_split(data, 400, 200)
+
+
+def test_tensor_batches_yield_every_image_with_its_label_exactly_once(test_split):
+    from collections import Counter
+    small = test_split.subset(range(103))
+    batches = TensorBatches(small, batch_size=10, seed=3)
+    # the order is a permutation of the 103 indices, and the batches follow it
+    order = batches.indices()
+    assert sorted(order.tolist()) == list(range(103))
+    images = torch.cat([i for i, _ in batches])
+    labels = torch.cat([y for _, y in batches])
+    assert torch.equal(images, small.images.permute(0, 3, 1, 2)[order]) and torch.equal(labels, small.labels[order])
+    # the same by content, independent of indices: each (image, label) pair once, none lost or doubled
+    def pairs(imgs, ys):
+        return Counter((bytes(img.contiguous().numpy()), int(y)) for img, y in zip(imgs, ys))
+    assert pairs(images, labels) == pairs(small.images.permute(0, 3, 1, 2), small.labels)
+    assert len(pairs(images, labels)) == 103  # the 103 test images are distinct, so "once" means something

@@ -40,14 +40,53 @@ def test_expected_time_is_the_last_gpu_measurement(tmp_path):
 
 
 def test_a_failing_or_overrunning_stage_is_recorded(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_plan, "GRACE_S", 1)
+    import subprocess
+    real_run, timeouts = subprocess.run, {}
+
+    def run(command, **kwargs):  # the failing stage runs for real; the slow one overruns its limit
+        if command[:2] != [sys.executable, "-c"]:  # not a stage (provenance asks git, for one)
+            return real_run(command, **kwargs)
+        timeouts[command[-1]] = kwargs["timeout"]
+        if "slow" in command[-1]:
+            raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+        return real_run(command, **kwargs)
+    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+    monkeypatch.setattr(gpu_plan, "GRACE_S", 7)
     failing = Stage("failing", "", [], ["failing.json"], 1, lambda plan: ["-c", "raise SystemExit(3)"])
-    stages = [failing, _stage("slow", 1, seconds=30)]
-    run_plan(Plan(tmp_path, budget_s=3, dry_run=False), stages=stages)
+    slow = Stage("slow", "", [], ["slow.json"], 20, lambda plan: ["-c", "slow"])
+    plan = Plan(tmp_path, budget_s=50, dry_run=False)
+    monkeypatch.setattr(plan, "left_s", lambda: 50.0)  # a fixed clock: 50 s left at every stage
+    run_plan(plan, stages=[failing, slow])
     timings = json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]
     assert timings["failing"]["status"] == "failed (exit 3)"
-    assert timings["slow"]["status"] == "timed out"  # stopped near the budget, not after 30 s
-    assert timings["slow"]["seconds"] < 10
+    assert timings["slow"]["status"] == "timed out"
+    # each stage may run until the budget ends (50 s, more than the 1 s or 20 s it is expected to take) + grace
+    assert timeouts == {"raise SystemExit(3)": 50.0 + 7, "slow": 50.0 + 7}
+
+
+def test_a_stage_expected_to_take_all_that_is_left_may_run_its_expected_time_plus_grace(tmp_path, monkeypatch):
+    import subprocess
+    real_run, timeouts = subprocess.run, []
+
+    def run(command, **kwargs):
+        if command[:2] != [sys.executable, "-c"]:  # not a stage (provenance asks git, for one)
+            return real_run(command, **kwargs)
+        timeouts.append(kwargs["timeout"])
+        return subprocess.CompletedProcess(command, 0)
+    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+    monkeypatch.setattr(gpu_plan, "GRACE_S", 7)
+    plan = Plan(tmp_path, budget_s=50, dry_run=False)
+    asked = []
+
+    def left_s():  # the fit check sees 40 s left; by the time the limit is set, only 30 s
+        asked.append(1)
+        return 40.0 if len(asked) == 1 else 30.0
+    monkeypatch.setattr(plan, "left_s", left_s)
+    run_plan(plan, stages=[_stage("quick", 35)])
+    assert timeouts == [35 + 7]  # max(30 s left, 35 s expected) + grace
+    # without a budget there is no limit at all
+    run_plan(Plan(tmp_path / "unbounded", budget_s=None, dry_run=False), stages=[_stage("other", 35)])
+    assert timeouts[-1] is None
 
 
 def test_sizes_come_from_earlier_stages_and_the_ablation_budget_is_fixed_once(tmp_path):

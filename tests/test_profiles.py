@@ -58,3 +58,21 @@ def test_time_estimates_are_measured_and_leave_the_random_state_alone():
     assert student.startswith("Estimated training time here (cpu, profile ci, 2 run(s))")
     assert teacher.startswith("Estimated the teacher's training time here (cpu, profile ci")
     assert all(float(line.split("about ")[1].split(" min")[0]) > 0 for line in (student, teacher))
+
+
+def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkeypatch):
+    from helpers import profile_runs, teacher
+    ci, cpu = get_profile("ci"), get_profile("cpu")
+    # Injected rates (seconds per image), different per profile, so that each estimate must use its own.
+    rates = {"ci": 0.006, "cpu": 0.003, "full": 0.001}
+    monkeypatch.setattr(profile_runs, "seconds_per_image", lambda p, recipe, device, teacher: rates[p.name])
+    line = profile_runs.estimated_time(cpu, device="cpu", runs=2)
+    # runs x seconds per image x training images x epochs; cpu: 2 x 0.003 x 4,000 x 60 s = 24.0 min
+    here, smaller = (2 * rates[p.name] * p.train_size * p.epochs / 60 for p in (cpu, ci))
+    assert f"(cpu, profile cpu, 2 run(s)): about {here:.1f} min" in line
+    assert f"smaller profiles - ci: about {smaller:.1f} min." in line
+    # the teacher's line: its own rate and its own epochs (cpu: 0.003 x 4,000 x 15 s = 3.0 min)
+    monkeypatch.setattr(teacher, "teacher_seconds_per_image", lambda p, d: rates[p.name])
+    line = teacher.estimated_teacher_time(cpu, device="cpu")
+    here, smaller = (rates[p.name] * p.train_size * teacher.TEACHERS[p.name].epochs / 60 for p in (cpu, ci))
+    assert f"about {here:.1f} min" in line and f"smaller profiles - ci: about {smaller:.1f} min." in line

@@ -233,3 +233,24 @@ def test_starter_loader_clamps_posterize_in_its_own_transform_only():
     img = Image.fromarray(load_cifar10("test", n_per_class=1).images[0].numpy())
     for op in (o for o in rand_augment.ops if o.name.startswith("Posterize")):
         assert op.aug_fn(img, 0).size == img.size  # 0 bits: Pillow 13 alone would raise
+
+
+def test_batch_transform_carries_every_recipe_field_into_the_batch_augment():
+    from helpers.augment import RandAugmentConfig
+    from helpers.batch_randaugment import BatchRandAugment
+    g = torch.Generator().manual_seed(0)
+    t = Recipe().batch_transform(num_classes=7, generator=g)
+    # DeiT's 'rand-m9-mstd0.5-inc1' read by hand: 2 ops (timm's default), M 9, std 0.5, increasing pool
+    assert isinstance(t.per_image, BatchRandAugment) and t.per_image.generator is g and t.generator is g
+    assert t.per_image.config == RandAugmentConfig(n=2, m=9.0, mstd=0.5, mmax=10.0, inc=True, p=0.5)
+    # DeiT's Table 9: erasing 0.25, MixUp 0.8, CutMix 1.0, switch 0.5, mix always, smoothing 0.1
+    assert (t.reprob, t.mixup_alpha, t.cutmix_alpha, t.switch_prob, t.mix_prob, t.smoothing, t.num_classes) == \
+        (0.25, 0.8, 1.0, 0.5, 1.0, 0.1, 7)
+    # distinct values for every field, so that two swapped fields cannot pass
+    custom = Recipe(aa="rand-m7-n3-mstd1-p0.3", reprob=0.3, mixup=0.6, cutmix=0.9, mixup_prob=0.7,
+                    mixup_switch_prob=0.4, smoothing=0.2).batch_transform()
+    assert custom.per_image.config == RandAugmentConfig(n=3, m=7.0, mstd=1.0, inc=False, p=0.3)
+    assert (custom.reprob, custom.mixup_alpha, custom.cutmix_alpha, custom.switch_prob, custom.mix_prob,
+            custom.smoothing, custom.num_classes) == (0.3, 0.6, 0.9, 0.4, 0.7, 0.2, 10)
+    plain = Recipe.plain().batch_transform()
+    assert plain.per_image is None and (plain.reprob, plain.mixup_alpha, plain.cutmix_alpha) == (0.0, 0.0, 0.0)
