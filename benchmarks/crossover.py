@@ -18,6 +18,7 @@ runs/crossover/ (one checkpoint per epoch). Use --threads 1 beside other work on
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -86,6 +87,20 @@ def run_one(name: str, seed: int, args, train, val, seen) -> dict:
             "wall_clock_seconds_this_session": time.perf_counter() - started, **provenance()}
 
 
+# What defines a run; a finished one is reused only if these match (threads, folders and the
+# recipes and seeds asked for this time do not change what that run is).
+RUN_SETTINGS = ("train_per_class", "val_per_class", "embed_dim", "depth", "heads", "patch", "epochs",
+                "warmup_epochs", "batch_size", "lr", "seen_every")
+
+
+def check_same_settings(saved: dict, asked: dict, path: Path) -> None:
+    changed = [k for k in RUN_SETTINGS if saved.get(k) != asked[k]]
+    if changed:
+        raise SystemExit(f"error: {path} was made with other settings ("
+                         + ", ".join(f"{k} {saved.get(k)} there, {asked[k]} now" for k in changed)
+                         + "). Give this comparison its own --results-dir.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads:
@@ -97,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.recipes:
             path = out / f"{name}-seed{seed}.json"
             if path.exists():
+                check_same_settings(json.loads(path.read_text()).get("config", {}), vars(args), path)
                 print(f"{path} exists: skipped", flush=True)
                 continue
             result = run_one(name, seed, args, train, val, seen)

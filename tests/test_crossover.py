@@ -1,6 +1,8 @@
 """The plain-vs-full crossover runner: one result per (recipe, seed), resumable, skips finished runs."""
 import json
 
+import pytest
+
 from benchmarks import crossover
 
 
@@ -23,6 +25,11 @@ def test_each_recipe_and_seed_is_recorded_once_with_overfitting_evidence(tmp_pat
     capsys.readouterr()
     assert crossover.main(tiny(tmp_path, "--epochs", "2")) == 0
     assert capsys.readouterr().out.count("exists: skipped") == 4
+    # other settings in the same folder: refused, the finished runs kept as they were
+    before = (tmp_path / "results" / "plain-seed0.json").read_text()
+    with pytest.raises(SystemExit, match=r"made with other settings \(epochs 2 there, 3 now\). Give this"):
+        crossover.main(tiny(tmp_path, "--epochs", "3"))
+    assert (tmp_path / "results" / "plain-seed0.json").read_text() == before
 
 
 def test_an_interrupted_run_resumes_to_the_same_history(tmp_path, monkeypatch):
