@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from helpers.cli import non_negative_int, positive_int
 from helpers.constants import RESULTS, RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.files import write_json_atomically
@@ -38,20 +39,20 @@ RECIPES = {"plain": Recipe.plain(), "full": Recipe()}
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=100)
-    p.add_argument("--embed-dim", type=int, default=128)
-    p.add_argument("--depth", type=int, default=6)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--patch", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=400)
-    p.add_argument("--warmup-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--train-per-class", type=positive_int, default=200)
+    p.add_argument("--val-per-class", type=positive_int, default=100)
+    p.add_argument("--embed-dim", type=positive_int, default=128)
+    p.add_argument("--depth", type=positive_int, default=6)
+    p.add_argument("--heads", type=positive_int, default=4)
+    p.add_argument("--patch", type=positive_int, default=8)
+    p.add_argument("--epochs", type=positive_int, default=400)
+    p.add_argument("--warmup-epochs", type=non_negative_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=PROFILES["cpu"].lr, help="per 512 images, scaled")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--seen-every", type=int, default=5, help="epochs between training-set accuracies")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--seen-every", type=positive_int, default=5, help="epochs between training-set accuracies")
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--results-dir", default=str(RESULTS / "crossover"))
     p.add_argument("--runs-dir", default=str(RUNS / "crossover"))
     return p

@@ -18,6 +18,7 @@ import statistics
 import torch
 
 from helpers.ablate import SEEDS, distilled, load_results, variants
+from helpers.cli import positive_int
 from helpers.files import write_json_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import PROFILES, get_profile
@@ -35,8 +36,8 @@ def run_seconds(profile, recipe, teacher, steps: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES), default="cpu")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's, all cores)")
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed training steps per variant")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's, all cores)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="time these variants only (default: all)")
     parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ With --save the last run's teacher is saved where helpers.teacher.load_teacher f
 import argparse
 import dataclasses
 
+from helpers.cli import positive_int
 from helpers.profile_runs import profile_data
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
@@ -19,17 +20,17 @@ from helpers.provenance import provenance
 from helpers.teacher import save_teacher, teacher_config, teacher_path, train_teacher
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="full", help="ci, cpu or full (default: full)")
-    parser.add_argument("--epochs", type=int, nargs="+", default=None,
+    parser.add_argument("--epochs", type=positive_int, nargs="+", default=None,
                         help="one run per value (default: the profile's teacher epochs)")
-    parser.add_argument("--train-per-class", type=int, default=None,
+    parser.add_argument("--train-per-class", type=positive_int, default=None,
                         help="fewer training images per class, for a quick probe (default: the profile's)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--output", default=None, help="write a JSON with the results and provenance here")
     parser.add_argument("--save", action="store_true", help="save the last teacher for later use (runs/<profile>/teacher)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
     data = profile_data(profile, train_per_class=args.train_per_class)

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from helpers.cli import non_negative_int, positive_int
 from helpers.data import load_cifar10
 from helpers.files import write_json_atomically
 from helpers.files import write_text_atomically
@@ -52,20 +53,20 @@ def profiler_summary(batches, prepare, step, device, steps: int = 5) -> str:
     return prof.key_averages().table(sort_by=sort, row_limit=30)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES), default="full",
                         help="whose model, teacher and training data (default: full, DeiT-Tiny)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 1024 on a GPU, 64 on CPU")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default 30 GPU / 3 CPU)")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: 1024 on a GPU, 64 on CPU")
+    parser.add_argument("--steps", type=positive_int, default=None, help="timed steps per row (default 30 GPU / 3 CPU)")
+    parser.add_argument("--warmup", type=non_negative_int, default=None)
+    parser.add_argument("--workers", type=non_negative_int, default=None,
                         help="DataLoader workers for the seed's pipeline (default: 10, DeiT main.py's, or fewer cores)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--teacher-path", default=None, help="teacher checkpoint (default: an untrained one)")
     parser.add_argument("--output", default=None, help="write the table as JSON here")
     parser.add_argument("--trace", default=None, help="write a torch.profiler summary of rows c and c+ here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = pick_device()
     gpu = device.type == "cuda"
     batch = args.batch_size or (1024 if gpu else 64)

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from helpers.cli import positive_int
 from helpers.data import TensorBatches
 from helpers.constants import RUNS
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data
@@ -58,7 +59,7 @@ def out_of_time(timeline: list[dict], limit_s: float | None) -> bool:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES))
-    parser.add_argument("--epochs", type=int, help="student epochs (default: the profile's)")
+    parser.add_argument("--epochs", type=positive_int, help="student epochs (default: the profile's)")
     parser.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default="hard")
     parser.add_argument("--cached-teacher", action="store_true",
                         help="load the saved teacher and add its recorded training time to the clock")

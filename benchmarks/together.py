@@ -27,6 +27,7 @@ import warnings
 
 import torch
 
+from helpers.cli import positive_int
 from helpers.data import TensorBatches, load_cifar10
 from helpers.files import write_json_atomically
 from helpers.models import DEIT_TINY_32, vit_config
@@ -121,9 +122,9 @@ def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--batch-size", type=int, default=32, help="per model")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--models", type=positive_int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="per model")
+    parser.add_argument("--steps", type=positive_int, default=3)
     parser.add_argument("--deit-tiny", action="store_true", help="DeiT-Tiny at 32 px (default: a small ViT)")
     parser.add_argument("--peak-tflops", type=float,
                         help="the device's peak FLOP/s in TFLOP/s, for the MFU (default: PEAK_BF16_TFLOPS's entry)")
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
                              "(default: on with a GPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="train the groups with torch.compile, as the ablation does on a GPU (default: on with a GPU)")
-    parser.add_argument("--threads", type=int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)
     if args.threads:

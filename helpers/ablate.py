@@ -512,14 +512,14 @@ def main(argv=None) -> int:
                         help="a distilled run's time over a plain one's: the teacher's forward (with --time-limit-s)")
     parser.add_argument("--teacher-s", type=float, default=0.0,
                         help="seconds to train the teacher if it is not saved yet (with --time-limit-s)")
-    parser.add_argument("--together", type=int, metavar="M",
+    parser.add_argument("--together", type=positive_int, metavar="M",
                         help="train up to M runs in the same steps (helpers.together.fit_together; plain and "
                              "distilled students in separate groups), compiled on a GPU as single runs are")
     parser.add_argument("--no-group-checkpoints", action="store_true",
                         help="with --together: save no checkpoint of a group after each epoch (M models' states; "
                              "for a machine that keeps nothing after the run, such as a GPU window)")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--threads", type=int, help="CPU threads (1 lets two runners share two cores)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (1 lets two runners share two cores)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -42,6 +42,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -58,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, help="per process, as in DeiT")
     p.add_argument("--lr", type=positive_float, help="for a global batch of 512; scaled linearly")
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-epochs", type=int)
+    p.add_argument("--warmup-epochs", type=non_negative_int)
     p.add_argument("--min-lr", type=float)
     p.add_argument("--clip-grad", type=positive_float)
     p.add_argument("--seed", type=int, default=0)
@@ -99,6 +106,9 @@ def start_distributed() -> tuple[int, int, torch.device]:
     if world == 1:
         return 0, 1, pick_device()
     import torch.distributed as dist
+    if "LOCAL_RANK" not in os.environ:
+        raise SystemExit(f"error: WORLD_SIZE is {world} but LOCAL_RANK is not set: start several processes "
+                         f"with torchrun, or unset WORLD_SIZE for one.")
     local_rank = int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)

@@ -104,12 +104,16 @@ def notebooks_using() -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
     import tempfile
 
-    paths = [Path(p) for p in argv or []] or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        print(f"No notebook at {missing[0]}.", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m helpers notebooks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", type=Path, help="notebooks to run (default: every one in notebooks/)")
+    paths = parser.parse_args(argv).paths or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+    wrong = [p for p in paths if not p.is_file() or p.suffix != ".ipynb"]
+    if wrong:
+        print(f"error: {wrong[0]} is not a notebook file (.ipynb).", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="deit-notebook-runs-") as runs:
         os.environ["DEIT_RUNS"] = runs  # the kernels inherit it

@@ -112,3 +112,29 @@ def test_the_teacher_command_names_a_bad_profile_in_one_line(capsys):
     assert teacher.main(["--profile", "bogus"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bogus" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module, args, flag", [
+    ("benchmarks.together", ["--models", "0"], "--models"), ("benchmarks.throughput", ["--steps", "0"], "--steps"),
+    ("benchmarks.crossover", ["--seen-every", "0"], "--seen-every"), ("benchmarks.teacher", ["--epochs", "0"], "--epochs"),
+    ("helpers.ablate", ["--together", "0"], "--together"), ("helpers.cli", ["--warmup-epochs", "-1"], "--warmup-epochs"),
+])
+def test_benchmarks_and_runners_refuse_sizes_below_their_range(capsys, module, args, flag):
+    import importlib
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(args)
+    assert f"argument {flag}: must be at least" in capsys.readouterr().err
+
+
+def test_a_stray_world_size_without_torchrun_names_the_fix(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with pytest.raises(SystemExit, match="LOCAL_RANK is not set: start several processes with torchrun"):
+        cli.start_distributed()
+
+
+def test_the_notebooks_command_names_a_file_that_is_not_a_notebook(tmp_path, capsys):
+    from helpers import notebooks
+    (tmp_path / "notes.md").write_text("# not a notebook")
+    assert notebooks.main([str(tmp_path / "notes.md")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'notes.md'} is not a notebook file (.ipynb).\n"
