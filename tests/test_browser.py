@@ -124,6 +124,9 @@ def running_lab(tmp: Path):
             [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
              f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={served}",
              "--ServerApp.port_retries=0", "--allow-root",  # CI containers often run as root
+             # kernels talk over Unix sockets: TCP ports picked for them can be taken before they
+             # bind (seen once in CI: "ZMQError: Address already in use", the kernel dead)
+             "--KernelManager.transport=ipc",
              "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands and kernel state
              f"--LabApp.user_settings_dir={tmp / 'settings'}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}"],
             cwd=REPO, env=env, stdout=(tmp / "server.log").open("w"), stderr=subprocess.STDOUT,
