@@ -26,7 +26,7 @@ from helpers.files import save_atomically
 DATA_ENV = "DEIT_DATA"
 SPLITS = ("train", "test")
 FULL_PER_CLASS = {"train": 5000, "test": 1000}  # CIFAR-10: 50,000 training and 10,000 test images
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the cache records what it was made from
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -149,13 +149,27 @@ def _cache_path(kind: str, folder: Path, split: str) -> Path:
     return Path.home() / ".cache" / "deit-course" / name  # a read-only data folder
 
 
-def _load_cache(path: Path):
+def _source_stamp(kind: str, folder: Path, split: str) -> list:
+    """What the cache was made from, cheap to read again: the number of files in each class
+    folder, or each torchvision batch file's size and time. A copy completed or replaced after
+    the cache was made no longer matches it."""
+    if kind == "torchvision":
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        return [[n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in names if (folder / n).exists()]
+    classes = sorted(p for p in (folder / split).iterdir() if p.is_dir()) if (folder / split).is_dir() else []
+    return [[c.name, sum(1 for _ in os.scandir(c))] for c in classes]
+
+
+def _load_cache(path: Path, stamp: list):
     try:
         blob = torch.load(path, weights_only=True)
-        return blob["images"], blob["labels"]
+        images, labels = blob["images"], blob["labels"]
     except Exception as err:  # a half-written or foreign file: it is derived data, so rebuild it
         warnings.warn(f"Ignoring unreadable cache {path} ({err}); decoding the images again.")
         return None
+    if blob.get("stamp") != stamp:  # the images changed since: decode them again, silently correct
+        return None
+    return images, labels
 
 
 def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None,
@@ -182,13 +196,13 @@ def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None
         _download(root)
         source = find_source(root)
     kind, folder = source
-    cache = _cache_path(kind, folder, split)
-    cached = _load_cache(cache) if cache.exists() else None
+    cache, stamp = _cache_path(kind, folder, split), _source_stamp(kind, folder, split)
+    cached = _load_cache(cache, stamp) if cache.exists() else None
     if cached is None:
         reader = _read_torchvision_split if kind == "torchvision" else _read_folder_split
         images, labels = reader(folder, split)
         cached = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels).long()
-        save_atomically({"images": cached[0], "labels": cached[1]}, cache)
+        save_atomically({"images": cached[0], "labels": cached[1], "stamp": stamp}, cache)
     data = CIFAR10Arrays(*cached)
     if n_per_class is not None:
         data = data.subset(stratified_indices(data.labels, n_per_class, seed))

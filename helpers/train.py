@@ -177,19 +177,23 @@ def load_checkpoint(path) -> dict:
 
 # How a run is executed, not what it trains: a resume may change these.
 RUNTIME_OPTIONS = ("compile",)
+# Metadata a resume must match where the run recorded it: its number of training images
+# (helpers.profile_runs) and its model's config (the CLI), so a mismatch is named, not a state_dict error.
+RECORDED_IDENTITY = ("train_images", "model")
 
 
 def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     """What a checkpoint must match to be resumed: the training config without runtime options,
     the settings of the recipe that change training (metadata["recipe"], None when the run has
-    none) and, where recorded, the number of training images (metadata["train_images"])."""
+    none) and, where recorded, RECORDED_IDENTITY's metadata."""
     from helpers.recipe import comparable_recipe
 
     identity = {k: v for k, v in asdict(config).items() if k not in RUNTIME_OPTIONS}
     recipe = (metadata or {}).get("recipe")
     identity["recipe"] = None if recipe is None else comparable_recipe(recipe)
-    if "train_images" in (metadata or {}):  # runs from helpers.profile_runs record their data size
-        identity["train_images"] = metadata["train_images"]
+    for key in RECORDED_IDENTITY:
+        if key in (metadata or {}):
+            identity[key] = metadata[key]
     return identity
 
 
@@ -198,8 +202,9 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dic
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
     saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
     saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
-    if "train_images" not in saved:  # written before runs recorded their data size
-        now.pop("train_images", None)
+    for key in RECORDED_IDENTITY:
+        if key not in saved:  # written before runs recorded it
+            now.pop(key, None)
     if saved != now:
         changed = sorted(k for k in now if saved.get(k) != now[k])
         raise CheckpointError(

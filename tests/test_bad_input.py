@@ -138,3 +138,22 @@ def test_the_notebooks_command_names_a_file_that_is_not_a_notebook(tmp_path, cap
     (tmp_path / "notes.md").write_text("# not a notebook")
     assert notebooks.main([str(tmp_path / "notes.md")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'notes.md'} is not a notebook file (.ipynb).\n"
+
+
+def test_a_cache_made_from_an_incomplete_copy_is_rebuilt_when_the_copy_is_completed(tmp_path, few_images):
+    root = tmp_path / "cifar10-jpeg"
+    write_image_folder(root, few_images, "train")
+    write_image_folder(root, few_images, "test")
+    next((root / "test" / "truck").iterdir()).unlink()  # the copy has not reached the last image yet
+    assert len(load_cifar10("test", root=tmp_path)) == 19
+    write_image_folder(root, few_images, "test")  # the copy finishes
+    assert len(load_cifar10("test", root=tmp_path)) == 20
+
+
+def test_resuming_with_another_model_names_the_setting_not_a_list_of_weights(tmp_path, capsys):
+    run = ["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--output-dir", str(tmp_path),
+           "--no-progress", "--aa", ""]
+    assert cli.main(run + ["--depth", "2"]) == 0
+    assert cli.main(run + ["--depth", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "differs in ['model']" in err and "'depth': 2" in err and "'depth': 1" in err and "blocks.1" not in err
