@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=list(PROFILES), default="cpu")
     parser.add_argument("--steps", type=positive_int, default=5, help="timed training steps per variant")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's, all cores)")
-    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="time these variants only (default: all)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", choices=list(variants()),
+                        help="time these variants only (default: all; `python -m helpers ablate --list`)")
     parser.add_argument("--output", help="write the table as JSON here")
     args = parser.parse_args(argv)
     if args.threads:

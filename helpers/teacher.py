@@ -227,30 +227,37 @@ def _how_to_train(name: str) -> str:
             f"load_or_train_teacher('{name}', retrain=True) (notebook 03 does this)")
 
 
-def _unusable(path: Path, name: str, reason: str, err: Exception):
+def _unusable(path: Path, advice: str, reason: str, err: Exception):
     raise TeacherError(f"The teacher checkpoint {path} cannot be used ({reason}). It was left untouched. "
-                       f"{_how_to_train(name)}; the unusable file is then kept as {path.name}.bad.") from None
+                       f"{advice}.") from None
 
 
 def load_teacher(profile=None, *, path=None, config: TeacherConfig | None = None) -> FrozenTeacher:
     """The saved teacher of the profile, frozen. TeacherError when missing, unreadable or stale."""
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]
-    path = Path(path) if path else teacher_path(profile)
+    own = teacher_path(profile)
+    path = Path(path) if path else own
+    if path != own:  # a path of the user's: `python -m helpers teacher` would write the profile's own file
+        use_own = f"Check the path, or leave out --teacher-path to use the profile's teacher at {own}, trained if missing"
+        missing = f"{use_own} (from Python, train_if_missing=True trains one at this path)"
+        unusable = f"{use_own} (from Python, retrain=True trains a new one here and keeps this file as {path.name}.bad)"
+    else:
+        missing = f"{_how_to_train(profile.name)}, or pass train_if_missing=True"
+        unusable = f"{_how_to_train(profile.name)}; the unusable file is then kept as {path.name}.bad"
     if not path.exists():
-        raise TeacherError(f"No teacher checkpoint at {path}. {_how_to_train(profile.name)}, "
-                           f"or pass train_if_missing=True.")
+        raise TeacherError(f"No teacher checkpoint at {path}. {missing}.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or pickled objects we never save
-        _unusable(path, profile.name, f"truncated or not a teacher checkpoint: {type(err).__name__}", err)
+        _unusable(path, unusable, f"truncated or not a teacher checkpoint: {type(err).__name__}", err)
     try:
         saved_config = TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v
                                         for k, v in state["config"].items()})
         model = build_teacher(saved_config)
         model.load_state_dict(state["model"])
     except Exception as err:  # a torch file, but not one of our teachers
-        _unusable(path, profile.name, f"it does not hold a teacher: {type(err).__name__}: "
+        _unusable(path, unusable, f"it does not hold a teacher: {type(err).__name__}: "
                                       f"{str(err).splitlines()[0][:160]}", err)
     if saved_config != config:
         raise TeacherError(f"{path} holds a teacher trained with another config:\n  saved: {saved_config}\n"

@@ -233,7 +233,7 @@ def test_saved_teacher_is_reused_not_retrained(saved_teacher, monkeypatch):
 
 def test_missing_teacher_is_explained_and_trained_only_when_asked(tmp_path, cifar_train_small, monkeypatch):
     path = tmp_path / "teacher.pt"
-    with pytest.raises(teach.TeacherError, match="No teacher checkpoint.*retrain=True"):
+    with pytest.raises(teach.TeacherError, match="No teacher checkpoint.*Check the path.*train_if_missing=True"):
         teach.load_or_train_teacher("ci", path=path, config=TINY_TEACHER)
     assert not path.exists()
     monkeypatch.setattr(teach, "profile_data", lambda profile: tiny_teacher_data(cifar_train_small))
