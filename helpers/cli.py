@@ -119,6 +119,12 @@ def start_distributed() -> tuple[int, int, torch.device]:
 
 
 def recipe_from(args) -> Recipe:
+    unused = [flag for flag, value, default in (("--distillation-alpha", args.distillation_alpha, None),
+                                                ("--distillation-tau", args.distillation_tau, Recipe().distillation_tau))
+              if value != default]
+    if args.distillation_type == "none" and unused:
+        raise ValueError(f"{' and '.join(unused)} set how a student learns from its teacher: add "
+                         f"--distillation-type hard or soft, or leave {'them' if len(unused) > 1 else 'it'} out.")
     return Recipe(aa=args.aa, reprob=args.reprob, mixup=args.mixup, cutmix=args.cutmix,
                   mixup_prob=args.mixup_prob, mixup_switch_prob=args.mixup_switch_prob,
                   smoothing=args.smoothing, drop_path=args.drop_path, repeated_aug=args.repeated_aug,

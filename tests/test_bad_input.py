@@ -84,7 +84,7 @@ def test_the_ablation_refuses_to_reuse_runs_of_another_budget_and_names_a_damage
     (["--mixup", "-1"], "mixup must lie in [0, inf], not -1.0"),
     (["--smoothing", "1.5"], "smoothing must lie in [0, 0.99], not 1.5"),
     (["--distillation-type", "hard", "--distillation-alpha", "2"], "distillation_alpha must lie in [0, 1], not 2.0"),
-    (["--distillation-tau", "0"], "distillation_tau must be above 0, not 0.0"),
+    (["--distillation-type", "soft", "--distillation-tau", "0"], "distillation_tau must be above 0, not 0.0"),
 ])
 def test_recipe_settings_out_of_range_end_in_one_line_before_any_work(tmp_path, capsys, flags, says):
     assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), *flags]) == 2
@@ -157,3 +157,9 @@ def test_resuming_with_another_model_names_the_setting_not_a_list_of_weights(tmp
     assert cli.main(run + ["--depth", "1", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "differs in ['model']" in err and "'depth': 2" in err and "'depth': 1" in err and "blocks.1" not in err
+
+
+def test_distillation_settings_without_a_distillation_type_are_not_silently_ignored(tmp_path, capsys):
+    assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), "--distillation-alpha", "0.3"]) == 2
+    assert "--distillation-alpha set how a student learns from its teacher: add --distillation-type" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
