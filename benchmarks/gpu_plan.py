@@ -48,6 +48,7 @@ GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
 TOGETHER_MODELS = ["1", "2", "4", "8", "16", "32"]  # it stops at the first M that does not fit
 TOGETHER_BATCH = PROFILES["full"].batch_size  # per model: the ablation's batch, so its rates apply there
 COMPILE_GUESS_S = 60  # one graph's compilation until a stage has measured it
+TEACHER_GUESS_S = 60  # the full teacher's training until the teacher stage has measured it
 # Each M compiles its own graph (fit compiled DeiT-Tiny in about 28 s on the H100,
 # results/time_to_accuracy_3min.json), then times 10 steps; plus the compiled baseline.
 TOGETHER_GUESS_S = 40 * (len(TOGETHER_MODELS) + 1) + 60
@@ -112,11 +113,8 @@ class Plan:
         ablation (every variant x ABLATION_SEEDS) in ablation_windows() windows at ablation_rate()."""
         if "ablation_epochs" not in self.timings:
             from helpers.ablate import distilled, variants
-            plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
-            with_teacher = self.measured("throughput.json", "images_per_second", "c+ ours with teacher",
-                                         default=plain_rate / 2)
-            # a distilled run costs plain_rate / with_teacher times a plain one: the teacher's forward
-            runs = ABLATION_SEEDS * sum(plain_rate / with_teacher if distilled(r) else 1.0 for r in variants().values())
+            cost = self.distilled_cost()
+            runs = ABLATION_SEEDS * sum(cost if distilled(r) else 1.0 for r in variants().values())
             # every window compiles both shapes' graphs and trains the teacher again (a window's
             # machine keeps nothing); 5 s a run for evaluation and writing
             per_window = WINDOW_S - STARTUP_S - 2 * self.ablation_compile_s() - self.teacher_s()
@@ -127,7 +125,13 @@ class Plan:
         return self.timings["ablation_epochs"]
 
     def teacher_s(self) -> float:
-        return self.measured("teacher_full.json", "rows", default=[{"seconds": COMPILE_GUESS_S}])[-1]["seconds"]
+        return self.measured("teacher_full.json", "rows", default=[{"seconds": TEACHER_GUESS_S}])[-1]["seconds"]
+
+    def distilled_cost(self) -> float:
+        """A distilled run's time over a plain one's, c / c+: the teacher's forward in every step."""
+        plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
+        return plain_rate / self.measured("throughput.json", "images_per_second", "c+ ours with teacher",
+                                          default=plain_rate / 2)
 
     def ablation_compile_s(self) -> float:
         """One graph's compilation in the ablation: the together stage's warm-up at the chosen M
@@ -142,10 +146,8 @@ class Plan:
     def ablation_costs(self) -> list[str]:
         """helpers.ablate's --time-limit-s inputs, from the measurements: a plain run's share of
         training (sized 10 % longer, plus 5 s of evaluation), c / c+, compile and teacher times."""
-        plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
-        with_teacher = self.measured("throughput.json", "images_per_second", "c+ ours with teacher", default=plain_rate / 2)
         run_s = SIZING_MARGIN * self.ablation_epochs() * FULL_TRAIN_IMAGES / self.ablation_rate() + 5
-        return ["--expected-run-s", f"{run_s:.1f}", "--distilled-cost", f"{plain_rate / with_teacher:.3f}",
+        return ["--expected-run-s", f"{run_s:.1f}", "--distilled-cost", f"{self.distilled_cost():.3f}",
                 "--compile-s", f"{self.ablation_compile_s():.0f}", "--teacher-s", f"{self.teacher_s():.0f}"]
 
     def ablation_rate(self) -> float:

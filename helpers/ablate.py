@@ -255,15 +255,19 @@ class RunCosts:
     graphs: set = field(default_factory=set)
 
     def expected_s(self, size: int, is_distilled: bool, needs_teacher: bool) -> float:
-        return (size * self.run_s * (self.distilled_cost if is_distilled else 1.0)
-                + (0.0 if (is_distilled, size) in self.graphs else self.compile_s)
+        return (size * self.run_s * self._cost(is_distilled) + self._compiling(size, is_distilled)
                 + (self.teacher_s if needs_teacher else 0.0))
 
     def measured(self, size: int, is_distilled: bool, seconds: float) -> None:
         """Record a run or group of `size` that took `seconds` (the teacher's training not included)."""
-        compiling = 0.0 if (is_distilled, size) in self.graphs else self.compile_s
-        self.run_s = max(0.0, seconds - compiling) / size / (self.distilled_cost if is_distilled else 1.0)
+        self.run_s = max(0.0, seconds - self._compiling(size, is_distilled)) / size / self._cost(is_distilled)
         self.graphs.add((is_distilled, size))
+
+    def _cost(self, is_distilled: bool) -> float:
+        return self.distilled_cost if is_distilled else 1.0
+
+    def _compiling(self, size: int, is_distilled: bool) -> float:
+        return 0.0 if (is_distilled, size) in self.graphs else self.compile_s
 
 
 def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_limit_s: float | None) -> bool:

@@ -181,7 +181,6 @@ def main(argv=None) -> int:
     from helpers.train import CheckpointError
     args = parser().parse_args(argv)
     try:
-        recipe_from(args)  # a setting out of range fails before any data, teacher or model is made
         return run(args)
     except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError, ValueError) as err:
         training = isinstance(err, CheckpointError) and not args.eval
@@ -196,9 +195,9 @@ def run(args) -> int:
         return 0
     if args.resume:
         args = with_saved_settings(args)
+    recipe = recipe_from(args)  # a setting out of range fails before any data, teacher or model is made
     profile = get_profile(args.profile)
     rank, world, device = start_distributed()
-    recipe = recipe_from(args)
     sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
     model_config = {**profile.vit_sizes, **sizes}
     overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
