@@ -16,10 +16,10 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     kind, folder = find_source(data_root(args.root)) or (None, None)
     if folder is None:
         raise SystemExit(f"No CIFAR-10 under {data_root(args.root)}; see README.md, 'Data'.")

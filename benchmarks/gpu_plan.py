@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.cli import output_file
 from helpers.constants import REPO, RESULTS
 from helpers.profiles import PROFILES
 
@@ -337,7 +338,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_plan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, help="seconds this window allows (default: no limit)")
-    parser.add_argument("--archive", type=Path, help="pack the files this run made into this .tar.gz")
+    parser.add_argument("--archive", type=output_file, help="pack the files this run made into this .tar.gz")
     parser.add_argument("--dry-run", action="store_true", help="tiny stages on the CPU, into a scratch folder")
     parser.add_argument("--results-dir", type=Path, help="default: results/ (a scratch folder with --dry-run)")
     parser.add_argument("--only", nargs="+", choices=[s.name for s in STAGES])
@@ -347,6 +348,8 @@ def main(argv=None) -> int:
     if args.dry_run and not args.results_dir:
         scratch = tempfile.TemporaryDirectory(prefix="gpu_plan_dry_")
     results = args.results_dir or (Path(scratch.name) if scratch else RESULTS)
+    if results.exists() and not results.is_dir():
+        parser.error(f"--results-dir {results} is a file; give a folder (it is made if missing)")
     results.mkdir(parents=True, exist_ok=True)
     plan = Plan(results, args.budget_s, args.dry_run)
     if args.list:

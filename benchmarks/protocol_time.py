@@ -18,7 +18,7 @@ import statistics
 import torch
 
 from helpers.ablate import SEEDS, distilled, load_results, variants
-from helpers.cli import positive_int
+from helpers.cli import positive_int, output_file
 from helpers.files import write_json_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import PROFILES, get_profile
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's, all cores)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", choices=list(variants()),
                         help="time these variants only (default: all; `python -m helpers ablate --list`)")
-    parser.add_argument("--output", help="write the table as JSON here")
+    parser.add_argument("--output", type=output_file, help="write the table as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

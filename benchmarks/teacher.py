@@ -12,7 +12,7 @@ With --save the last run's teacher is saved where helpers.teacher.load_teacher f
 import argparse
 import dataclasses
 
-from helpers.cli import positive_int
+from helpers.cli import positive_int, output_file
 from helpers.profile_runs import profile_data
 from helpers.files import write_json_atomically
 from helpers.profiles import get_profile
@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--train-per-class", type=positive_int, default=None,
                         help="fewer training images per class, for a quick probe (default: the profile's)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
-    parser.add_argument("--output", default=None, help="write a JSON with the results and provenance here")
+    parser.add_argument("--output", type=output_file, help="write a JSON with the results and provenance here")
     parser.add_argument("--save", action="store_true", help="save the last teacher for later use (runs/<profile>/teacher)")
     args = parser.parse_args(argv)
 

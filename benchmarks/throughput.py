@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from helpers.cli import non_negative_int, positive_int
+from helpers.cli import non_negative_int, positive_int, output_file
 from helpers.data import load_cifar10
 from helpers.files import write_json_atomically
 from helpers.files import write_text_atomically
@@ -64,8 +64,8 @@ def main(argv=None):
                         help="DataLoader workers for the seed's pipeline (default: 10, DeiT main.py's, or fewer cores)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--teacher-path", default=None, help="teacher checkpoint (default: an untrained one)")
-    parser.add_argument("--output", default=None, help="write the table as JSON here")
-    parser.add_argument("--trace", default=None, help="write a torch.profiler summary of rows c and c+ here")
+    parser.add_argument("--output", type=output_file, help="write the table as JSON here")
+    parser.add_argument("--trace", type=output_file, help="write a torch.profiler summary of rows c and c+ here")
     args = parser.parse_args(argv)
     device = pick_device()
     gpu = device.type == "cuda"

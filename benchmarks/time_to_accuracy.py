@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from helpers.cli import positive_int
+from helpers.cli import positive_int, output_file
 from helpers.data import TensorBatches
 from helpers.constants import RUNS
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data
@@ -56,7 +56,7 @@ def out_of_time(timeline: list[dict], limit_s: float | None) -> bool:
     return timeline[-1]["seconds"] + last_epoch_s > limit_s
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES))
     parser.add_argument("--epochs", type=positive_int, help="student epochs (default: the profile's)")
@@ -68,8 +68,8 @@ def main():
     parser.add_argument("--time-limit-s", type=float,
                         help="stop after the epoch that would end past this many seconds on the clock "
                              "(the timeline so far is kept; a GPU window's stage uses it)")
-    parser.add_argument("--output", help="write the timeline as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--output", type=output_file, help="write the timeline as JSON here")
+    args = parser.parse_args(argv)
     profile, device = get_profile(args.profile), pick_device()
     recipe = Recipe(distillation_type=args.distillation_type)
     use_compile = device.type == "cuda" if args.compile is None else args.compile

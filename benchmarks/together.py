@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-from helpers.cli import positive_int
+from helpers.cli import positive_int, output_file
 from helpers.data import TensorBatches, load_cifar10
 from helpers.files import write_json_atomically
 from helpers.models import DEIT_TINY_32, vit_config
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="train the groups with torch.compile, as the ablation does on a GPU (default: on with a GPU)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
-    parser.add_argument("--output", help="write the table as JSON here")
+    parser.add_argument("--output", type=output_file, help="write the table as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -56,6 +56,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def output_file(text: str) -> Path:
+    """An output file's path, checked before any work: a long benchmark must not fail at its end."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name inside it")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{folder} is a file, so {path} cannot be made; choose another path")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{path} cannot be written here; choose a writable path")
+    return path
+
+
 def parser() -> argparse.ArgumentParser:
     d = Recipe()
     p = argparse.ArgumentParser(prog="python -m helpers train", description=__doc__,

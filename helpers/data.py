@@ -218,6 +218,8 @@ def _shuffled_by_class(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
 
 def stratified_indices(labels: torch.Tensor, n_per_class: int, seed: int = 0) -> torch.Tensor:
     """n_per_class random indices of every class, sorted; the same seed gives the same indices."""
+    if n_per_class < 0:
+        raise ValueError(f"n_per_class must be at least 0, not {n_per_class}.")
     picked = []
     for c, members in enumerate(_shuffled_by_class(labels, seed)):
         if n_per_class > len(members):

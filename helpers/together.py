@@ -124,7 +124,7 @@ class _RandomStream:
 class _GivenDropPath(nn.Module):
     """DropPath with its masks given: `masks` (2, B, 1, 1), the attention branch's then the MLP's
     (Block calls its drop_path twice), and `keep` = 1 - drop_prob. Under vmap both are per model.
-    x * mask / keep is DropPath's own arithmetic; mask 1 and keep 1 leave x exactly as it is."""
+    It computes what DropPath does, x * mask / keep rounded once; mask 1 and keep 1 leave x as it is."""
 
     def __init__(self):
         super().__init__()
@@ -136,7 +136,9 @@ class _GivenDropPath(nn.Module):
         if not self.training:
             return x
         mask, self.calls = self.masks[self.calls % 2], self.calls + 1
-        return x * mask / self.keep
+        # keep stays float32, as DropPath's Python float does: a bf16 tensor would round 0.9364 to
+        # 0.9375, and dividing bf16 by a float32 tensor of another shape rounds it to bf16 too.
+        return ((x * mask).float() / self.keep).to(x.dtype)
 
 
 def _template(model: nn.Module) -> nn.Module:
@@ -172,9 +174,9 @@ def _draw_masks(probs: list[float], batch: int, device, dtype) -> torch.Tensor:
     return torch.stack(masks)
 
 
-def _keeps(drop_probs: list[list[float]], device, dtype) -> torch.Tensor:
+def _keeps(drop_probs: list[list[float]], device) -> torch.Tensor:
     """(M, depth) keep probabilities 1 - drop_prob, what DropPath divides by (made once, not every step)."""
-    return torch.tensor([[1.0 - p for p in probs] for probs in drop_probs], dtype=dtype).to(device)
+    return torch.tensor([[1.0 - p for p in probs] for probs in drop_probs], dtype=torch.float32).to(device)
 
 
 def _mask_buffers(masks: list, keeps: torch.Tensor) -> dict:
@@ -222,9 +224,10 @@ def _per_model(values, dtype, device) -> torch.Tensor:
     return values.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else values
 
 
-def _broadcast(per_model: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(M,) -> (M, 1, ...), to multiply a stacked parameter shaped like `like`."""
-    return per_model.view(-1, *[1] * (like.ndim - 1))
+def _slices(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each stacked (M, ...) tensor's M model slices, tensor by tensor: torch's foreach ops take one
+    scalar per tensor, so a per-model factor goes with that model's slice (views, nothing copied)."""
+    return [t[k] for t in tensors for k in range(len(t))]
 
 
 class StackedAdamW:
@@ -232,7 +235,8 @@ class StackedAdamW:
 
     AdamW is elementwise, so on stacked tensors it is M independent AdamWs. The arithmetic is
     torch's single-tensor AdamW (torch/optim/adam.py, _single_tensor_adam, decoupled decay),
-    operation for operation; only lr-dependent factors become per-model tensors.
+    operation for operation; the lr-dependent factors are one scalar per model slice. Each
+    operation is one foreach call over all tensors (a few kernels on a GPU, not one per tensor).
     `decay` names the parameters with weight decay (fit's param_groups: not norms, biases, tokens).
     """
 
@@ -247,18 +251,20 @@ class StackedAdamW:
         beta1, beta2 = BETAS
         bias_correction1 = 1 - beta1 ** self.step_count
         bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
-        some = next(iter(self.params.values()))  # the course's parameters share one dtype and device
-        decay_factor = _per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], some.dtype, some.device)
-        step_size = _per_model([-lr / bias_correction1 for lr in lrs], some.dtype, some.device)
-        for name, param in self.params.items():
-            grad, exp_avg, exp_avg_sq = param.grad, self.exp_avg[name], self.exp_avg_sq[name]
-            if name in self.decay:
-                param.mul_(_broadcast(decay_factor, param))
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
-            # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
-            param.add_(_broadcast(step_size, param) * exp_avg / denom)
+        names = list(self.params)
+        params, grads = [self.params[n] for n in names], [self.params[n].grad for n in names]
+        exp_avgs, exp_avg_sqs = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
+        decayed = [self.params[n] for n in names if n in self.decay]
+        if decayed:
+            torch._foreach_mul_(_slices(decayed), [1 - lr * wd for lr, wd in zip(lrs, weight_decays)] * len(decayed))
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_correction2_sqrt)
+        torch._foreach_add_(denoms, EPS)
+        torch._foreach_addcdiv_(_slices(params), _slices(exp_avgs), _slices(denoms),
+                                [-lr / bias_correction1 for lr in lrs] * len(params))
 
     def zero_grad(self) -> None:
         for param in self.params.values():
@@ -278,12 +284,13 @@ class StackedAdamW:
 def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
     """clip_grad_norm_ for each model on its own: the norm over all of model k's gradients."""
     grads = [p.grad for p in params.values()]
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
+    m = len(grads[0])
+    norms = torch.stack(torch._foreach_norm(_slices(grads))).view(len(grads), m)  # (P, M)
     total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
-    limits = _per_model([m or float("inf") for m in max_norms], total.dtype, total.device)  # None or 0: as fit, none
+    limits = _per_model([c or float("inf") for c in max_norms], total.dtype, total.device)  # None or 0: as fit, none
     coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
-    for g in grads:
-        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
+    for k in range(m):
+        torch._foreach_mul_([g[k] for g in grads], coef[k].to(grads[0].dtype))
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -356,7 +363,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     autocast = autocast_for(device)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
-    keeps = _keeps(drop_probs, device, mask_dtype)
+    keeps = _keeps(drop_probs, device)
 
     run_dir = Path(run_dir) if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]

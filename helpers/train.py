@@ -124,6 +124,9 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
         correct += (logits.argmax(-1) == labels).sum().item()
         count += len(labels)
     loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], device)
+    if count == 0:
+        raise ValueError("No images to evaluate: the batches were empty. Pass a split with images "
+                         "(for example TensorBatches(load_cifar10('test'), 500, shuffle=False)).")
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
 
 

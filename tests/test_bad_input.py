@@ -126,6 +126,18 @@ def test_benchmarks_and_runners_refuse_sizes_below_their_range(capsys, module, a
     assert f"argument {flag}: must be at least" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", ["benchmarks.throughput", "benchmarks.teacher", "benchmarks.time_to_accuracy",
+                                    "benchmarks.together", "benchmarks.protocol_time"])
+def test_benchmarks_refuse_an_output_they_could_not_write_before_any_work(tmp_path, capsys, module):
+    import importlib
+    (tmp_path / "a_file").write_text("")
+    for where, says in [(tmp_path, "is a folder; give a file name inside it"),
+                        (tmp_path / "a_file" / "out.json", "is a file, so")]:
+        with pytest.raises(SystemExit):
+            importlib.import_module(module).main(["--output", str(where)])
+        assert f"argument --output: {tmp_path}" in (err := capsys.readouterr().err) and says in err
+
+
 def test_a_stray_world_size_without_torchrun_names_the_fix(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -163,3 +175,24 @@ def test_distillation_settings_without_a_distillation_type_are_not_silently_igno
     assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), "--distillation-alpha", "0.3"]) == 2
     assert "--distillation-alpha set how a student learns from its teacher: add --distillation-type" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_empty_evaluation_data_and_a_negative_subset_size_name_the_problem(few_images):
+    from helpers.data import stratified_indices
+    from helpers.models import build_vit
+    from helpers.train import evaluate
+    with pytest.raises(ValueError, match="No images to evaluate: the batches were empty"):
+        evaluate(build_vit(embed_dim=48, depth=1, num_heads=3), [])
+    with pytest.raises(ValueError, match="n_per_class must be at least 0, not -1"):
+        stratified_indices(few_images.labels, -1)
+
+
+def test_the_gpu_plan_refuses_a_results_file_or_an_archive_folder_before_any_stage(tmp_path, capsys):
+    from benchmarks import gpu_plan
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit):
+        gpu_plan.main(["--list", "--results-dir", str(tmp_path / "a_file")])
+    assert "is a file; give a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the archive is all that travels back from a GPU window
+        gpu_plan.main(["--dry-run", "--archive", str(tmp_path)])
+    assert "argument --archive" in capsys.readouterr().err

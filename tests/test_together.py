@@ -135,6 +135,19 @@ def test_different_epochs_are_refused(data):
                      val_batches(data), device="cpu")
 
 
+def test_drop_path_under_vmap_in_bf16_rounds_as_one_models_drop_path():
+    # bf16 is the GPU's training precision; the equivalence tests above run in float32
+    from torch.func import functional_call, vmap
+    from helpers.together import _GivenDropPath, _keeps
+    probs = [[0.1 * 7 / 11], [0.1 * 3 / 11]]  # two blocks' rates with drop_path 0.1, depth 12
+    x = torch.randn(2, 8, 65, 192).bfloat16()
+    masks = (torch.rand(2, 2, 8, 1, 1) < 0.9).bfloat16()
+    given = _GivenDropPath().train()
+    out = vmap(lambda m, k, xi: functional_call(given, {"masks": m, "keep": k}, (xi,)))(masks, _keeps(probs, "cpu")[:, 0], x)
+    for k, (p,) in enumerate(probs):
+        assert torch.equal(out[k], x[k] * masks[k, 0] / (1.0 - p))  # DropPath.forward's arithmetic
+
+
 def test_stacked_adamw_is_torch_adamw_per_model():
     torch.manual_seed(0)
     weights = [torch.randn(4, 3, requires_grad=True) for _ in range(2)]
