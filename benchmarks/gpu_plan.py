@@ -248,9 +248,6 @@ STAGES = [
     Stage("time_to_accuracy_3min", "c: teacher + distilled DeiT-Tiny, sized to end at 3 minutes",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_3min.json"], 200, _tta_args(3),
           DRY_TTA + ["1", "--compile"]),
-    Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
-          ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
-          DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
     Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
           ["benchmarks/together.py"], ["together.json"], TOGETHER_GUESS_S, _together_args,
           ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile"]),  # bf16 vmap, compiled
@@ -258,6 +255,13 @@ STAGES = [
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2", "--no-group-checkpoints",
            "--only", *DRY_ABLATION], FP32),
+    # Last, after the ablation: inside a window's budget (about 460 s) this run can only report
+    # "94 % in 600 s" as met; else it ends undecided. With the teacher at 88-90 % (teacher_full.json,
+    # teacher_epochs.json) and a hard-distilled student near its teacher, met is not expected, so a
+    # window is better spent on the stages that decide the course's questions first.
+    Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
+          ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
+          DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
 ]
 
 
@@ -312,7 +316,10 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
                                               **{k: v for k, v in provenance().items() if k in ("device", "commit", "date")}}
         write_json_atomically(plan.timings, plan.results / TIMINGS)
         print(f"[{stage.name}] {status} in {seconds:.0f} s", flush=True)
-        if status not in ("done", "partial"):
+        if status == "partial":  # it stopped before work that would not fit: so would later stages
+            print(f"[{stage.name}] partial: the next window goes on with it", flush=True)
+            break
+        if status != "done":
             print(f"[{stage.name}] see the output above; the plan goes on with the next stage", flush=True)
     made.append(plan.results / TIMINGS)
     return sorted(set(p for p in made if p.exists()))

@@ -30,6 +30,19 @@ def test_budget_runs_what_fits_skips_what_is_done_and_stops_before_the_rest(tmp_
     assert {"seconds", "device", "commit", "date", "gpu"} <= set(timings["quick"])
 
 
+def test_a_stage_that_stops_part_way_ends_the_plan_so_the_next_window_goes_on_with_it(tmp_path, capsys):
+    partial = Stage("partial", "", [], ["partial.json"], 1, lambda plan: ["-c", "pass"])  # exit 0, no result
+    run_plan(Plan(tmp_path, budget_s=60, dry_run=False), stages=[partial, _stage("after", 1)])
+    assert "[partial] partial: the next window goes on with it" in capsys.readouterr().out
+    assert not (tmp_path / "after.json").exists()
+    assert json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]["partial"]["status"] == "partial"
+
+
+def test_the_ten_minute_run_comes_last_after_the_stages_a_window_can_decide():
+    names = [s.name for s in gpu_plan.STAGES]
+    assert names[-1] == "time_to_accuracy_10min" and names.index("ablation") == len(names) - 2
+
+
 def test_expected_time_is_the_last_gpu_measurement(tmp_path):
     stage = _stage("quick", 100)
     plan = Plan(tmp_path, None, False)
