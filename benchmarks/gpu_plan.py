@@ -51,8 +51,9 @@ TOGETHER_BATCH = PROFILES["full"].batch_size  # per model: the ablation's batch,
 COMPILE_GUESS_S = 60  # one graph's compilation until a stage has measured it
 TEACHER_GUESS_S = 60  # the full teacher's training until the teacher stage has measured it
 # Each M compiles its own graph (fit compiled DeiT-Tiny in about 28 s on the H100,
-# results/time_to_accuracy_3min.json), then times 10 steps; plus the compiled baseline.
-TOGETHER_GUESS_S = 40 * (len(TOGETHER_MODELS) + 1) + 60
+# results/time_to_accuracy_3min.json), then times 10 steps; plus the compiled baseline and the
+# full recipe's two (at the best M, and alone).
+TOGETHER_GUESS_S = 40 * (len(TOGETHER_MODELS) + 3) + 60
 
 
 @dataclass
@@ -136,10 +137,13 @@ class Plan:
 
     def ablation_compile_s(self) -> float:
         """One graph's compilation in the ablation: the together stage's warm-up at the chosen M
-        (compilation and one step), or the throughput stage's longest compile time (its row c
-        reuses row b's graph, so its own is near zero)."""
+        (compilation and one step; the full recipe's where measured), or the throughput stage's
+        longest compile time (its row c reuses row b's graph, so its own is near zero)."""
         models = self.together_models()
         warm_up = {row["models"]: row.get("warm_up_s") for row in self.measured("together.json", "rows", default=[])}
+        full = self.full_recipe()
+        if models > 1 and (full or {}).get("warm_up_s"):
+            return full["warm_up_s"]
         if models > 1 and warm_up.get(models):
             return warm_up[models]
         return max(self.measured("throughput.json", "compile_seconds", default={}).values(), default=COMPILE_GUESS_S)
@@ -152,9 +156,13 @@ class Plan:
                 "--compile-s", f"{self.ablation_compile_s():.0f}", "--teacher-s", f"{self.teacher_s():.0f}"]
 
     def ablation_rate(self) -> float:
-        """Training images/s of the ablation's full recipe. Trained in groups: the together stage's
-        aggregate rate at the chosen M (plain recipe, no input pipeline) times the throughput stage's
-        c/b, the share of speed the recipe's input pipeline leaves; one at a time: row c itself."""
+        """Training images/s of the ablation's full recipe: measured by the together stage where it
+        timed that recipe (together at its best M, and one model alone; same GPU and batch). Else,
+        in groups, its plain rate at the chosen M times the throughput stage's c/b, the share of
+        speed the recipe's input pipeline leaves; one at a time, row c itself."""
+        full = self.full_recipe()
+        if full:
+            return full["images_per_s"] if self.together_models() > 1 else full["alone_images_per_s"]
         plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
         models = self.together_models()
         rates = {row["models"]: row.get("images_per_s") for row in self.measured("together.json", "rows", default=[])}
@@ -173,11 +181,20 @@ class Plan:
         grouped = self.together_models() > 1 and self.measured("together.json", "rows") is not None
         return ABLATION_WINDOWS_TOGETHER if grouped else ABLATION_WINDOWS
 
+    def full_recipe(self) -> dict | None:
+        """The together stage's full-recipe rates (at its best M, and one model alone), if measured."""
+        full = self.measured("together.json", "full_recipe")
+        return full if isinstance(full, dict) and full.get("images_per_s") and full.get("alone_images_per_s") else None
+
     def together_models(self) -> int:
-        """Models per ablation group (1: one at a time, compiled), as TOGETHER_MODELS's comment says."""
+        """Models per ablation group (1: one at a time, compiled), as TOGETHER_MODELS's comment says:
+        with the full recipe's rates where measured (the ablation's work), else the plain rows'."""
         best = self.measured("together.json", "best_m")
         if best is None:
             return 1
+        full = self.full_recipe()
+        if full and full.get("models") == best:
+            return best if full["images_per_s"] > full["alone_images_per_s"] else 1
         rates = {row["models"]: row.get("images_per_s", 0.0) for row in self.measured("together.json", "rows")}
         return best if rates.get(best, 0.0) > self.model_alone_rate() else 1
 
@@ -219,7 +236,7 @@ def _ablation_args(plan: Plan) -> list[str]:
 
 def _together_args(plan: Plan) -> list[str]:
     return ["--deit-tiny", "--batch-size", str(TOGETHER_BATCH), "--steps", "10", "--models", *TOGETHER_MODELS,
-            "--compile", "--compiled-baseline", "--output", str(plan.results / "together.json")]
+            "--compile", "--compiled-baseline", "--full-recipe", "--output", str(plan.results / "together.json")]
 
 
 # With --together 2 these are two groups of one (one shape each): the runner's group path, cheaply;
@@ -250,7 +267,7 @@ STAGES = [
           DRY_TTA + ["1", "--compile"]),
     Stage("together", "d: images/s of M DeiT-Tiny trained together (M = 1 .. 32) and the MFU; sizes the ablation's groups",
           ["benchmarks/together.py"], ["together.json"], TOGETHER_GUESS_S, _together_args,
-          ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile"]),  # bf16 vmap, compiled
+          ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile", "--full-recipe"]),  # bf16 vmap, compiled
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2", "--no-group-checkpoints",

@@ -12,7 +12,9 @@ the table (larger ones would too). --compiled-baseline (on with a GPU) first tim
 trained alone by fit with torch.compile, the baseline the course's targets name, and adds each
 row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation there) trains the
 groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
-and the timed call reuses the graph. --output writes the rows, the best M and provenance as JSON,
+and the timed call reuses the graph. --full-recipe (on with a GPU) then times DeiT's full recipe at
+the best M and one model alone with it: the ablation's own work, whose per-model augmentation the
+plain rows lack. --output writes the rows, the best M and provenance as JSON,
 after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
@@ -38,6 +40,7 @@ from helpers.together import Member, fit_together
 from helpers.train import COMPILE_FALLBACK, TrainConfig, fit, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
+PLAIN = Recipe.plain()  # the table's recipe: the model's own work, little augmentation
 class FirstSteps:
     """The first `steps` batches of each epoch (for the warm-up call)."""
 
@@ -54,7 +57,8 @@ class FirstSteps:
         return (batch for _, batch in zip(range(len(self)), self.batches))
 
 
-def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict:
+def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool,
+                  recipe: Recipe = PLAIN) -> dict:
     """The timed call's training seconds, the warm-up call's wall time (compilation included) and
     whether torch.compile worked (False where it fell back to eager or was not asked for)."""
     def members():
@@ -62,7 +66,6 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
         found = []
         for k in range(m):
             torch.manual_seed(k)
-            recipe = Recipe.plain()
             batches = TensorBatches(train, batch_size, seed=k, drop_last=True).to(device)
             found.append(Member(recipe.build_model(**sizes), FirstSteps(batches, steps), config,
                                 recipe.batch_transform(), recipe.loss_fn()))
@@ -86,11 +89,10 @@ def fell_back(caught) -> bool:
     return any(str(w.message).startswith(COMPILE_FALLBACK) for w in caught)
 
 
-def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, device) -> dict:
+def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, device, recipe: Recipe = PLAIN) -> dict:
     """The baseline the targets name: one model trained by fit with torch.compile (fused attention,
-    the same plain recipe and batch), after an untimed warm-up call; fit compiles before its clock."""
+    the same recipe and batch), after an untimed warm-up call; fit compiles before its clock."""
     torch.manual_seed(0)
-    recipe = Recipe.plain()
     model = recipe.build_model(**sizes)
     config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0, compile=True)
     batches = TensorBatches(train, batch_size, seed=0, drop_last=True).to(device)
@@ -106,11 +108,12 @@ def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, dev
     return {"images_per_s": batch_size * steps / seconds, "compiled": not fell_back(caught)}
 
 
-def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict | None:
+def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool,
+            recipe: Recipe = PLAIN) -> dict | None:
     """Aggregate training images/s of m models together (with train_seconds' warm_up_s and compiled),
     or None if they do not fit in GPU memory."""
     try:
-        timed = train_seconds(m, sizes, train, val, batch_size, steps, device, compile)
+        timed = train_seconds(m, sizes, train, val, batch_size, steps, device, compile, recipe)
         return {"images_per_s": m * batch_size * steps / timed["seconds"], "warm_up_s": timed["warm_up_s"],
                 "compiled": timed["compiled"]}
     except torch.OutOfMemoryError:
@@ -133,6 +136,10 @@ def main(argv=None) -> int:
                              "(default: on with a GPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="train the groups with torch.compile, as the ablation does on a GPU (default: on with a GPU)")
+    parser.add_argument("--full-recipe", action=argparse.BooleanOptionalAction, default=None,
+                        help="then time DeiT's full recipe (RandAugment, erasing, MixUp/CutMix, drop path, smoothing) "
+                             "at the best M and alone: the ablation's work, which the GPU plan sizes from "
+                             "(default: on with a GPU)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", type=output_file, help="write the table as JSON here")
     args = parser.parse_args(argv)
@@ -161,18 +168,19 @@ def main(argv=None) -> int:
     print(f"models together trained {'with torch.compile' if compile else 'eagerly'}; warm-up: the first call, "
           f"compilation included")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s} {'warm-up':>8s}")
-    rows, base = [], None
+    rows, base, full = [], None, None
+
+    def best_m() -> int | None:
+        measured = [r for r in rows if "images_per_s" in r]
+        return max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
 
     def save(complete: bool) -> None:  # after every row, so a stage stopped at its time limit keeps them
-        measured = [r for r in rows if "images_per_s" in r]
-        best = max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
-        if complete:
-            print(f"best M: {best} (the most images/s)")
         if args.output:
             write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
                                    "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
-                                   "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best,
-                                   "complete": complete, "compiled_one_model": alone, **provenance()}, args.output)
+                                   "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best_m(),
+                                   "complete": complete, "compiled_one_model": alone, "full_recipe": full,
+                                   **provenance()}, args.output)
 
     for m in args.models:
         measured = measure(m, sizes, train, val, args.batch_size, args.steps, device, compile)
@@ -193,8 +201,24 @@ def main(argv=None) -> int:
         warm_up = f"{measured['warm_up_s']:6.1f} s" + ("" if measured["compiled"] == compile else " (eager: compile failed)")
         print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s} {warm_up}", flush=True)
         save(complete=False)
+    print(f"best M: {best_m()} (the most images/s)")
+    if (device.type == "cuda" if args.full_recipe is None else args.full_recipe) and best_m():
+        full = full_recipe_rates(best_m(), sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
     return 0
+
+
+def full_recipe_rates(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict:
+    """DeiT's full recipe, m models together and one compiled model alone: what an ablation group
+    and a run on its own train at. Its per-model augmentation adds launches the plain rows lack."""
+    together = measure(m, sizes, train, val, batch_size, steps, device, compile, Recipe())
+    if together is None:
+        print(f"full recipe, M = {m}: out of GPU memory")
+        return {"models": m, "error": "out of GPU memory"}
+    alone = compiled_one_model(sizes, train, val, batch_size, steps, device, Recipe())
+    print(f"full recipe: M = {m} together {together['images_per_s']:,.0f} images/s, one model alone "
+          f"{alone['images_per_s']:,.0f} images/s ({together['images_per_s'] / alone['images_per_s']:.2f}x)", flush=True)
+    return {"models": m, **together, "alone_images_per_s": alone["images_per_s"], "alone_compiled": alone["compiled"]}
 
 
 if __name__ == "__main__":

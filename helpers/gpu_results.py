@@ -137,6 +137,13 @@ def print_together(record: dict, throughput: dict | None) -> None:
         versus_alone = f"{row['images_per_s'] / alone:8.2f}" if alone else f"{'-':>8s}"
         mfu = f"{100 * row['mfu']:5.1f}%" if row.get("mfu") is not None else "  n/a"
         print(f"{row['models']:4d} {row['images_per_s']:10,.0f} {row['x_one_model'] or 1.0:7.2f} {versus_alone} {mfu}")
+    full = record.get("full_recipe")
+    if full and full.get("images_per_s"):
+        print(f"DeiT's full recipe (the ablation's work, augmentation per model): M = {full['models']} together "
+              f"{full['images_per_s']:,.0f} images/s, one compiled model alone {full['alone_images_per_s']:,.0f} "
+              f"images/s ({full['images_per_s'] / full['alone_images_per_s']:.2f}x)")
+    elif full:
+        print(f"DeiT's full recipe at M = {full['models']}: {full.get('error', 'no result')}")
     best = next(row for row in record["rows"] if row["models"] == record["best_m"])
     speedup_target, mfu_target = TOGETHER_TARGETS
     if alone:

@@ -172,6 +172,14 @@ def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best
     (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows,
                                                         "compiled_one_model": {"images_per_s": 25000.0}}))
     assert together_arg() == "16"
+    # where the together stage timed the full recipe (the ablation's work), that decides, and sizes the runs
+    full = {"models": 16, "images_per_s": 24000.0, "alone_images_per_s": 26000.0, "warm_up_s": 70.0}
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows, "full_recipe": full,
+                                                        "compiled_one_model": {"images_per_s": 25000.0}}))
+    assert together_arg() is None and plan.ablation_rate() == 26000.0  # augmentation-bound: one at a time
+    full["images_per_s"] = 52000.0
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows, "full_recipe": full}))
+    assert together_arg() == "16" and plan.ablation_rate() == 52000.0 and plan.ablation_compile_s() == 70.0
 
 
 def test_without_a_gpu_only_the_dry_run_is_allowed(tmp_path, capsys, monkeypatch):
@@ -198,6 +206,9 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     assert together["compiled_one_model"]["images_per_s"] > 0 and together["compiled_one_model"]["compiled"]
     assert all(r["x_compiled_alone"] > 0 for r in together["rows"])
     assert together["complete"] and together["compile"] and all(r["compiled"] for r in together["rows"])  # bf16 vmap, compiled
+    full = together["full_recipe"]  # the ablation's work, at the best M and alone
+    assert full["models"] == together["best_m"] and full["images_per_s"] > 0 and full["alone_images_per_s"] > 0
+    assert full["compiled"] and full["alone_compiled"]
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
     assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
     assert tta["compile"] is True  # fit's torch.compile path, as on the GPU

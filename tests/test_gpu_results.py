@@ -34,6 +34,10 @@ def test_the_together_table_reports_both_targets_met_or_missed(capsys):
     gpu_results.print_together(record, {"images_per_second": {"b model alone": 44000.0}})
     out = capsys.readouterr().out
     assert "3.00x one compiled model alone, target >= 3 met" in out and "same run" in out
+    record["full_recipe"] = {"models": 16, "images_per_s": 60000.0, "alone_images_per_s": 24000.0}
+    gpu_results.print_together(record, None)
+    assert "full recipe (the ablation's work, augmentation per model): M = 16 together 60,000 images/s, " \
+           "one compiled model alone 24,000 images/s (2.50x)" in capsys.readouterr().out
 
 
 def test_the_time_to_accuracy_figure_is_readable():
