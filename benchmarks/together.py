@@ -41,6 +41,8 @@ from helpers.train import COMPILE_FALLBACK, TrainConfig, fit, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
 PLAIN = Recipe.plain()  # the table's recipe: the model's own work, little augmentation
+
+
 class FirstSteps:
     """The first `steps` batches of each epoch (for the warm-up call)."""
 
