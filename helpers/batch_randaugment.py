@@ -15,10 +15,12 @@ identity (identity lookup table, blend factor 1, or its own pixels back):
 So a slot costs three passes over the batch instead of 15 masked ones, with no data-dependent
 shapes (boolean indexing would sync the GPU with the host once per op).
 
-The per-image choices (ops, arguments, masks, warp matrices) are small (B,) tensors: they are
-drawn and worked out on the CPU and reach the GPU in two non-blocking copies per slot, so the
-GPU only runs the passes over pixels and the CPU never waits for it (hundreds of tiny kernels
-and blocking copies would otherwise cost more than the model's own step).
+The per-image choices (ops, arguments, masks, warp matrices) are small (slots, B) tensors: they
+are drawn and worked out on the CPU for every slot at once, with lookup tables indexed by op,
+and reach the GPU in two non-blocking copies, so the GPU only runs the passes over pixels and
+the CPU never waits for it (hundreds of tiny kernels and blocking copies would otherwise cost
+more than the model's own step). Each operator call costs the CPU a few microseconds, so their
+number matters too: `python -m benchmarks.augment_calls` counts them.
 
 The rounding follows Pillow (the reference the tests compare with, pixel for pixel where
 Pillow's arithmetic is integer): truncation after float blends, (sum + 6) // 13 for the smoothing
@@ -26,6 +28,7 @@ filter, ITU-R 601 luma with Pillow's 16-bit fixed-point weights.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -86,11 +89,19 @@ def op_parameter(name: str, magnitudes: torch.Tensor,
     """
     if name not in LEVEL_TO_ARGUMENT:
         op_argument(name, 0.0)  # raises the ValueError that lists the known names
+    level, sign = _level_and_sign(magnitudes, signs)
+    return _parameter(name, level, sign)
+
+
+def _level_and_sign(magnitudes, signs) -> tuple[torch.Tensor, torch.Tensor]:
     magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64)
     # tensor / tensor: torch turns `scalar / tensor` into a multiply by a reciprocal, which can
     # land one ulp off Python's division and flip the int() truncations.
     level = magnitudes / torch.full_like(magnitudes, MAX_LEVEL)
-    sign = torch.ones_like(level) if signs is None else torch.as_tensor(signs).to(level)
+    return level, torch.ones_like(level) if signs is None else torch.as_tensor(signs).to(level)
+
+
+def _parameter(name: str, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     formula = LEVEL_TO_ARGUMENT[name]
     return torch.zeros_like(level) if formula is None else formula(level, sign) * torch.ones_like(level)
 
@@ -99,13 +110,16 @@ def op_parameter(name: str, magnitudes: torch.Tensor,
 # The three op families, each one pass over the batch
 # ----------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def _members(pool: tuple, names: tuple) -> torch.Tensor:
+    """(len(pool) + 1,) bool: row i + 1 says whether op i of the pool is one of `names`; row 0
+    is "no op" (-1). Indexing it with ops + 1 asks every image at once."""
+    return torch.tensor([False] + [name in names for name in pool])
+
+
 def _chose(ops: torch.Tensor, pool: tuple, *names: str) -> torch.Tensor:
-    """(B,) bool: which images chose one of `names` (names absent from the pool match nobody)."""
-    hit = torch.zeros_like(ops, dtype=torch.bool)
-    for name in names:
-        if name in pool:
-            hit |= ops == pool.index(name)
-    return hit
+    """Bool, shaped like ops: which images chose one of `names` (names absent from the pool match nobody)."""
+    return _members(pool, names)[ops + 1]
 
 
 # The image groups the pixel passes tell apart, each a set of op names.
@@ -131,16 +145,17 @@ class _Slot:
         return self.masks[list(_GROUPS).index(group)]
 
 
-def _slot(ops: torch.Tensor, args: torch.Tensor, pool: tuple, h: int, w: int, device) -> _Slot:
-    """Work out a slot's choices on the CPU from (B,) ops (-1: none) and arguments, then move
-    them in two copies that never make the CPU wait for the GPU."""
+def _slots(ops: torch.Tensor, args: torch.Tensor, pool: tuple, h: int, w: int, device) -> list[_Slot]:
+    """Work out every slot's choices at once on the CPU from (slots, B) ops (-1: none) and
+    arguments, then move them in two copies that never make the CPU wait for the GPU."""
     ops, args = ops.cpu(), args.cpu().double()
-    masks = torch.stack([_chose(ops, pool, *names) for names in _GROUPS.values()])
+    masks = torch.stack([_chose(ops, pool, *names) for names in _GROUPS.values()], dim=-2)  # (slots, groups, B)
     factor = torch.where(_chose(ops, pool, *OP_FAMILIES["blend"]), args, 1.0)
     theta = _grid_theta(_pil_affine(ops, args, pool, h, w), h, w)
-    numbers = to_device(torch.cat([args[:, None], factor[:, None], theta.reshape(-1, 6)], dim=1), device)
-    return _Slot(to_device(masks, device), numbers[:, 0], numbers[:, 1].float(),
-                 numbers[:, 2:].reshape(-1, 2, 3).float())
+    numbers = to_device(torch.cat([args[..., None], factor[..., None], theta.flatten(-2)], dim=-1), device)
+    masks = to_device(masks, device)
+    return [_Slot(masks[k], numbers[k, :, 0], numbers[k, :, 1].float(), numbers[k, :, 2:].reshape(-1, 2, 3).float())
+            for k in range(len(ops))]
 
 
 def _lookup_tables(x: torch.Tensor, slot: _Slot) -> torch.Tensor:
@@ -214,35 +229,33 @@ def _blends(x: torch.Tensor, slot: _Slot) -> torch.Tensor:
 
 
 def _pil_affine(ops, args, pool, h: int, w: int) -> torch.Tensor:
-    """(B, 2, 3) float64: Pillow's AFFINE data, input point = A @ (x + 0.5, y + 0.5, 1) in pixels.
+    """(..., 2, 3) float64: Pillow's AFFINE data, input point = A @ (x + 0.5, y + 0.5, 1) in pixels.
 
     Shears act about the top-left corner and translations are fractions of the side (timm);
     rotate is Image.rotate's matrix about the centre (counter-clockwise for positive degrees).
     """
-    b = len(ops)
-    matrix = torch.zeros(b, 2, 3, dtype=torch.float64, device=ops.device)
-    matrix[:, 0, 0] = matrix[:, 1, 1] = 1.0
     one = lambda name: _chose(ops, pool, name)  # noqa: E731
-    matrix[:, 0, 1] = torch.where(one("ShearX"), args, 0.0)
-    matrix[:, 1, 0] = torch.where(one("ShearY"), args, 0.0)
-    matrix[:, 0, 2] = torch.where(one("TranslateXRel"), args * w, 0.0)
-    matrix[:, 1, 2] = torch.where(one("TranslateYRel"), args * h, 0.0)
+    ones = torch.ones_like(args)
+    matrix = torch.stack([torch.stack([ones, torch.where(one("ShearX"), args, 0.0),
+                                       torch.where(one("TranslateXRel"), args * w, 0.0)], -1),
+                          torch.stack([torch.where(one("ShearY"), args, 0.0), ones,
+                                       torch.where(one("TranslateYRel"), args * h, 0.0)], -1)], -2)
     angle = -torch.deg2rad(args)
     cos, sin = torch.cos(angle), torch.sin(angle)
     cx, cy = w / 2, h / 2
-    rotation = torch.stack([torch.stack([cos, sin, cx - cos * cx - sin * cy], 1),
-                            torch.stack([-sin, cos, cy + sin * cx - cos * cy], 1)], 1)
-    return torch.where(one("Rotate").view(b, 1, 1), rotation, matrix)
+    rotation = torch.stack([torch.stack([cos, sin, cx - cos * cx - sin * cy], -1),
+                            torch.stack([-sin, cos, cy + sin * cx - cos * cy], -1)], -2)
+    return torch.where(one("Rotate")[..., None, None], rotation, matrix)
 
 
 def _grid_theta(a: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Pillow's pixel-coordinate matrices -> affine_grid's [-1, 1] ones (align_corners=False):
     g = 2 u / size - 1."""
     return torch.stack([
-        torch.stack([a[:, 0, 0], a[:, 0, 1] * h / w,
-                     a[:, 0, 0] + a[:, 0, 1] * h / w + 2 * a[:, 0, 2] / w - 1], 1),
-        torch.stack([a[:, 1, 0] * w / h, a[:, 1, 1],
-                     a[:, 1, 0] * w / h + a[:, 1, 1] + 2 * a[:, 1, 2] / h - 1], 1)], 1)
+        torch.stack([a[..., 0, 0], a[..., 0, 1] * h / w,
+                     a[..., 0, 0] + a[..., 0, 1] * h / w + 2 * a[..., 0, 2] / w - 1], -1),
+        torch.stack([a[..., 1, 0] * w / h, a[..., 1, 1],
+                     a[..., 1, 0] * w / h + a[..., 1, 1] + 2 * a[..., 1, 2] / h - 1], -1)], -2)
 
 
 def _warps(x: torch.Tensor, slot: _Slot, fill, interpolation: str) -> torch.Tensor:
@@ -266,20 +279,21 @@ def _warps(x: torch.Tensor, slot: _Slot, fill, interpolation: str) -> torch.Tens
     return torch.where(slot.chose("warp").view(b, 1, 1, 1), warped, x)
 
 
-def _apply_slot(x, ops, args, pool, fill, interpolation):
-    """One slot: each image applies its own op (index into pool, -1 = none) with its argument."""
-    slot = _slot(ops, args, pool, x.shape[2], x.shape[3], x.device)
-    x = _lookup_tables(x, slot)
-    x = _blends(x, slot)
-    return _warps(x, slot, fill, interpolation)
+def _apply_slots(x, ops, args, pool, fill, interpolation):
+    """Slot after slot, each image applies its own op (index into pool, -1 = none) with its
+    argument; ops and args are (slots, B)."""
+    for slot in _slots(ops, args, pool, x.shape[2], x.shape[3], x.device):
+        x = _lookup_tables(x, slot)
+        x = _blends(x, slot)
+        x = _warps(x, slot, fill, interpolation)
+    return x
 
 
 def _arguments(ops, magnitudes, signs, pool) -> torch.Tensor:
-    """(B,) float64: each image's argument for the op it chose."""
-    args = torch.zeros(ops.shape, dtype=torch.float64, device=ops.device)
-    for index, name in enumerate(pool):
-        args = torch.where(ops == index, op_parameter(name, magnitudes, signs), args)
-    return args
+    """Each image's argument for the op it chose (0 for none), float64 and shaped like ops."""
+    level, sign = _level_and_sign(magnitudes, signs)
+    per_op = torch.stack([torch.zeros_like(level)] + [_parameter(name, level, sign) for name in pool])
+    return per_op.gather(0, (ops + 1).unsqueeze(0)).squeeze(0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,8 +317,8 @@ def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR
     b = len(images)  # the per-image choices live on the CPU (see the module docstring)
     magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64).cpu().expand(b)
     signs = torch.ones(b) if signs is None else torch.as_tensor(signs).cpu()
-    ops = torch.full((b,), pool.index(name), dtype=torch.long)
-    return _apply_slot(images, ops, op_parameter(name, magnitudes, signs), pool, fill, interpolation)
+    ops = torch.full((1, b), pool.index(name), dtype=torch.long)
+    return _apply_slots(images, ops, op_parameter(name, magnitudes, signs)[None], pool, fill, interpolation)
 
 
 @dataclass
@@ -361,12 +375,9 @@ def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fil
     _check_images(images)
     _check_options(interpolation, fill)
     pool = OPS_INCREASING if increasing else OPS_STANDARD
-    for ops, applied, magnitudes, signs in zip(draws.ops, draws.applied, draws.magnitudes,
-                                               draws.signs):
-        ops = torch.where(applied, ops, -1)
-        images = _apply_slot(images, ops, _arguments(ops, magnitudes, signs, pool), pool, fill,
-                             interpolation)
-    return images
+    ops = torch.where(draws.applied, draws.ops, -1)  # every slot's choices are worked out at once
+    return _apply_slots(images, ops, _arguments(ops, draws.magnitudes, draws.signs, pool), pool, fill,
+                        interpolation)
 
 
 def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float = 9.0,

@@ -250,3 +250,12 @@ def test_bad_options_raise_value_error(cifar):
             G.rand_augment_batch(cifar[:2], **kwargs)
     with pytest.raises(ValueError, match="Unknown op"):
         G.apply_op("Blur", cifar[:2], 5.0)
+
+
+def test_every_slots_choices_are_worked_out_at_once_without_touching_pixels():
+    # each operator call costs the CPU microseconds on a GPU machine: a slot more adds only the
+    # views and casts of its share (worked out one slot at a time, each cost about 340 calls),
+    # and none of the calls runs on a batch of pixels
+    from benchmarks.augment_calls import operator_calls, rand_augment_choices
+    one_slot, three_slots = (operator_calls(rand_augment_choices(64, n), 64 * 32 * 32) for n in (1, 3))
+    assert three_slots[0] - one_slot[0] <= 2 * 15 and one_slot[1] == three_slots[1] == 0

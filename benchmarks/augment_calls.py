@@ -1,0 +1,101 @@
+"""Operator calls and CPU time of the batch augmentation, stage by stage.
+
+    python -m benchmarks.augment_calls                       # batch 8 and 512, one thread
+    python -m benchmarks.augment_calls --batch-sizes 1024
+
+On a GPU every operator call costs the CPU a few microseconds to dispatch, and one on pixels
+launches a kernel; a small model's step is short enough for those calls to decide its speed
+(README, "What has been measured": row c is slower than row b). The calls are counted here on
+the CPU, where they are the same: top-level aten operators per call (torch.profiler), and how
+many of them touch a whole batch of pixels (kernel launches on a GPU; the rest work on small
+per-image choices on the CPU there too). CPU milliseconds per call at a small batch are mostly
+dispatch; at a large one mostly arithmetic, which a GPU does instead. Ratios are against the
+plain recipe's transform (crop and flip), measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from helpers.augment import OPS_INCREASING, mix_batch, normalize, random_crop_flip, random_erase
+from helpers.batch_randaugment import BatchRandAugment, _arguments, _slots, sample_ops
+from helpers.cli import positive_int
+from helpers.recipe import Recipe
+
+
+def operator_calls(fn, pixels: int) -> tuple[int, int]:
+    """(top-level aten operator calls, those with an input of at least `pixels` elements) of one
+    call of fn, after an untimed one (first calls build cached lookup tables)."""
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    calls = [e for e in prof.events() if e.name.startswith("aten::")
+             and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    big = [e for e in calls if any(isinstance(s, list) and s and math.prod(s) >= pixels for s in e.input_shapes or [])]
+    return len(calls), len(big)
+
+
+def rand_augment_choices(batch: int, num_ops: int):
+    """A function that works out the per-image choices of one RandAugment call (DeiT's settings,
+    num_ops slots), from draws made once: the CPU's share of RandAugment before any pixel pass."""
+    config = BatchRandAugment.from_string(Recipe().aa).config
+    draws = sample_ops(batch, num_ops, config.m, config.mstd, config.mmax, config.p)
+    ops = torch.where(draws.applied, draws.ops, -1)
+    return lambda: _slots(ops, _arguments(ops, draws.magnitudes, draws.signs, OPS_INCREASING), OPS_INCREASING,
+                          32, 32, torch.device("cpu"))
+
+
+def ms_per_call(fn, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
+def stages(batch: int) -> dict:
+    """Each stage of DeiT's batch transform on one batch, and the two recipes' whole transforms."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch,))
+    floats = normalize(images)
+    rand_augment = BatchRandAugment.from_string(Recipe().aa)
+    plain, full = Recipe.plain().batch_transform(), Recipe().batch_transform()
+    return {"plain recipe (crop + flip)": lambda: plain(images, labels),
+            "crop + flip": lambda: random_crop_flip(images),
+            "RandAugment: per-image choices": rand_augment_choices(batch, rand_augment.config.n),
+            "RandAugment: whole call": lambda: rand_augment(images),
+            "normalize": lambda: normalize(images),
+            "random erasing": lambda: random_erase(floats),
+            "MixUp or CutMix (one per call) + targets": lambda: mix_batch(floats, labels, 10),
+            "full recipe (all of the above)": lambda: full(images, labels)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_calls", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[8, 512])
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (default 1: steadier times)")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed calls per row")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for batch in args.batch_sizes:
+        rows = stages(batch)
+        print(f"\nbatch {batch}, {args.threads} thread(s), torch {torch.__version__}")
+        print(f"{'stage':40s} {'calls':>6s} {'on pixels':>9s} {'CPU ms':>8s} {'x plain':>8s}")
+        baseline = None
+        for name, fn in rows.items():
+            calls, on_pixels = operator_calls(fn, batch * 32 * 32)
+            ms = ms_per_call(fn, args.repeats)
+            baseline = baseline or ms
+            print(f"{name:40s} {calls:6d} {on_pixels:9d} {ms:8.2f} {ms / baseline:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
