@@ -6,8 +6,8 @@
 On a GPU every operator call costs the CPU a few microseconds to dispatch, and one on pixels
 launches a kernel; a small model's step is short enough for those calls to decide its speed
 (README, "What has been measured": row c is slower than row b). The calls are counted here on
-the CPU, where they are the same: top-level aten operators per call (torch.profiler), and how
-many of them touch a whole batch of pixels (kernel launches on a GPU; the rest work on small
+the CPU, where they are the same: aten operators per call (helpers.speed.operator_calls), and
+how many of them touch a whole batch of pixels (kernel launches on a GPU; the rest work on small
 per-image choices on the CPU there too). CPU milliseconds per call at a small batch are mostly
 dispatch; at a large one mostly arithmetic, which a GPU does instead. Ratios are against the
 plain recipe's transform (crop and flip), measured in the same run.
@@ -15,28 +15,15 @@ plain recipe's transform (crop and flip), measured in the same run.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from helpers.augment import OPS_INCREASING, mix_batch, normalize, random_crop_flip, random_erase
 from helpers.batch_randaugment import BatchRandAugment, _arguments, _slots, sample_ops
 from helpers.cli import positive_int
 from helpers.recipe import Recipe
-
-
-def operator_calls(fn, pixels: int) -> tuple[int, int]:
-    """(top-level aten operator calls, those with an input of at least `pixels` elements) of one
-    call of fn, after an untimed one (first calls build cached lookup tables)."""
-    fn()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        fn()
-    calls = [e for e in prof.events() if e.name.startswith("aten::")
-             and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
-    big = [e for e in calls if any(isinstance(s, list) and s and math.prod(s) >= pixels for s in e.input_shapes or [])]
-    return len(calls), len(big)
+from helpers.speed import operator_calls
 
 
 def rand_augment_choices(batch: int, num_ops: int):

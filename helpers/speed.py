@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode  # the hook torch's own tools count operators with
+from torch.utils._pytree import tree_leaves
 
 
 def sync(device) -> None:
@@ -63,6 +65,34 @@ def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 
         data_s, step_s = data_s + middle - begin, step_s + time.perf_counter() - middle
     return {"images": images, "seconds": overlapped, "images_per_s": images / overlapped,
             "data_s": data_s, "step_s": step_s, "gpu_busy": step_s / (data_s + step_s)}
+
+
+class _CountCalls(TorchDispatchMode):
+    """Counts the aten operators run inside it, and those given a tensor of >= `pixels` elements."""
+
+    def __init__(self, pixels: int):
+        super().__init__()
+        self.pixels, self.calls, self.on_pixels = pixels, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        self.on_pixels += any(t.numel() >= self.pixels for t in tensors)
+        return func(*args, **(kwargs or {}))
+
+
+def operator_calls(fn, pixels: int) -> tuple[int, int]:
+    """(aten operator calls of one call of fn, how many of them were given at least `pixels`
+    elements), after an uncounted call (a first call may fill caches). On a GPU each call costs
+    the CPU a few microseconds to dispatch, and one on a whole batch of pixels launches a kernel;
+    counted on the CPU they are the same calls.
+
+    Notebooks: used in 04.
+    """
+    fn()
+    with _CountCalls(pixels) as counted:
+        fn()
+    return counted.calls, counted.on_pixels
 
 
 def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | None:

@@ -256,6 +256,10 @@ def test_every_slots_choices_are_worked_out_at_once_without_touching_pixels():
     # each operator call costs the CPU microseconds on a GPU machine: a slot more adds only the
     # views and casts of its share (worked out one slot at a time, each cost about 340 calls),
     # and none of the calls runs on a batch of pixels
-    from benchmarks.augment_calls import operator_calls, rand_augment_choices
+    from benchmarks.augment_calls import rand_augment_choices
+    from helpers.speed import operator_calls
     one_slot, three_slots = (operator_calls(rand_augment_choices(64, n), 64 * 32 * 32) for n in (1, 3))
     assert three_slots[0] - one_slot[0] <= 2 * 15 and one_slot[1] == three_slots[1] == 0
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    whole_call = operator_calls(lambda: G.rand_augment_batch(images), 64 * 32 * 32)
+    assert whole_call[1] >= 2 * 3  # the pixel passes: three families in each of 2 slots
