@@ -7,9 +7,10 @@ On a GPU every operator call costs the CPU a few microseconds to dispatch, and o
 launches a kernel; a small model's step is short enough for those calls to decide its speed
 (README, "What has been measured": row c is slower than row b). The calls are counted here on
 the CPU, where they are the same: aten operators per call (helpers.speed.operator_calls), and
-how many of them touch a whole batch of pixels (kernel launches on a GPU; the rest work on small
-per-image choices on the CPU there too). CPU milliseconds per call at a small batch are mostly
-dispatch; at a large one mostly arithmetic, which a GPU does instead. Ratios are against the
+how many of them a GPU would run ("on GPU": counted with the inputs on the `meta` device, which
+has shapes but no data; the rest work out small per-image choices on the CPU there too). CPU
+milliseconds per call (real tensors) at a small batch are mostly dispatch; at a large one mostly
+arithmetic, which a GPU does instead. Ratios are against the
 plain recipe's transform (crop and flip), measured in the same run.
 """
 from __future__ import annotations
@@ -26,14 +27,15 @@ from helpers.recipe import Recipe
 from helpers.speed import operator_calls
 
 
-def rand_augment_choices(batch: int, num_ops: int):
+def rand_augment_choices(batch: int, num_ops: int, device="cpu"):
     """A function that works out the per-image choices of one RandAugment call (DeiT's settings,
-    num_ops slots), from draws made once: the CPU's share of RandAugment before any pixel pass."""
+    num_ops slots) and sends them to `device`, from draws made once: the CPU's share of
+    RandAugment before any pixel pass."""
     config = BatchRandAugment.from_string(Recipe().aa).config
     draws = sample_ops(batch, num_ops, config.m, config.mstd, config.mmax, config.p)
     ops = torch.where(draws.applied, draws.ops, -1)
     return lambda: _slots(ops, _arguments(ops, draws.magnitudes, draws.signs, OPS_INCREASING), OPS_INCREASING,
-                          32, 32, torch.device("cpu"))
+                          32, 32, torch.device(device))
 
 
 def ms_per_call(fn, repeats: int) -> float:
@@ -45,17 +47,17 @@ def ms_per_call(fn, repeats: int) -> float:
     return 1000 * (time.perf_counter() - started) / repeats
 
 
-def stages(batch: int) -> dict:
-    """Each stage of DeiT's batch transform on one batch, and the two recipes' whole transforms."""
+def stages(batch: int, device: str) -> dict:
+    """Each stage of DeiT's batch transform on one batch on `device`, and both recipes' transforms."""
     torch.manual_seed(0)
-    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (batch,))
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8).to(device)
+    labels = torch.randint(0, 10, (batch,)).to(device)
     floats = normalize(images)
     rand_augment = BatchRandAugment.from_string(Recipe().aa)
     plain, full = Recipe.plain().batch_transform(), Recipe().batch_transform()
     return {"plain recipe (crop + flip)": lambda: plain(images, labels),
             "crop + flip": lambda: random_crop_flip(images),
-            "RandAugment: per-image choices": rand_augment_choices(batch, rand_augment.config.n),
+            "RandAugment: per-image choices": rand_augment_choices(batch, rand_augment.config.n, device),
             "RandAugment: whole call": lambda: rand_augment(images),
             "normalize": lambda: normalize(images),
             "random erasing": lambda: random_erase(floats),
@@ -72,15 +74,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for batch in args.batch_sizes:
-        rows = stages(batch)
+        timed, counted = stages(batch, "cpu"), stages(batch, "meta")  # meta: shapes only, for counting
         print(f"\nbatch {batch}, {args.threads} thread(s), torch {torch.__version__}")
-        print(f"{'stage':40s} {'calls':>6s} {'on pixels':>9s} {'CPU ms':>8s} {'x plain':>8s}")
+        print(f"{'stage':40s} {'calls':>6s} {'on GPU':>7s} {'CPU ms':>8s} {'x plain':>8s}")
         baseline = None
-        for name, fn in rows.items():
-            calls, on_pixels = operator_calls(fn, batch * 32 * 32)
+        for name, fn in timed.items():
+            calls, on_device = operator_calls(counted[name], on="meta")
             ms = ms_per_call(fn, args.repeats)
             baseline = baseline or ms
-            print(f"{name:40s} {calls:6d} {on_pixels:9d} {ms:8.2f} {ms / baseline:8.1f}")
+            print(f"{name:40s} {calls:6d} {on_device:7d} {ms:8.2f} {ms / baseline:8.1f}")
     return 0
 
 

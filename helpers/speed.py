@@ -68,31 +68,31 @@ def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 
 
 
 class _CountCalls(TorchDispatchMode):
-    """Counts the aten operators run inside it, and those given a tensor of >= `pixels` elements."""
+    """Counts the aten operators run inside it, and those given a tensor on device `on`."""
 
-    def __init__(self, pixels: int):
+    def __init__(self, on: torch.device):
         super().__init__()
-        self.pixels, self.calls, self.on_pixels = pixels, 0, 0
+        self.on, self.calls, self.on_device = on, 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.calls += 1
-        tensors = [a for a in tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
-        self.on_pixels += any(t.numel() >= self.pixels for t in tensors)
+        self.on_device += any(isinstance(a, torch.Tensor) and a.device == self.on for a in tree_leaves((args, kwargs)))
         return func(*args, **(kwargs or {}))
 
 
-def operator_calls(fn, pixels: int) -> tuple[int, int]:
-    """(aten operator calls of one call of fn, how many of them were given at least `pixels`
-    elements), after an uncounted call (a first call may fill caches). On a GPU each call costs
-    the CPU a few microseconds to dispatch, and one on a whole batch of pixels launches a kernel;
-    counted on the CPU they are the same calls.
+def operator_calls(fn, on="meta") -> tuple[int, int]:
+    """(aten operator calls of one call of fn, how many of them were given a tensor on device
+    `on`), after an uncounted call (a first call may fill caches). On a GPU every call costs the
+    CPU a few microseconds to issue, and each one on the GPU's tensors launches a kernel. Give fn
+    inputs on the `meta` device (shapes, no data: every operator runs but computes nothing) to
+    count what a GPU would launch without one.
 
     Notebooks: used in 04.
     """
     fn()
-    with _CountCalls(pixels) as counted:
+    with _CountCalls(torch.device(on)) as counted:
         fn()
-    return counted.calls, counted.on_pixels
+    return counted.calls, counted.on_device
 
 
 def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | None:
