@@ -14,7 +14,8 @@ row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation ther
 groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
 and the timed call reuses the graph. --full-recipe (on with a GPU) then times DeiT's full recipe at
 the best M and one model alone with it: the ablation's own work, whose per-model augmentation the
-plain rows lack. --output writes the rows, the best M and provenance as JSON,
+plain rows lack. --time-limit-s starts no larger M that would leave too little time for it and
+that pair, so a GPU window's stage ends with a table. --output writes the rows, the best M and provenance as JSON,
 after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
@@ -29,7 +30,7 @@ import warnings
 
 import torch
 
-from helpers.cli import positive_int, output_file
+from helpers.cli import output_file, positive_float, positive_int
 from helpers.data import TensorBatches, load_cifar10
 from helpers.files import write_json_atomically
 from helpers.models import DEIT_TINY_32, vit_config
@@ -142,9 +143,14 @@ def main(argv=None) -> int:
                         help="then time DeiT's full recipe (RandAugment, erasing, MixUp/CutMix, drop path, smoothing) "
                              "at the best M and alone: the ablation's work, which the GPU plan sizes from "
                              "(default: on with a GPU)")
+    parser.add_argument("--time-limit-s", type=positive_float,
+                        help="start no further M whose row (expected: 1.5x the last row's time) and the full "
+                             "recipe's pair after it would end past this many seconds; the GPU plan passes "
+                             "its window's time left, so the stage ends with its table rather than being stopped")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", type=output_file, help="write the table as JSON here")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -161,16 +167,19 @@ def main(argv=None) -> int:
     train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
     compile = device.type == "cuda" if args.compile is None else args.compile
-    alone = None
+    alone, alone_s = None, 0.0
     with_baseline = device.type == "cuda" if args.compiled_baseline is None else args.compiled_baseline
+    with_full = device.type == "cuda" if args.full_recipe is None else args.full_recipe
     if with_baseline:
+        alone_s = time.perf_counter()
         alone = compiled_one_model(sizes, train, val, args.batch_size, args.steps, device)
+        alone_s = time.perf_counter() - alone_s
         print(f"one model alone, {'compiled' if alone['compiled'] else 'eager (torch.compile failed)'} (fit): "
               f"{alone['images_per_s']:,.0f} images/s")
     print(f"models together trained {'with torch.compile' if compile else 'eagerly'}; warm-up: the first call, "
           f"compilation included")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s} {'warm-up':>8s}")
-    rows, base, full = [], None, None
+    rows, base, full, stopped_before, last_row_s = [], None, None, None, None
 
     def best_m() -> int | None:
         measured = [r for r in rows if "images_per_s" in r]
@@ -182,10 +191,21 @@ def main(argv=None) -> int:
                                    "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
                                    "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best_m(),
                                    "complete": complete, "compiled_one_model": alone, "full_recipe": full,
+                                   "time_limit_s": args.time_limit_s, "stopped_before_m": stopped_before,
                                    **provenance()}, args.output)
 
     for m in args.models:
+        if last_row_s is not None and args.time_limit_s:
+            full_s = last_row_s + alone_s if with_full else 0.0  # a group at most as large, and one model alone
+            expected = 1.5 * last_row_s + full_s
+            if time.perf_counter() - started + expected > args.time_limit_s:
+                stopped_before = m
+                print(f"stopping before M = {m}: it and the full recipe's pair would take about {expected:.0f} s, "
+                      f"{args.time_limit_s - (time.perf_counter() - started):.0f} s of --time-limit-s are left", flush=True)
+                break
+        row_started = time.perf_counter()
         measured = measure(m, sizes, train, val, args.batch_size, args.steps, device, compile)
+        last_row_s = time.perf_counter() - row_started
         if measured is None:
             rows.append({"models": m, "error": "out of GPU memory"})
             print(f"{m:4d} out of GPU memory: the table ends here", flush=True)
@@ -204,7 +224,7 @@ def main(argv=None) -> int:
         print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s} {warm_up}", flush=True)
         save(complete=False)
     print(f"best M: {best_m()} (the most images/s)")
-    if (device.type == "cuda" if args.full_recipe is None else args.full_recipe) and best_m():
+    if with_full and best_m():
         full = full_recipe_rates(best_m(), sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
     return 0

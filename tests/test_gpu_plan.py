@@ -240,3 +240,14 @@ def test_time_to_accuracy_stops_before_an_epoch_that_would_end_past_the_limit():
     assert time_to_accuracy.verdict(timeline[1:], 90.0, 180.0) == "undecided"
     assert time_to_accuracy.verdict(timeline[1:], 55.0, 105.0) == "missed"
     assert time_to_accuracy.verdict(timeline[1:], 55.0, 110.0) == "met"
+
+
+def test_the_together_stage_trims_its_table_to_its_time_limit_and_still_times_the_full_recipe(tmp_path, capsys):
+    from benchmarks import together
+    out = tmp_path / "together.json"
+    assert together.main(["--batch-size", "4", "--steps", "1", "--models", "1", "2", "--full-recipe",
+                          "--time-limit-s", "0.001", "--output", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [r["models"] for r in record["rows"]] == [1] and record["stopped_before_m"] == 2  # the first M always runs
+    assert record["complete"] and record["full_recipe"]["models"] == 1 and record["full_recipe"]["images_per_s"] > 0
+    assert "stopping before M = 2" in capsys.readouterr().out
