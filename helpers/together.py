@@ -224,10 +224,9 @@ def _per_model(values, dtype, device) -> torch.Tensor:
     return values.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else values
 
 
-def _slices(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each stacked (M, ...) tensor's M model slices, tensor by tensor: torch's foreach ops take one
-    scalar per tensor, so a per-model factor goes with that model's slice (views, nothing copied)."""
-    return [t[k] for t in tensors for k in range(len(t))]
+def _broadcast(per_model: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(M,) -> (M, 1, ...), to multiply a stacked parameter shaped like `like`."""
+    return per_model.view(-1, *[1] * (like.ndim - 1))
 
 
 class StackedAdamW:
@@ -235,8 +234,9 @@ class StackedAdamW:
 
     AdamW is elementwise, so on stacked tensors it is M independent AdamWs. The arithmetic is
     torch's single-tensor AdamW (torch/optim/adam.py, _single_tensor_adam, decoupled decay),
-    operation for operation; the lr-dependent factors are one scalar per model slice. Each
-    operation is one foreach call over all tensors (a few kernels on a GPU, not one per tensor).
+    operation for operation; only lr-dependent factors become per-model tensors. The moments'
+    updates, the same for every model, are foreach calls over all tensors (a few kernels on a
+    GPU); the two lr-dependent steps go tensor by tensor, whatever the number of models.
     `decay` names the parameters with weight decay (fit's param_groups: not norms, biases, tokens).
     """
 
@@ -251,20 +251,25 @@ class StackedAdamW:
         beta1, beta2 = BETAS
         bias_correction1 = 1 - beta1 ** self.step_count
         bias_correction2_sqrt = (1 - beta2 ** self.step_count) ** 0.5
+        some = next(iter(self.params.values()))  # the course's parameters share one dtype and device
+        decay_factor = _per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], some.dtype, some.device)
+        step_size = _per_model([-lr / bias_correction1 for lr in lrs], some.dtype, some.device)
         names = list(self.params)
-        params, grads = [self.params[n] for n in names], [self.params[n].grad for n in names]
+        for name in names:
+            if name in self.decay:
+                self.params[name].mul_(_broadcast(decay_factor, self.params[name]))
+        grads = [self.params[n].grad for n in names]
         exp_avgs, exp_avg_sqs = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
-        decayed = [self.params[n] for n in names if n in self.decay]
-        if decayed:
-            torch._foreach_mul_(_slices(decayed), [1 - lr * wd for lr, wd in zip(lrs, weight_decays)] * len(decayed))
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
         denoms = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denoms, bias_correction2_sqrt)
         torch._foreach_add_(denoms, EPS)
-        torch._foreach_addcdiv_(_slices(params), _slices(exp_avgs), _slices(denoms),
-                                [-lr / bias_correction1 for lr in lrs] * len(params))
+        for name, exp_avg, denom in zip(names, exp_avgs, denoms):
+            param = self.params[name]
+            # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
+            param.add_(_broadcast(step_size, param) * exp_avg / denom)
 
     def zero_grad(self) -> None:
         for param in self.params.values():
@@ -284,13 +289,12 @@ class StackedAdamW:
 def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
     """clip_grad_norm_ for each model on its own: the norm over all of model k's gradients."""
     grads = [p.grad for p in params.values()]
-    m = len(grads[0])
-    norms = torch.stack(torch._foreach_norm(_slices(grads))).view(len(grads), m)  # (P, M)
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
     total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
-    limits = _per_model([c or float("inf") for c in max_norms], total.dtype, total.device)  # None or 0: as fit, none
+    limits = _per_model([m or float("inf") for m in max_norms], total.dtype, total.device)  # None or 0: as fit, none
     coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
-    for k in range(m):
-        torch._foreach_mul_([g[k] for g in grads], coef[k].to(grads[0].dtype))
+    for g in grads:
+        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
 
 
 # --- the loop ---------------------------------------------------------------------------------

@@ -148,6 +148,20 @@ def test_drop_path_under_vmap_in_bf16_rounds_as_one_models_drop_path():
         assert torch.equal(out[k], x[k] * masks[k, 0] / (1.0 - p))  # DropPath.forward's arithmetic
 
 
+def test_the_optimizer_step_makes_as_many_operator_calls_for_32_models_as_for_2():
+    # each call costs a GPU machine's CPU microseconds: the step must not loop over models
+    from helpers.speed import operator_calls
+    from helpers.together import clip_per_model
+
+    def calls(m):
+        params = {f"w{i}": torch.zeros(m, 3, 4, requires_grad=True) for i in range(5)}
+        for p in params.values():
+            p.grad = torch.ones_like(p)
+        optimizer = StackedAdamW(params, decay={"w0", "w1"})
+        return operator_calls(lambda: (clip_per_model(params, [1.0] * m), optimizer.step([1e-3] * m, [0.05] * m)))[0]
+    assert calls(2) == calls(32)
+
+
 def test_stacked_adamw_is_torch_adamw_per_model():
     torch.manual_seed(0)
     weights = [torch.randn(4, 3, requires_grad=True) for _ in range(2)]
