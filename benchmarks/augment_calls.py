@@ -3,15 +3,16 @@
     python -m benchmarks.augment_calls                       # batch 8 and 512, one thread
     python -m benchmarks.augment_calls --batch-sizes 1024
 
-On a GPU every operator call costs the CPU a few microseconds to dispatch, and one on pixels
-launches a kernel; a small model's step is short enough for those calls to decide its speed
-(README, "What has been measured": row c is slower than row b). The calls are counted here on
-the CPU, where they are the same: aten operators per call (helpers.speed.operator_calls), and
-how many of them a GPU would run ("on GPU": counted with the inputs on the `meta` device, which
-has shapes but no data; the rest work out small per-image choices on the CPU there too). CPU
+On a GPU machine every operator call costs the CPU a few microseconds to dispatch, and one that
+makes a tensor on the GPU launches a kernel or a copy; a small model's step is short enough for
+those calls to decide its speed (README, "What has been measured": row c is slower than row b).
+They are counted here on the CPU, where they are the same: aten operators per call
+(helpers.speed.operator_calls), and how many of them make a tensor on the device, views apart
+("on GPU": kernel launches and copies, counted with the inputs on the `meta` device, which has
+shapes but no data; the rest work out small per-image choices on the CPU there too). CPU
 milliseconds per call (real tensors) at a small batch are mostly dispatch; at a large one mostly
-arithmetic, which a GPU does instead. Ratios are against the
-plain recipe's transform (crop and flip), measured in the same run.
+arithmetic, which a GPU does instead. Ratios are against the plain recipe's transform (crop and
+flip), measured in the same run.
 """
 from __future__ import annotations
 

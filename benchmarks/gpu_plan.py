@@ -210,6 +210,8 @@ class Plan:
         return last["seconds"] if last.get("status") == "done" and last.get("gpu") else stage.guess_s
 
     def done(self, stage: Stage) -> bool:
+        if stage.name == "together":  # a table cut short by a timeout is measured again
+            return bool(self.measured("together.json", "complete"))
         if stage.name == "ablation":
             from helpers.ablate import variants
             folder = self.results / "ablation" / ("ci" if self.dry_run else "full")

@@ -196,8 +196,8 @@ def main(argv=None) -> int:
 
     for m in args.models:
         if last_row_s is not None and args.time_limit_s:
-            full_s = last_row_s + alone_s if with_full else 0.0  # a group at most as large, and one model alone
-            expected = 1.5 * last_row_s + full_s
+            # this M may become the best, and the full recipe's pair then runs at it
+            expected = 1.5 * last_row_s + (1.5 * last_row_s + alone_s if with_full else 0.0)
             if time.perf_counter() - started + expected > args.time_limit_s:
                 stopped_before = m
                 print(f"stopping before M = {m}: it and the full recipe's pair would take about {expected:.0f} s, "
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
                 break
         row_started = time.perf_counter()
         measured = measure(m, sizes, train, val, args.batch_size, args.steps, device, compile)
-        last_row_s = time.perf_counter() - row_started
+        last_row_s = time.perf_counter() - row_started  # the row's wall time: warm-up (compile) and timed call
         if measured is None:
             rows.append({"models": m, "error": "out of GPU memory"})
             print(f"{m:4d} out of GPU memory: the table ends here", flush=True)
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         base = base or (rate if m == 1 else None)
         achieved = rate * flops
         versus_alone = rate / alone["images_per_s"] if alone else None
-        rows.append({**measured, "models": m, "x_one_model": rate / base if base else None,
+        rows.append({**measured, "models": m, "row_s": last_row_s, "x_one_model": rate / base if base else None,
                      "x_compiled_alone": versus_alone,
                      "tflops": achieved / 1e12, "mfu": achieved / (peak * 1e12) if peak else None})
         mfu = f"{100 * rows[-1]['mfu']:5.1f}%" if peak else "n/a"
@@ -225,7 +225,12 @@ def main(argv=None) -> int:
         save(complete=False)
     print(f"best M: {best_m()} (the most images/s)")
     if with_full and best_m():
-        full = full_recipe_rates(best_m(), sizes, train, val, args.batch_size, args.steps, device, compile)
+        row_s = next(r for r in rows if r.get("models") == best_m())["row_s"]
+        if args.time_limit_s and time.perf_counter() - started + row_s + alone_s > args.time_limit_s:
+            full = {"models": best_m(), "error": "not timed: too little of --time-limit-s left"}
+            print(f"full recipe at M = {best_m()}: {full['error']}")
+        else:
+            full = full_recipe_rates(best_m(), sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
     return 0
 

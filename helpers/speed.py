@@ -67,25 +67,31 @@ def time_pipeline(batches, prepare, step, device, warmup: int = 1, steps: int = 
             "data_s": data_s, "step_s": step_s, "gpu_busy": step_s / (data_s + step_s)}
 
 
+def _is_on(device: torch.device, on: torch.device) -> bool:
+    return device.type == on.type and (on.index is None or device.index == on.index)
+
+
 class _CountCalls(TorchDispatchMode):
-    """Counts the aten operators run inside it, and those given a tensor on device `on`."""
+    """Counts the aten operators run inside it, and those (views apart) that make a tensor on `on`."""
 
     def __init__(self, on: torch.device):
         super().__init__()
         self.on, self.calls, self.on_device = on, 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
         self.calls += 1
-        self.on_device += any(isinstance(a, torch.Tensor) and a.device == self.on for a in tree_leaves((args, kwargs)))
-        return func(*args, **(kwargs or {}))
+        if not func.is_view:  # a view only relabels memory: no kernel
+            self.on_device += any(isinstance(t, torch.Tensor) and _is_on(t.device, self.on) for t in tree_leaves(out))
+        return out
 
 
 def operator_calls(fn, on="meta") -> tuple[int, int]:
-    """(aten operator calls of one call of fn, how many of them were given a tensor on device
-    `on`), after an uncounted call (a first call may fill caches). On a GPU every call costs the
-    CPU a few microseconds to issue, and each one on the GPU's tensors launches a kernel. Give fn
-    inputs on the `meta` device (shapes, no data: every operator runs but computes nothing) to
-    count what a GPU would launch without one.
+    """(aten operator calls of one call of fn, how many of them made a tensor on device `on`,
+    views apart), after an uncounted call (a first call may fill caches). On a GPU machine every
+    call costs the CPU a few microseconds to issue, and each one that makes a tensor on the GPU
+    is a kernel launch or a copy. Give fn inputs on the `meta` device (shapes, no data: every
+    operator runs but computes nothing) to count what a GPU would launch, without one.
 
     Notebooks: used in 04.
     """

@@ -49,7 +49,8 @@ from helpers.files import save_atomically, write_csv_atomically, write_json_atom
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
 from helpers.regularization import DropPath
-from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, CheckpointError, TrainConfig, autocast_for,
+from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NO_EVALUATION_IMAGES, CheckpointError, TrainConfig,
+                           autocast_for, check_evaluation_batches,
                            distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
                            run_identity, seed_everything, compiled_or_as_is, _stop_if_not_finite)
 
@@ -124,7 +125,8 @@ class _RandomStream:
 class _GivenDropPath(nn.Module):
     """DropPath with its masks given: `masks` (2, B, 1, 1), the attention branch's then the MLP's
     (Block calls its drop_path twice), and `keep` = 1 - drop_prob. Under vmap both are per model.
-    It computes what DropPath does, x * mask / keep rounded once; mask 1 and keep 1 leave x as it is."""
+    It computes what DropPath does, x * mask / keep rounded once (see forward for CUDA); mask 1
+    and keep 1 leave x as it is."""
 
     def __init__(self):
         super().__init__()
@@ -138,6 +140,8 @@ class _GivenDropPath(nn.Module):
         mask, self.calls = self.masks[self.calls % 2], self.calls + 1
         # keep stays float32, as DropPath's Python float does: a bf16 tensor would round 0.9364 to
         # 0.9375, and dividing bf16 by a float32 tensor of another shape rounds it to bf16 too.
+        # Bit for bit DropPath's on the CPU; on CUDA, which divides by a Python number as a multiply
+        # by its reciprocal, within the last bit before the one rounding to bf16.
         return ((x * mask).float() / self.keep).to(x.dtype)
 
 
@@ -334,6 +338,8 @@ def evaluate_together(template, params, buffers, batches, device, m: int) -> lis
             loss_sums[k] += F.cross_entropy(logits[k].float(), labels, reduction="sum").item()
             corrects[k] += (logits[k].argmax(-1) == labels).sum().item()
         count += len(labels)
+    if count == 0:
+        raise ValueError(NO_EVALUATION_IMAGES)
     return [{"val_loss": loss_sums[k] / count, "val_acc": 100.0 * corrects[k] / count} for k in range(m)]
 
 
@@ -348,6 +354,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     history.json/csv goes to run_dir/<name>/. The validation batches are shared.
     """
     members = _checked_members(members)
+    check_evaluation_batches(val_batches)
     device = torch.device(device) if device else pick_device()
     m, cuda = len(members), device.type == "cuda"
     if cuda:  # as fit does: TF32 for what runs outside bf16 autocast (evaluation)

@@ -111,6 +111,16 @@ def all_reduce_sum(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
+NO_EVALUATION_IMAGES = ("No images to evaluate: the batches were empty. Pass a split with images "
+                        "(for example TensorBatches(load_cifar10('test'), 500, shuffle=False)).")
+
+
+def check_evaluation_batches(batches) -> None:
+    """Refuse empty evaluation data before any training, not after the first epoch's."""
+    if hasattr(batches, "__len__") and len(batches) == 0:
+        raise ValueError(NO_EVALUATION_IMAGES)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, device=None) -> dict:
     """Mean cross-entropy and accuracy (%) over all batches (of all processes under DDP)."""
@@ -125,8 +135,7 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
         count += len(labels)
     loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], device)
     if count == 0:
-        raise ValueError("No images to evaluate: the batches were empty. Pass a split with images "
-                         "(for example TensorBatches(load_cifar10('test'), 500, shuffle=False)).")
+        raise ValueError(NO_EVALUATION_IMAGES)
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
 
 
@@ -248,6 +257,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     Notebooks: used in 03.
     """
     from tqdm.auto import tqdm
+
+    check_evaluation_batches(val_batches)
 
     rank, world = distributed()
     device = torch.device(device) if device else pick_device()

@@ -3,6 +3,7 @@ import json
 import tarfile
 
 import pytest
+import torch
 
 from helpers import ablate, cli, data
 from helpers.data import find_source, load_cifar10
@@ -181,8 +182,19 @@ def test_empty_evaluation_data_and_a_negative_subset_size_name_the_problem(few_i
     from helpers.data import stratified_indices
     from helpers.models import build_vit
     from helpers.train import evaluate
+    from helpers.data import TensorBatches
+    from helpers.together import Member, fit_together
+    from helpers.train import TrainConfig, fit
+    model = build_vit(embed_dim=48, depth=1, num_heads=3)
     with pytest.raises(ValueError, match="No images to evaluate: the batches were empty"):
-        evaluate(build_vit(embed_dim=48, depth=1, num_heads=3), [])
+        evaluate(model, [])
+    batches, config = TensorBatches(few_images, 10), TrainConfig(epochs=1, batch_size=10)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="No images to evaluate"):
+        fit(model, batches, [], config, progress=False)
+    with pytest.raises(ValueError, match="No images to evaluate"):
+        fit_together([Member(model, batches, config)], [])
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # refused before any training
     with pytest.raises(ValueError, match="n_per_class must be at least 0, not -1"):
         stratified_indices(few_images.labels, -1)
 

@@ -252,14 +252,18 @@ def test_bad_options_raise_value_error(cifar):
         G.apply_op("Blur", cifar[:2], 5.0)
 
 
-def test_every_slots_choices_are_worked_out_at_once_on_the_cpu():
-    # each operator call costs the CPU microseconds on a GPU machine: a slot more adds only the
-    # views and casts of its share (worked out one slot at a time, each cost about 340 calls),
-    # on the CPU and on the device (meta: shapes only, what a GPU would run) alike
+def test_randaugment_calls_do_not_grow_with_the_batch_and_slots_are_worked_out_at_once():
+    # each operator call costs the CPU microseconds on a GPU machine (meta: shapes only, counts
+    # what a GPU would run): no loop over images, the same passes for every slot, and the
+    # per-image choices of all slots at once (one slot at a time, each cost about 340 calls)
     from benchmarks.augment_calls import rand_augment_choices
     from helpers.speed import operator_calls
-    one_slot, three_slots = (operator_calls(rand_augment_choices(64, n, "meta")) for n in (1, 3))
-    assert three_slots[0] - one_slot[0] <= 2 * 15 and three_slots[1] - one_slot[1] <= 2 * 10
-    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8).to("meta")
-    whole_call = operator_calls(lambda: G.rand_augment_batch(images))
-    assert whole_call[1] >= 2 + 2 * 3  # the copies, and three families' passes in each of 2 slots
+
+    def whole_call(batch, num_ops):
+        images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8).to("meta")
+        return operator_calls(lambda: G.rand_augment_batch(images, num_ops=num_ops))
+    assert whole_call(8, 2) == whole_call(64, 2)
+    one, two, three = (whole_call(64, n)[1] for n in (1, 2, 3))
+    assert three - two == two - one > 0
+    one_slot, three_slots = (operator_calls(rand_augment_choices(64, n, "meta"))[0] for n in (1, 3))
+    assert three_slots - one_slot <= 2 * 15

@@ -242,12 +242,24 @@ def test_time_to_accuracy_stops_before_an_epoch_that_would_end_past_the_limit():
     assert time_to_accuracy.verdict(timeline[1:], 55.0, 110.0) == "met"
 
 
-def test_the_together_stage_trims_its_table_to_its_time_limit_and_still_times_the_full_recipe(tmp_path, capsys):
+def test_the_together_stage_fits_its_table_and_the_full_recipe_into_its_time_limit(tmp_path, capsys):
     from benchmarks import together
     out = tmp_path / "together.json"
-    assert together.main(["--batch-size", "4", "--steps", "1", "--models", "1", "2", "--full-recipe",
-                          "--time-limit-s", "0.001", "--output", str(out)]) == 0
+    run = ["--batch-size", "4", "--steps", "1", "--models", "1", "2", "--full-recipe", "--output", str(out)]
+    assert together.main(run + ["--time-limit-s", "0.001"]) == 0
     record = json.loads(out.read_text())
     assert [r["models"] for r in record["rows"]] == [1] and record["stopped_before_m"] == 2  # the first M always runs
-    assert record["complete"] and record["full_recipe"]["models"] == 1 and record["full_recipe"]["images_per_s"] > 0
+    assert record["complete"] and record["full_recipe"]["error"].startswith("not timed")
     assert "stopping before M = 2" in capsys.readouterr().out
+    assert not Plan(tmp_path, None, False).full_recipe()  # the plan sizes from the plain rows then
+    assert together.main(run + ["--time-limit-s", "600"]) == 0
+    record = json.loads(out.read_text())
+    assert [r["models"] for r in record["rows"]] == [1, 2] and record["full_recipe"]["images_per_s"] > 0
+
+
+def test_a_together_table_cut_short_is_measured_again(tmp_path):
+    stage = next(s for s in gpu_plan.STAGES if s.name == "together")
+    (tmp_path / "together.json").write_text(json.dumps({"rows": [{"models": 1, "images_per_s": 1.0}], "complete": False}))
+    assert not Plan(tmp_path, None, False).done(stage)
+    (tmp_path / "together.json").write_text(json.dumps({"rows": [{"models": 1, "images_per_s": 1.0}], "complete": True}))
+    assert Plan(tmp_path, None, False).done(stage)
