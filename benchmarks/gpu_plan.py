@@ -137,15 +137,12 @@ class Plan:
 
     def ablation_compile_s(self) -> float:
         """One graph's compilation in the ablation: the together stage's warm-up at the chosen M
-        (compilation and one step; the full recipe's where measured), or the throughput stage's
+        (compilation and one step; the full recipe's, if longer), or the throughput stage's
         longest compile time (its row c reuses row b's graph, so its own is near zero)."""
         models = self.together_models()
         warm_up = {row["models"]: row.get("warm_up_s") for row in self.measured("together.json", "rows", default=[])}
-        full = self.full_recipe()
-        if models > 1 and (full or {}).get("warm_up_s"):
-            return full["warm_up_s"]
-        if models > 1 and warm_up.get(models):
-            return warm_up[models]
+        if models > 1 and warm_up.get(models):  # the full recipe's warm-up reuses this graph: no compile in it
+            return max(warm_up[models], (self.full_recipe() or {}).get("warm_up_s") or 0.0)
         return max(self.measured("throughput.json", "compile_seconds", default={}).values(), default=COMPILE_GUESS_S)
 
     def ablation_costs(self) -> list[str]:
@@ -157,14 +154,15 @@ class Plan:
 
     def ablation_rate(self) -> float:
         """Training images/s of the ablation's full recipe: measured by the together stage where it
-        timed that recipe (together at its best M, and one model alone; same GPU and batch). Else,
+        timed that recipe (together at the groups' M, and one model alone; same GPU and batch). Else,
         in groups, its plain rate at the chosen M times the throughput stage's c/b, the share of
         speed the recipe's input pipeline leaves; one at a time, row c itself."""
-        full = self.full_recipe()
-        if full:
-            return full["images_per_s"] if self.together_models() > 1 else full["alone_images_per_s"]
+        full, models = self.full_recipe(), self.together_models()
+        if full and models == 1:
+            return full["alone_images_per_s"]
+        if full and full.get("models") == models:
+            return full["images_per_s"]
         plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
-        models = self.together_models()
         rates = {row["models"]: row.get("images_per_s") for row in self.measured("together.json", "rows", default=[])}
         if models == 1 or not rates.get(models):
             return plain_rate
@@ -189,7 +187,8 @@ class Plan:
     def together_models(self) -> int:
         """Models per ablation group (1: one at a time, compiled), as TOGETHER_MODELS's comment says:
         with the full recipe's rates where measured (the ablation's work), else the plain rows'."""
-        best = self.measured("together.json", "best_m")
+        # group_m: the fastest M that left memory to spare (older files: best_m)
+        best = self.measured("together.json", "group_m") or self.measured("together.json", "best_m")
         if best is None:
             return 1
         full = self.full_recipe()

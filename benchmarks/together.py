@@ -13,7 +13,8 @@ trained alone by fit with torch.compile, the baseline the course's targets name,
 row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation there) trains the
 groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
 and the timed call reuses the graph. --full-recipe (on with a GPU) then times DeiT's full recipe at
-the best M and one model alone with it: the ablation's own work, whose per-model augmentation the
+the M for the ablation's groups (the fastest that left a quarter of the GPU's memory free) and one
+model alone with it: the ablation's own work, whose per-model augmentation the
 plain rows lack. --time-limit-s starts no larger M that would leave too little time for it and
 that pair, so a GPU window's stage ends with a table. --output writes the rows, the best M and provenance as JSON,
 after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
@@ -42,6 +43,8 @@ from helpers.train import COMPILE_FALLBACK, TrainConfig, fit, pick_device
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
 PLAIN = Recipe.plain()  # the table's recipe: the model's own work, little augmentation
+MEMORY_SHARE = 0.9  # an M expected to need more of the GPU's memory is not tried (it would compile, then fail)
+GROUP_MEMORY_SHARE = 0.75  # an ablation group's M used at most this here: distilled groups add the teacher and a token
 
 
 class FirstSteps:
@@ -88,8 +91,12 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
 
 
 def fell_back(caught) -> bool:
-    """Whether the recorded warnings say torch.compile failed and training ran eagerly."""
-    return any(str(w.message).startswith(COMPILE_FALLBACK) for w in caught)
+    """Whether the recorded warnings say torch.compile failed and training ran eagerly; if so, the
+    warning (with the error that made it fail) is printed, as the run's log is all a window returns."""
+    failures = [str(w.message) for w in caught if str(w.message).startswith(COMPILE_FALLBACK)]
+    for failure in failures:
+        print(failure, flush=True)
+    return bool(failures)
 
 
 def compiled_one_model(sizes: dict, train, val, batch_size: int, steps: int, device, recipe: Recipe = PLAIN) -> dict:
@@ -115,10 +122,14 @@ def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device
             recipe: Recipe = PLAIN) -> dict | None:
     """Aggregate training images/s of m models together (with train_seconds' warm_up_s and compiled),
     or None if they do not fit in GPU memory."""
+    cuda = torch.device(device).type == "cuda"
     try:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         timed = train_seconds(m, sizes, train, val, batch_size, steps, device, compile, recipe)
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
         return {"images_per_s": m * batch_size * steps / timed["seconds"], "warm_up_s": timed["warm_up_s"],
-                "compiled": timed["compiled"]}
+                "compiled": timed["compiled"], "peak_gib": peak}
     except torch.OutOfMemoryError:
         pass
     gc.collect()  # outside the except block, whose traceback still holds the failed call's tensors
@@ -180,6 +191,7 @@ def main(argv=None) -> int:
           f"compilation included")
     print(f"{'M':>4s} {'images/s':>10s} {'x M=1':>7s} {'x alone':>8s} {'TFLOP/s':>9s} {'MFU':>6s} {'warm-up':>8s}")
     rows, base, full, stopped_before, last_row_s = [], None, None, None, None
+    memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
 
     def best_m() -> int | None:
         measured = [r for r in rows if "images_per_s" in r]
@@ -190,11 +202,19 @@ def main(argv=None) -> int:
             write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
                                    "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
                                    "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best_m(),
+                                   "group_m": group_m(rows, memory_gib),
                                    "complete": complete, "compiled_one_model": alone, "full_recipe": full,
                                    "time_limit_s": args.time_limit_s, "stopped_before_m": stopped_before,
+                                   "memory_gib": memory_gib,
                                    **provenance()}, args.output)
 
     for m in args.models:
+        if rows and rows[-1].get("peak_gib") and memory_gib:  # memory grows about in proportion to M
+            needed = rows[-1]["peak_gib"] * m / rows[-1]["models"]
+            if needed > MEMORY_SHARE * memory_gib:
+                stopped_before = m
+                print(f"stopping before M = {m}: it would need about {needed:.0f} GiB of the GPU's {memory_gib:.0f}", flush=True)
+                break
         if last_row_s is not None and args.time_limit_s:
             # this M may become the best, and the full recipe's pair then runs at it
             expected = 1.5 * last_row_s + (1.5 * last_row_s + alone_s if with_full else 0.0)
@@ -223,16 +243,26 @@ def main(argv=None) -> int:
         warm_up = f"{measured['warm_up_s']:6.1f} s" + ("" if measured["compiled"] == compile else " (eager: compile failed)")
         print(f"{m:4d} {rate:10.0f} {ratio} {alone_ratio} {achieved / 1e12:9.4f} {mfu:>6s} {warm_up}", flush=True)
         save(complete=False)
-    print(f"best M: {best_m()} (the most images/s)")
-    if with_full and best_m():
-        row_s = next(r for r in rows if r.get("models") == best_m())["row_s"]
+    groups = group_m(rows, memory_gib)
+    spare = f" (the most with {100 * (1 - GROUP_MEMORY_SHARE):.0f} % of the GPU's memory to spare)" if memory_gib else ""
+    print(f"best M: {best_m()} (the most images/s); for the ablation's groups: {groups}{spare}")
+    if with_full and groups:
+        row_s = next(r for r in rows if r.get("models") == groups)["row_s"]
         if args.time_limit_s and time.perf_counter() - started + row_s + alone_s > args.time_limit_s:
-            full = {"models": best_m(), "error": "not timed: too little of --time-limit-s left"}
-            print(f"full recipe at M = {best_m()}: {full['error']}")
+            full = {"models": groups, "error": "not timed: too little of --time-limit-s left"}
+            print(f"full recipe at M = {groups}: {full['error']}")
         else:
-            full = full_recipe_rates(best_m(), sizes, train, val, args.batch_size, args.steps, device, compile)
+            full = full_recipe_rates(groups, sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
     return 0
+
+
+def group_m(rows: list[dict], memory_gib: float | None) -> int | None:
+    """The M for the ablation's groups: the most images/s among the rows that used at most
+    GROUP_MEMORY_SHARE of the GPU's memory (any row where memory was not recorded)."""
+    roomy = [r for r in rows if "images_per_s" in r
+             and (not memory_gib or not r.get("peak_gib") or r["peak_gib"] <= GROUP_MEMORY_SHARE * memory_gib)]
+    return max(roomy, key=lambda r: r["images_per_s"])["models"] if roomy else None
 
 
 def full_recipe_rates(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict:

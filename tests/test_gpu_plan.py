@@ -179,7 +179,21 @@ def test_the_ablation_trains_in_groups_as_large_as_the_together_stage_found_best
     assert together_arg() is None and plan.ablation_rate() == 26000.0  # augmentation-bound: one at a time
     full["images_per_s"] = 52000.0
     (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows, "full_recipe": full}))
-    assert together_arg() == "16" and plan.ablation_rate() == 52000.0 and plan.ablation_compile_s() == 70.0
+    assert together_arg() == "16" and plan.ablation_rate() == 52000.0
+    # compile time: the plain row's warm-up at that M compiled; the full recipe's reused its graph
+    rows[1]["warm_up_s"], full["warm_up_s"] = 40.0, 5.0
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows, "full_recipe": full}))
+    assert plan.ablation_compile_s() == 40.0
+
+
+def test_the_ablation_groups_leave_memory_headroom(tmp_path):
+    from benchmarks.together import group_m
+    rows = [{"models": 8, "images_per_s": 80000.0, "peak_gib": 30.0}, {"models": 16, "images_per_s": 90000.0, "peak_gib": 70.0}]
+    assert group_m(rows, 80.0) == 8 and group_m(rows, 140.0) == 16 and group_m(rows, None) == 16  # 70 of 80 GiB: too full
+    plan = Plan(tmp_path, None, False)
+    (tmp_path / "throughput.json").write_text(json.dumps({"images_per_second": {"b model alone": 40000.0}}))
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "group_m": 8, "rows": rows}))
+    assert plan.together_models() == 8
 
 
 def test_without_a_gpu_only_the_dry_run_is_allowed(tmp_path, capsys, monkeypatch):
