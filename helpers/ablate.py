@@ -35,11 +35,13 @@ the same results to float rounding, more work per step for a GPU that one small 
 idle): plain and distilled students (extra token and head) form separate groups, filled in the
 order above. A group's checkpoint goes to runs/<profile>/ablation/together<n>-<hash of its
 runs>/, so the same pending runs resume there; each result is written as a single run's, with
-"together": n and train_seconds the group's time / n.
+"together": n and train_seconds the group's time / n. A group that runs out of GPU memory is
+given up, and the runs left go on in groups half as large.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import time
@@ -476,10 +478,11 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
 
 
 def run_together(pending, table, profile: Profile, size: int, started: float, *, time_limit_s: float | None,
-                 costs: RunCosts, **run_args) -> list[dict]:
+                 costs: RunCosts, teacher=None, **run_args) -> list[dict]:
     """The pending runs, trained in groups (together_groups) one group after another. With
-    time_limit_s, stop before a group expected (by costs) to end past it."""
-    teacher, results = None, []
+    time_limit_s, stop before a group expected (by costs) to end past it. A group that runs out
+    of GPU memory is given up, and the runs left go on in groups half as large."""
+    results = []
     for group in together_groups(pending, table, size):
         label = ", ".join(f"{variant} seed {seed}" for variant, seed in group)
         is_distilled = distilled(table[group[0][0]])
@@ -489,7 +492,23 @@ def run_together(pending, table, profile: Profile, size: int, started: float, *,
         teacher = teacher_for([table[variant] for variant, _ in group], teacher, profile, run_args["device"])
         print(f"{len(group)} runs together ({label}): training", flush=True)
         group_started = time.perf_counter()
-        results += run_group(group, table, profile, teacher=teacher, **run_args)
+        try:
+            finished = run_group(group, table, profile, teacher=teacher, **run_args)
+        except torch.OutOfMemoryError:
+            finished = None
+        if finished is None:  # out of the except block, whose traceback holds the group's tensors
+            if size == 1:
+                raise SystemExit(f"error: one model alone ran out of GPU memory at batch {profile.batch_size}: "
+                                 f"free the GPU of other processes, or use one with more memory.")
+            gc.collect()
+            torch.cuda.empty_cache()
+            print(f"{len(group)} models together ran out of GPU memory: the runs left go on in groups of "
+                  f"at most {size // 2}", flush=True)
+            done = {(r["variant"], r["seed"]) for r in results}
+            rest = [run for run in pending if run not in done]
+            return results + run_together(rest, table, profile, size // 2, started, time_limit_s=time_limit_s,
+                                          costs=costs, teacher=teacher, **run_args)
+        results += finished
         costs.measured(len(group), is_distilled, time.perf_counter() - group_started)
     return results
 

@@ -210,6 +210,21 @@ def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_p
     assert [r["history"] for r in again] == [r["history"] for r in grouped]
 
 
+def test_a_group_that_runs_out_of_memory_is_trained_again_in_smaller_groups(tmp_path, monkeypatch, capsys):
+    torch.set_num_threads(1)
+    real_run_group = ablate.run_group
+
+    def run_group(group, *args, **kwargs):  # as a GPU would: two models do not fit, one does
+        if len(group) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_run_group(group, *args, **kwargs)
+    monkeypatch.setattr(ablate, "run_group", run_group)
+    results = ablate.run_ablation(["plain", "+mixup"], seeds=1, profile=get_profile("ci"), epochs=1, progress=False,
+                                  results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", together=2)
+    assert [(r["variant"], r["seed"], r["together"]) for r in results] == [("plain", 0, 1), ("+mixup", 0, 1)]
+    assert "2 models together ran out of GPU memory: the runs left go on in groups of at most 1" in capsys.readouterr().out
+
+
 def test_plain_and_distilled_students_train_in_separate_groups_in_the_runners_order(tmp_path, monkeypatch):
     table = ablate.variants()
     pending = [(v, s) for s in range(2) for v in ("plain", "full+hard-distillation", "full", "full+soft-distillation")]
