@@ -18,7 +18,6 @@ runs/crossover/ (one checkpoint per epoch). Use --threads 1 beside other work on
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from helpers.cli import non_negative_int, positive_int
 from helpers.constants import RESULTS, RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
-from helpers.files import write_json_atomically
+from helpers.files import read_result, write_json_atomically
 from helpers.models import count_parameters
 from helpers.profiles import PROFILES
 from helpers.provenance import provenance
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.recipes:
             path = out / f"{name}-seed{seed}.json"
             if path.exists():
-                check_same_settings(json.loads(path.read_text()).get("config", {}), vars(args), path)
+                check_same_settings(read_result(path).get("config", {}), vars(args), path)
                 print(f"{path} exists: skipped", flush=True)
                 continue
             result = run_one(name, seed, args, train, val, seen)

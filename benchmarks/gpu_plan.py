@@ -140,7 +140,7 @@ class Plan:
         (compilation and one step; the full recipe's, if longer), or the throughput stage's
         longest compile time (its row c reuses row b's graph, so its own is near zero)."""
         models = self.together_models()
-        warm_up = {row["models"]: row.get("warm_up_s") for row in self.measured("together.json", "rows", default=[])}
+        warm_up = self.together_rows("warm_up_s")
         if models > 1 and warm_up.get(models):  # the full recipe's warm-up reuses this graph: no compile in it
             return max(warm_up[models], (self.full_recipe() or {}).get("warm_up_s") or 0.0)
         return max(self.measured("throughput.json", "compile_seconds", default={}).values(), default=COMPILE_GUESS_S)
@@ -163,7 +163,7 @@ class Plan:
         if full and full.get("models") == models:
             return full["images_per_s"]
         plain_rate = self.measured("throughput.json", "images_per_second", "c ours", default=8000)
-        rates = {row["models"]: row.get("images_per_s") for row in self.measured("together.json", "rows", default=[])}
+        rates = self.together_rows("images_per_s")
         if models == 1 or not rates.get(models):
             return plain_rate
         return rates[models] * min(1.0, plain_rate / self.model_alone_rate())
@@ -176,11 +176,10 @@ class Plan:
 
     def ablation_windows(self) -> int:
         """Windows the whole ablation may take: 2 when it trains in measured groups (issue 15), else 3."""
-        grouped = self.together_models() > 1 and self.measured("together.json", "rows") is not None
-        return ABLATION_WINDOWS_TOGETHER if grouped else ABLATION_WINDOWS
+        return ABLATION_WINDOWS_TOGETHER if self.together_models() > 1 else ABLATION_WINDOWS
 
     def full_recipe(self) -> dict | None:
-        """The together stage's full-recipe rates (at its best M, and one model alone), if measured."""
+        """The together stage's full-recipe rates (at the groups' M, and one model alone), if measured."""
         full = self.measured("together.json", "full_recipe")
         return full if isinstance(full, dict) and full.get("images_per_s") and full.get("alone_images_per_s") else None
 
@@ -194,8 +193,11 @@ class Plan:
         full = self.full_recipe()
         if full and full.get("models") == best:
             return best if full["images_per_s"] > full["alone_images_per_s"] else 1
-        rates = {row["models"]: row.get("images_per_s", 0.0) for row in self.measured("together.json", "rows")}
-        return best if rates.get(best, 0.0) > self.model_alone_rate() else 1
+        return best if (self.together_rows("images_per_s").get(best) or 0.0) > self.model_alone_rate() else 1
+
+    def together_rows(self, key: str) -> dict:
+        """{M: the together stage's `key` for that M} (None where a row has none, e.g. out of memory)."""
+        return {row["models"]: row.get(key) for row in self.measured("together.json", "rows", default=[])}
 
     def long_run_s(self) -> float:
         return min(600.0, self.left_s() - STARTUP_S)

@@ -193,15 +193,11 @@ def main(argv=None) -> int:
     rows, base, full, stopped_before, last_row_s = [], None, None, None, None
     memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30 if device.type == "cuda" else None
 
-    def best_m() -> int | None:
-        measured = [r for r in rows if "images_per_s" in r]
-        return max(measured, key=lambda r: r["images_per_s"])["models"] if measured else None
-
     def save(complete: bool) -> None:  # after every row, so a stage stopped at its time limit keeps them
         if args.output:
             write_json_atomically({"benchmark": "together", "model": vit_config(**sizes), "batch_size_per_model": args.batch_size,
                                    "steps": args.steps, "training_flops_per_image": flops, "peak_tflops": peak,
-                                   "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": best_m(),
+                                   "peak_source": peak_source, "compile": compile, "rows": rows, "best_m": group_m(rows, None),
                                    "group_m": group_m(rows, memory_gib),
                                    "complete": complete, "compiled_one_model": alone, "full_recipe": full,
                                    "time_limit_s": args.time_limit_s, "stopped_before_m": stopped_before,
@@ -245,7 +241,7 @@ def main(argv=None) -> int:
         save(complete=False)
     groups = group_m(rows, memory_gib)
     spare = f" (the most with {100 * (1 - GROUP_MEMORY_SHARE):.0f} % of the GPU's memory to spare)" if memory_gib else ""
-    print(f"best M: {best_m()} (the most images/s); for the ablation's groups: {groups}{spare}")
+    print(f"best M: {group_m(rows, None)} (the most images/s); for the ablation's groups: {groups}{spare}")
     if with_full and groups:
         row_s = next(r for r in rows if r.get("models") == groups)["row_s"]
         if args.time_limit_s and time.perf_counter() - started + row_s + alone_s > args.time_limit_s:
@@ -259,7 +255,8 @@ def main(argv=None) -> int:
 
 def group_m(rows: list[dict], memory_gib: float | None) -> int | None:
     """The M for the ablation's groups: the most images/s among the rows that used at most
-    GROUP_MEMORY_SHARE of the GPU's memory (any row where memory was not recorded)."""
+    GROUP_MEMORY_SHARE of the GPU's memory (any row where memory was not recorded; with
+    memory_gib None, every row: the best M)."""
     roomy = [r for r in rows if "images_per_s" in r
              and (not memory_gib or not r.get("peak_gib") or r["peak_gib"] <= GROUP_MEMORY_SHARE * memory_gib)]
     return max(roomy, key=lambda r: r["images_per_s"])["models"] if roomy else None

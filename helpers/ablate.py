@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ import torch
 
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data, train_in_profile
-from helpers.files import write_json_atomically
+from helpers.files import read_result, write_json_atomically
 from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_converged, table_8_delta
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
@@ -279,18 +278,6 @@ def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_
               f"the limit is {time_limit_s:.0f} s. Run again to go on.")
         return True
     return False
-
-
-def read_result(path: Path) -> dict:
-    """One result file, or an error that names it (a damaged file is left as it is)."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {path} cannot be read as a result ({type(err).__name__}: {err}). "
-                         f"Restore it (git checkout) or delete it to train that run again.") from None
-    if not isinstance(found, dict):
-        raise SystemExit(f"error: {path} is not a result (a JSON object). Restore it or delete it.")
-    return found
 
 
 def check_same_epochs(found: dict, config: TrainConfig, path: Path) -> None:

@@ -35,6 +35,18 @@ def write_json_atomically(obj, path) -> None:
     write_text_atomically(json.dumps(obj, indent=1) + "\n", path)
 
 
+def read_result(path) -> dict:
+    """One JSON result file, or an error that names it (a damaged file is left as it is)."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {path} cannot be read as a result ({type(err).__name__}: {err}). "
+                         f"Restore it (git checkout) or delete it to train that run again.") from None
+    if not isinstance(found, dict):
+        raise SystemExit(f"error: {path} is not a result (a JSON object). Restore it or delete it.")
+    return found
+
+
 def write_csv_atomically(rows: list[dict], path) -> None:
     buffer = io.StringIO()
     columns = list(dict.fromkeys(key for row in rows for key in row))  # rows written by older code may lack some

@@ -259,9 +259,6 @@ class StackedAdamW:
         decay_factor = _per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], some.dtype, some.device)
         step_size = _per_model([-lr / bias_correction1 for lr in lrs], some.dtype, some.device)
         names = list(self.params)
-        for name in names:
-            if name in self.decay:
-                self.params[name].mul_(_broadcast(decay_factor, self.params[name]))
         grads = [self.params[n].grad for n in names]
         exp_avgs, exp_avg_sqs = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -272,6 +269,8 @@ class StackedAdamW:
         torch._foreach_add_(denoms, EPS)
         for name, exp_avg, denom in zip(names, exp_avgs, denoms):
             param = self.params[name]
+            if name in self.decay:  # decoupled decay first, as torch's AdamW (the moments never read param)
+                param.mul_(_broadcast(decay_factor, param))
             # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
             param.add_(_broadcast(step_size, param) * exp_avg / denom)
 
