@@ -12,7 +12,9 @@ They are counted here on the CPU, where they are the same: aten operators per ca
 shapes but no data; the rest work out small per-image choices on the CPU there too). CPU
 milliseconds per call (real tensors) at a small batch are mostly dispatch; at a large one mostly
 arithmetic, which a GPU does instead. Ratios are against the plain recipe's transform (crop and
-flip), measured in the same run.
+flip), measured in the same run. The last rows augment a group's batches at once, as models trained
+together do (helpers.batch_augment): each model draws its own choices, then every stage runs once
+for all of them; their numbers are per model.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import time
 import torch
 
 from helpers.augment import OPS_INCREASING, mix_batch, normalize, random_crop_flip, random_erase
+from helpers.batch_augment import apply_drawn
 from helpers.batch_randaugment import BatchRandAugment, _arguments, _slots, sample_ops
 from helpers.cli import positive_int
 from helpers.recipe import Recipe
@@ -48,15 +51,28 @@ def ms_per_call(fn, repeats: int) -> float:
     return 1000 * (time.perf_counter() - started) / repeats
 
 
+def group(batch: int, models: int, device: str):
+    """A function that augments `models` batches with DeiT's recipe at once (each model its own
+    transform and draws)."""
+    images = torch.randint(0, 256, (models, batch, 3, 32, 32), dtype=torch.uint8).to(device)
+    labels = torch.randint(0, 10, (models, batch)).to(device)
+    transforms = [Recipe().batch_transform() for _ in range(models)]
+    return lambda: apply_drawn([t.draw(x, y) for t, x, y in zip(transforms, images, labels)], images)
+
+
+GROUPS = (8, 32)  # models augmented at once in the last rows
+
+
 def stages(batch: int, device: str) -> dict:
-    """Each stage of DeiT's batch transform on one batch on `device`, and both recipes' transforms."""
+    """Each stage of DeiT's batch transform on one batch on `device`, both recipes' transforms,
+    and the full recipe for groups of models: {row: (function, models it augments)}."""
     torch.manual_seed(0)
     images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8).to(device)
     labels = torch.randint(0, 10, (batch,)).to(device)
     floats = normalize(images)
     rand_augment = BatchRandAugment.from_string(Recipe().aa)
     plain, full = Recipe.plain().batch_transform(), Recipe().batch_transform()
-    return {"plain recipe (crop + flip)": lambda: plain(images, labels),
+    rows = {"plain recipe (crop + flip)": lambda: plain(images, labels),
             "crop + flip": lambda: random_crop_flip(images),
             "RandAugment: per-image choices": rand_augment_choices(batch, rand_augment.config.n, device),
             "RandAugment: whole call": lambda: rand_augment(images),
@@ -64,6 +80,8 @@ def stages(batch: int, device: str) -> dict:
             "random erasing": lambda: random_erase(floats),
             "MixUp or CutMix (one per call) + targets": lambda: mix_batch(floats, labels, 10),
             "full recipe (all of the above)": lambda: full(images, labels)}
+    return {**{name: (fn, 1) for name, fn in rows.items()},
+            **{f"full recipe, {m} models at once, per model": (group(batch, m, device), m) for m in GROUPS}}
 
 
 def main(argv=None) -> int:
@@ -77,13 +95,13 @@ def main(argv=None) -> int:
     for batch in args.batch_sizes:
         timed, counted = stages(batch, "cpu"), stages(batch, "meta")  # meta: shapes only, for counting
         print(f"\nbatch {batch}, {args.threads} thread(s), torch {torch.__version__}")
-        print(f"{'stage':40s} {'calls':>6s} {'on GPU':>7s} {'CPU ms':>8s} {'x plain':>8s}")
+        print(f"{'stage':45s} {'calls':>6s} {'on GPU':>7s} {'CPU ms':>8s} {'x plain':>8s}")
         baseline = None
-        for name, fn in timed.items():
-            calls, on_device = operator_calls(counted[name], on="meta")
-            ms = ms_per_call(fn, args.repeats)
+        for name, (fn, models) in timed.items():
+            calls, on_device = operator_calls(counted[name][0], on="meta")
+            ms = ms_per_call(fn, args.repeats) / models
             baseline = baseline or ms
-            print(f"{name:40s} {calls:6d} {on_device:7d} {ms:8.2f} {ms / baseline:8.1f}")
+            print(f"{name:45s} {calls / models:6.0f} {on_device / models:7.1f} {ms:8.2f} {ms / baseline:8.1f}")
     return 0
 
 

@@ -14,8 +14,8 @@ row's ratio to it ("x alone"). --compile (on with a GPU, as in the ablation ther
 groups with torch.compile: each row's warm-up call compiles (its wall time is the row's warm_up_s)
 and the timed call reuses the graph. --full-recipe (on with a GPU) then times DeiT's full recipe at
 the M for the ablation's groups (the fastest that left a quarter of the GPU's memory free) and one
-model alone with it: the ablation's own work, whose per-model augmentation the
-plain rows lack. --time-limit-s starts no larger M that would leave too little time for it and
+model alone with it: the ablation's own work, with augmentation (one pass per stage for the
+whole group, helpers.batch_augment), drop-path masks and losses per model that the plain rows lack. --time-limit-s starts no larger M that would leave too little time for it and
 that pair, so a GPU window's stage ends with a table. --output writes the rows, the best M and provenance as JSON,
 after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
 
@@ -264,7 +264,7 @@ def group_m(rows: list[dict], memory_gib: float | None) -> int | None:
 
 def full_recipe_rates(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool) -> dict:
     """DeiT's full recipe, m models together and one compiled model alone: what an ablation group
-    and a run on its own train at. Its per-model augmentation adds launches the plain rows lack."""
+    and a run on its own train at. Its augmentation, masks and losses add launches the plain rows lack."""
     together = measure(m, sizes, train, val, batch_size, steps, device, compile, Recipe())
     if together is None:
         print(f"full recipe, M = {m}: out of GPU memory")

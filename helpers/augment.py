@@ -62,10 +62,22 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
     _check_batch(x)
     if padding < 0:
         raise ValueError(f"padding must be >= 0, not {padding}.")
-    b, _, h, w = x.shape
+    return crop_and_flip(x, *crop_flip_choices(len(x), padding, generator), padding)
+
+
+def crop_flip_choices(batch: int, padding: int, generator: torch.Generator | None = None):
+    """random_crop_flip's random choices, on the CPU: offsets (2, B) (rows, columns) into the
+    padded image and flips (B,) bools."""
     where = _draw_device(generator)
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=where).cpu()
-    flips = torch.rand(b, generator=generator, device=where).cpu() < 0.5
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator, device=where).cpu()
+    flips = torch.rand(batch, generator=generator, device=where).cpu() < 0.5
+    return offsets, flips
+
+
+def crop_and_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
+    """Each image's crop of the zero-padded batch at its offsets, flipped where flips says (offsets
+    (padding, padding) and no flip give the image back)."""
+    b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     # Gather the crops with index arithmetic rather than a Python loop over images.
     rows = offsets[0].view(b, 1) + torch.arange(h)                          # (B, H)
@@ -118,19 +130,24 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
     Notebooks: built in 01 (label smoothing).
     """
     labels = torch.as_tensor(labels)
-    if labels.dim() != 1 or labels.dtype.is_floating_point:
-        raise ValueError(f"labels must be a 1-D integer tensor of class indices, got "
-                         f"{labels.dtype} with shape {tuple(labels.shape)}.")
-    # Checked on the CPU only: on a GPU the check would make the CPU wait for every batch (an
-    # index out of range still fails there, in scatter_ below, with a device-side assert).
-    if labels.device.type == "cpu" and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in 0..{num_classes - 1}; got {labels.min().item()}.."
-                         f"{labels.max().item()}. Is num_classes={num_classes} right?")
+    check_labels(labels, num_classes)
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), not {smoothing}.")
     off = smoothing / num_classes
     targets = torch.full((len(labels), num_classes), off, device=labels.device)
     return targets.scatter_(1, labels.long().view(-1, 1), 1.0 - smoothing + off)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Class indices: a 1-D integer tensor in 0..num_classes - 1."""
+    if labels.dim() != 1 or labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be a 1-D integer tensor of class indices, got "
+                         f"{labels.dtype} with shape {tuple(labels.shape)}.")
+    # Checked on the CPU only: on a GPU the check would make the CPU wait for every batch (an
+    # index out of range still fails there, in the targets' indexing, with a device-side assert).
+    if labels.device.type == "cpu" and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}; got {labels.min().item()}.."
+                         f"{labels.max().item()}. Is num_classes={num_classes} right?")
 
 
 def mix_targets(labels: torch.Tensor, num_classes: int, lam: float,
@@ -239,23 +256,30 @@ def mix_batch(x: torch.Tensor, labels: torch.Tensor, num_classes: int, mixup_alp
     _check_batch(x)
     if len(labels) != len(x):
         raise ValueError(f"{len(x)} images but {len(labels)} labels; they must match.")
+    info = draw_mix(x.shape[-2], x.shape[-1], mixup_alpha, cutmix_alpha, prob, switch_prob, generator)
+    if info.method == "cutmix":
+        x = cutmix(x, info.box)
+    elif info.method == "mixup":
+        x = mixup(x, info.lam)
+    return x, mix_targets(labels, num_classes, info.lam, smoothing), info
+
+
+def draw_mix(height: int, width: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
+             switch_prob: float = 0.5, generator: torch.Generator | None = None) -> MixInfo:
+    """mix_batch's random choices for one batch: MixUp, CutMix or none, lambda and CutMix's box."""
     if mixup_alpha < 0 or cutmix_alpha < 0:
         raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns one off).")
-    info = MixInfo("none", 1.0)
-    if (mixup_alpha > 0 or cutmix_alpha > 0) and _scalar_uniform(generator) < prob:
-        if mixup_alpha > 0 and cutmix_alpha > 0:
-            use_cutmix = _scalar_uniform(generator) < switch_prob
-        else:
-            use_cutmix = cutmix_alpha > 0
-        lam = sample_beta(cutmix_alpha if use_cutmix else mixup_alpha, generator)
-        if use_cutmix:
-            box = cutmix_box(x.shape[-2], x.shape[-1], lam, generator=generator)
-            info = MixInfo("cutmix", cutmix_lambda(box, x.shape[-2], x.shape[-1]), box)
-            x = cutmix(x, box)
-        else:
-            info = MixInfo("mixup", lam)
-            x = mixup(x, lam)
-    return x, mix_targets(labels, num_classes, info.lam, smoothing), info
+    if not ((mixup_alpha > 0 or cutmix_alpha > 0) and _scalar_uniform(generator) < prob):
+        return MixInfo("none", 1.0)
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = _scalar_uniform(generator) < switch_prob
+    else:
+        use_cutmix = cutmix_alpha > 0
+    lam = sample_beta(cutmix_alpha if use_cutmix else mixup_alpha, generator)
+    if not use_cutmix:
+        return MixInfo("mixup", lam)
+    box = cutmix_box(height, width, lam, generator=generator)
+    return MixInfo("cutmix", cutmix_lambda(box, height, width), box)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,16 +299,36 @@ def erase_boxes(batch: int, height: int, width: int, p: float = 0.25, min_area: 
     al., 2020) draws the area from [0.02, 0.4] and the aspect ratio uniformly from [0.3, 1/0.3],
     with p = 0.5.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], not {p}.")
+    check_erase_probability(p)
     if not 0.0 < min_area <= max_area <= 1.0:
         raise ValueError(f"need 0 < min_area <= max_area <= 1, got {min_area}, {max_area}.")
-    max_aspect = max_aspect or 1.0 / min_aspect
+    return boxes_from_draws(erase_draws(batch, attempts, generator), height, width, p, min_area, max_area,
+                            min_aspect, max_aspect)
+
+
+def check_erase_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], not {p}.")
+
+
+def erase_draws(batch: int, attempts: int = 10, generator: torch.Generator | None = None) -> tuple:
+    """erase_boxes's uniform draws, in its order, as float64 on the CPU: whether to erase (B,),
+    area and aspect (B, attempts), top and left (B,)."""
     draw = lambda *shape: _uniform(shape, generator, "cpu").double()  # noqa: E731
-    erase = draw(batch) < p
-    area = (min_area + (max_area - min_area) * draw(batch, attempts)) * height * width
+    return draw(batch), draw(batch, attempts), draw(batch, attempts), draw(batch), draw(batch)
+
+
+def boxes_from_draws(draws: tuple, height: int, width: int, p, min_area: float = 0.02, max_area: float = 1 / 3,
+                     min_aspect: float = 0.3, max_aspect: float | None = None) -> torch.Tensor:
+    """erase_boxes from erase_draws (of one batch, or several joined); p is a float or a (B,)
+    tensor, one probability per image."""
+    erase, area, aspect, top, left = draws
+    max_aspect = max_aspect or 1.0 / min_aspect
+    batch = len(erase)
+    erase = erase < p
+    area = (min_area + (max_area - min_area) * area) * height * width
     log_lo, log_hi = math.log(min_aspect), math.log(max_aspect)
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * draw(batch, attempts))
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * aspect)
     h = torch.round(torch.sqrt(area * aspect)).long()  # round half to even, like Python's round
     w = torch.round(torch.sqrt(area / aspect)).long()
     fits = (h < height) & (w < width)
@@ -292,8 +336,8 @@ def erase_boxes(batch: int, height: int, width: int, p: float = 0.25, min_area: 
     rows = torch.arange(batch)
     h, w = h[rows, first], w[rows, first]
     keep = erase & fits.any(dim=1)
-    top = (draw(batch) * (height - h + 1)).long()
-    left = (draw(batch) * (width - w + 1)).long()
+    top = (top * (height - h + 1)).long()
+    left = (left * (width - w + 1)).long()
     zero = torch.zeros_like(h)
     return torch.stack([torch.where(keep, top, zero), torch.where(keep, left, zero),
                         torch.where(keep, h, zero), torch.where(keep, w, zero)], dim=1)
@@ -317,16 +361,25 @@ def random_erase(x: torch.Tensor, p: float = 0.25, min_area: float = 0.02, max_a
         raise ValueError(f"random_erase works on normalized float images, got {batch.dtype}. "
                          f"Call normalize(x) first.")
     b, c, h, w = batch.shape
-    boxes = to_device(erase_boxes(b, h, w, p, min_area, max_area, min_aspect, max_aspect,
-                                  generator=generator), batch.device)
-    rows = torch.arange(h, device=batch.device).view(1, h, 1)
-    cols = torch.arange(w, device=batch.device).view(1, 1, w)
+    boxes = erase_boxes(b, h, w, p, min_area, max_area, min_aspect, max_aspect, generator=generator)
+    out = erase(batch, boxes, erase_noise(batch.shape, generator, batch.device))
+    return out[0] if single else out
+
+
+def erase_noise(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Random Erasing's N(0, 1) pixels, drawn on the generator's device (else on `device`)."""
+    return torch.randn(shape, generator=generator, device=_draw_device(generator, device))
+
+
+def erase(x: torch.Tensor, boxes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x with each image's box (a row of erase_boxes; height 0: none) replaced by its noise."""
+    b, _, h, w = x.shape
+    boxes = to_device(boxes, x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     top, left, bh, bw = (boxes[:, i].view(b, 1, 1) for i in range(4))
     inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
-    noise = torch.randn(batch.shape, generator=generator, device=_draw_device(generator, batch.device))
-    noise = noise.to(batch.device, batch.dtype)
-    out = torch.where(inside.unsqueeze(1), noise, batch)
-    return out[0] if single else out
+    return torch.where(inside.unsqueeze(1), noise.to(x.device, x.dtype), x)
 
 
 class RandomErasing:
@@ -624,57 +677,3 @@ def eval_transform():
     from torchvision import transforms as T
 
     return T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
-
-
-class BatchAugment:
-    """The training loop's batch transform: uint8 (B, 3, H, W) + labels -> normalized x, targets.
-
-    Order (as in DeiT, where erasing is per image before the batch is mixed): random crop + flip
-    on uint8, `per_image` hook, normalize, Random Erasing, MixUp/CutMix with label smoothing.
-    Targets are (B, K) float soft targets when mixing or smoothing is on (use
-    helpers.losses.soft_target_cross_entropy), else the int labels. Works on any device.
-
-    per_image: an optional callable on the uint8 batch, e.g. helpers.batch_randaugment's
-    BatchRandAugment; it must return a uint8 batch of the same shape.
-
-    Notebooks: used in 01, 03.
-    """
-
-    def __init__(self, crop_flip: bool = True, mixup: float = 0.8, cutmix: float = 1.0,
-                 switch_prob: float = 0.5, smoothing: float = 0.1, reprob: float = 0.25,
-                 num_classes: int = 10, mix_prob: float = 1.0, padding: int = 4,
-                 per_image=None, generator: torch.Generator | None = None):
-        self.crop_flip, self.padding, self.per_image = crop_flip, padding, per_image
-        self.mixup_alpha, self.cutmix_alpha, self.switch_prob = mixup, cutmix, switch_prob
-        self.smoothing, self.reprob, self.num_classes, self.mix_prob = smoothing, reprob, num_classes, mix_prob
-        self.generator = generator
-        self.last_mix: MixInfo | None = None
-
-    @property
-    def soft_targets(self) -> bool:
-        mixing = self.mix_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
-        return mixing or self.smoothing > 0
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor):
-        _check_uint8_batch(images)
-        labels = torch.as_tensor(labels, device=images.device)
-        if labels.shape != (len(images),):
-            raise ValueError(f"labels must have shape ({len(images)},) to match the images, "
-                             f"got {tuple(labels.shape)}.")
-        x = random_crop_flip(images, self.padding, self.generator) if self.crop_flip else images
-        if self.per_image is not None:
-            x = self.per_image(x)
-        x = normalize(x)
-        if self.reprob > 0:
-            x = random_erase(x, self.reprob, generator=self.generator)
-        if not self.soft_targets:
-            return x, labels
-        x, targets, self.last_mix = mix_batch(
-            x, labels, self.num_classes, self.mixup_alpha, self.cutmix_alpha, self.mix_prob,
-            self.switch_prob, self.smoothing, self.generator)
-        return x, targets
-
-    def __repr__(self) -> str:
-        return (f"BatchAugment(crop_flip={self.crop_flip}, mixup={self.mixup_alpha}, "
-                f"cutmix={self.cutmix_alpha}, switch_prob={self.switch_prob}, "
-                f"smoothing={self.smoothing}, reprob={self.reprob}, num_classes={self.num_classes})")

@@ -40,7 +40,7 @@ from helpers.augment import (LEVEL_TO_ARGUMENT, MAX_LEVEL, OPS_INCREASING, OPS_S
                              RandAugmentConfig, op_argument, parse_rand_augment, to_device)
 
 __all__ = ["OPS_INCREASING", "OPS_STANDARD", "CIFAR_FILL", "INTERPOLATIONS", "OP_FAMILIES", "OpDraws",
-           "parse_rand_augment", "op_parameter", "sample_ops", "apply_op", "apply_ops",
+           "parse_rand_augment", "op_parameter", "sample_ops", "op_choices", "apply_op", "apply_ops", "apply_choices",
            "rand_augment_batch", "BatchRandAugment"]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # grid_sample modes; timm's seed uses bicubic
@@ -374,10 +374,28 @@ def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fil
     """
     _check_images(images)
     _check_options(interpolation, fill)
-    pool = OPS_INCREASING if increasing else OPS_STANDARD
-    ops = torch.where(draws.applied, draws.ops, -1)  # every slot's choices are worked out at once
-    return _apply_slots(images, ops, _arguments(ops, draws.magnitudes, draws.signs, pool), pool, fill,
-                        interpolation)
+    pool = _pool(increasing)
+    return apply_choices(images, *op_choices(draws, pool), pool, fill, interpolation)
+
+
+def _pool(increasing: bool) -> tuple:
+    return OPS_INCREASING if increasing else OPS_STANDARD
+
+
+def op_choices(draws: OpDraws, pool: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image's op per slot (index into pool, -1 = none) and its argument, both (slots, B):
+    all slots worked out at once, on the CPU."""
+    ops = torch.where(draws.applied, draws.ops, -1)
+    return ops, _arguments(ops, draws.magnitudes, draws.signs, pool)
+
+
+def apply_choices(images: torch.Tensor, ops: torch.Tensor, args: torch.Tensor, pool: tuple, fill=CIFAR_FILL,
+                  interpolation: str = "bicubic") -> torch.Tensor:
+    """Apply op_choices to a uint8 batch, slot after slot (on the CPU for Apple's MPS, which has
+    no float64 for the op maths)."""
+    if images.device.type == "mps":
+        return _apply_slots(images.cpu(), ops, args, pool, fill, interpolation).to(images.device)
+    return _apply_slots(images, ops, args, pool, fill, interpolation)
 
 
 def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float = 9.0,
@@ -391,12 +409,9 @@ def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float 
     """
     _check_images(images)
     _check_options(interpolation, fill)
-    if images.device.type == "mps":  # Apple's MPS has no float64, which the op maths uses
-        return rand_augment_batch(images.cpu(), num_ops, magnitude, mstd, increasing, prob, fill,
-                                  generator, mmax, interpolation).to(images.device)
-    pool = OPS_INCREASING if increasing else OPS_STANDARD
+    pool = _pool(increasing)
     draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator, "cpu")
-    return apply_ops(images, draws, increasing, fill, interpolation)
+    return apply_choices(images, *op_choices(draws, pool), pool, fill, interpolation)
 
 
 class BatchRandAugment:
@@ -418,6 +433,17 @@ class BatchRandAugment:
         c = self.config
         return rand_augment_batch(images, c.n, c.m, c.mstd, c.inc, c.p, self.fill, self.generator,
                                   c.mmax, self.interpolation)
+
+    @property
+    def pool(self) -> tuple:
+        return _pool(self.config.inc)
+
+    def draws(self, images: torch.Tensor) -> OpDraws:
+        """One call's random draws for these images, drawn as __call__ draws them (op_choices then
+        apply_choices applies them)."""
+        _check_images(images)
+        c = self.config
+        return sample_ops(len(images), c.n, c.m, c.mstd, c.mmax, c.p, len(self.pool), self.generator, "cpu")
 
     def __repr__(self) -> str:
         c = self.config

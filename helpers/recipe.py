@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from helpers.augment import BatchAugment, parse_rand_augment
+from helpers.augment import parse_rand_augment
+from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit
 from helpers.losses import DEFAULT_ALPHA, PAPER_TAU, DistillationLoss

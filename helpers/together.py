@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from helpers.augment import normalize
+from helpers.batch_augment import CPU_IMAGES_AT_ONCE, BatchAugment, apply_drawn, draws_ahead, sharing_groups
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
@@ -228,9 +228,11 @@ def _per_model(values, dtype, device) -> torch.Tensor:
     return values.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else values
 
 
-def _broadcast(per_model: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(M,) -> (M, 1, ...), to multiply a stacked parameter shaped like `like`."""
-    return per_model.view(-1, *[1] * (like.ndim - 1))
+def _broadcast(per_model: torch.Tensor, tensors: list) -> list:
+    """(M,) -> an (M, 1, ...) view per tensor, to multiply each stacked tensor by its model's factor
+    (one view per number of dimensions, shared)."""
+    views = {}
+    return [views.setdefault(t.ndim, per_model.view(-1, *[1] * (t.ndim - 1))) for t in tensors]
 
 
 class StackedAdamW:
@@ -238,9 +240,10 @@ class StackedAdamW:
 
     AdamW is elementwise, so on stacked tensors it is M independent AdamWs. The arithmetic is
     torch's single-tensor AdamW (torch/optim/adam.py, _single_tensor_adam, decoupled decay),
-    operation for operation; only lr-dependent factors become per-model tensors. The moments'
-    updates, the same for every model, are foreach calls over all tensors (a few kernels on a
-    GPU); the two lr-dependent steps go tensor by tensor, whatever the number of models.
+    operation for operation; only lr-dependent factors become per-model tensors. Every step is a
+    foreach call over all tensors, a dozen calls whatever the number of models or tensors: the
+    moments', the same for every model, in a few kernels on a GPU; the lr-dependent ones multiply
+    by (M, 1, ...) factors, which foreach handles tensor by tensor inside one call.
     `decay` names the parameters with weight decay (fit's param_groups: not norms, biases, tokens).
     """
 
@@ -259,7 +262,7 @@ class StackedAdamW:
         decay_factor = _per_model([1 - lr * wd for lr, wd in zip(lrs, weight_decays)], some.dtype, some.device)
         step_size = _per_model([-lr / bias_correction1 for lr in lrs], some.dtype, some.device)
         names = list(self.params)
-        grads = [self.params[n].grad for n in names]
+        params, grads = [self.params[n] for n in names], [self.params[n].grad for n in names]
         exp_avgs, exp_avg_sqs = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -267,12 +270,13 @@ class StackedAdamW:
         denoms = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denoms, bias_correction2_sqrt)
         torch._foreach_add_(denoms, EPS)
-        for name, exp_avg, denom in zip(names, exp_avgs, denoms):
-            param = self.params[name]
-            if name in self.decay:  # decoupled decay first, as torch's AdamW (the moments never read param)
-                param.mul_(_broadcast(decay_factor, param))
-            # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
-            param.add_(_broadcast(step_size, param) * exp_avg / denom)
+        decayed = [p for n, p in zip(names, params) if n in self.decay]
+        if decayed:  # decoupled decay first, as torch's AdamW (the moments never read param)
+            torch._foreach_mul_(decayed, _broadcast(decay_factor, decayed))
+        # addcdiv_(exp_avg, denom, value=-step_size) computes param + (value * exp_avg) / denom
+        updates = torch._foreach_mul(exp_avgs, _broadcast(step_size, exp_avgs))
+        torch._foreach_div_(updates, denoms)
+        torch._foreach_add_(params, updates)
 
     def zero_grad(self) -> None:
         for param in self.params.values():
@@ -295,9 +299,8 @@ def clip_per_model(params: dict, max_norms: list[float | None]) -> None:
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, M)
     total = torch.linalg.vector_norm(norms, dim=0)  # (M,): each model's global norm
     limits = _per_model([m or float("inf") for m in max_norms], total.dtype, total.device)  # None or 0: as fit, none
-    coef = torch.clamp(limits / (total + 1e-6), max=1.0)  # clip_grad_norm_'s formula
-    for g in grads:
-        g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
+    coef = torch.clamp(limits / (total + 1e-6), max=1.0).to(grads[0].dtype)  # clip_grad_norm_'s formula
+    torch._foreach_mul_(grads, _broadcast(coef, grads))
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -363,9 +366,11 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     params, _ = stack_module_state(models)  # the course's ViT has no buffers
     decay_ids = {id(p) for p in param_groups(models[0], 1.0)[0]["params"]}
     optimizer = StackedAdamW(params, {n for n, p in models[0].named_parameters() if id(p) in decay_ids})
-    transforms = [member.batch_transform or (lambda images, labels: (normalize(images), labels)) for member in members]
+    transforms = [member.batch_transform or NORMALIZE_ONLY for member in members]
     losses = [member.loss_fn or _default_loss(member.config.smoothing) for member in members]
     configs = [member.config for member in members]
+    # whose batches are augmented in one pass (helpers.batch_augment)
+    groups = sharing_groups(transforms, None if cuda else max(1, CPU_IMAGES_AT_ONCE // configs[0].batch_size))
     names = [member.name or f"model-{k}" for k, member in enumerate(members)]
     steps_per_epoch = len(members[0].train_batches)
     schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]
@@ -401,15 +406,9 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i
             lrs = [schedule(step) for schedule in schedules]
-            inputs, targets, masks = [], [], []
-            for k, (images, labels) in enumerate(batches):
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                with streams[k]:  # model k's draws, in fit's order: augmentation, then the masks
-                    x, y = (images, labels) if images.is_floating_point() else transforms[k](images, labels)
-                    masks.append(_draw_masks(drop_probs[k], len(x), device, mask_dtype))
-                inputs.append(x), targets.append(y)
+            inputs, targets, masks = _augmented(batches, transforms, groups, streams, drop_probs, device, mask_dtype)
             with autocast:
-                outputs = train_forward(params, _mask_buffers(masks, keeps), torch.stack(inputs))
+                outputs = train_forward(params, _mask_buffers(masks, keeps), inputs)
                 loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
             optimizer.zero_grad()
             loss.sum().backward()  # model k's parameters only see model k's loss
@@ -435,6 +434,36 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             _save(run_dir, members, names, params, optimizer, epoch + 1, histories)
     _copy_back(params, models)
     return histories
+
+
+# What fit does to a uint8 batch without a batch_transform
+NORMALIZE_ONLY = BatchAugment(crop_flip=False, mixup=0.0, cutmix=0.0, smoothing=0.0, reprob=0.0)
+
+
+def _augmented(batches, transforms, groups, streams, drop_probs, device, mask_dtype):
+    """Every model's augmented batch, stacked (M, B, ...), its targets and its drop-path masks.
+
+    Each model draws in its own stream, in fit's order: augmentation, then the masks. A transform
+    that can draw ahead (helpers.batch_augment) only draws there; then each group of those is
+    applied to its models' batches at once. Others run whole, one model at a time."""
+    done, drawn, uint8, masks = {}, {}, {}, []
+    for k, (images, labels) in enumerate(batches):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with streams[k]:
+            if images.is_floating_point():  # augmented already, as fit takes them
+                done[k] = images, labels
+            elif draws_ahead(transforms[k]):
+                drawn[k], uint8[k] = transforms[k].draw(images, labels), images
+            else:
+                done[k] = transforms[k](images, labels)
+            masks.append(_draw_masks(drop_probs[k], len(images), device, mask_dtype))
+    for group in groups:
+        ready = [k for k in group if k in drawn]
+        if ready:
+            x, ys = apply_drawn([drawn[k] for k in ready], torch.stack([uint8[k] for k in ready]))
+            done.update({k: (x[j], ys[j]) for j, k in enumerate(ready)})
+    inputs = [done[k][0] for k in range(len(done))]
+    return torch.stack(inputs), [done[k][1] for k in range(len(done))], masks
 
 
 def _example_inputs(member: Member, transform, params, drop_probs, keeps, device, mask_dtype) -> tuple:

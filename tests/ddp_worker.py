@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from helpers.augment import BatchAugment
+from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
 from helpers.train import TrainConfig, fit

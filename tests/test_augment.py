@@ -16,6 +16,7 @@ from timm.loss import SoftTargetCrossEntropy
 from torchvision import transforms as T
 
 from helpers import augment as A
+from helpers.batch_augment import BatchAugment
 from helpers.losses import soft_target_cross_entropy
 from helpers.constants import CIFAR_FILL, MEAN, STD
 
@@ -77,14 +78,14 @@ def test_bad_shapes_raise_value_error_naming_the_layout(bad):
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)|channels"):
         A.normalize(bad)
     with pytest.raises(ValueError):
-        A.BatchAugment()(bad, torch.zeros(len(bad), dtype=torch.long))
+        BatchAugment()(bad, torch.zeros(len(bad), dtype=torch.long))
 
 
 def test_batch_augment_rejects_float_images_and_mismatched_labels():
     with pytest.raises(ValueError, match="uint8"):
-        A.BatchAugment()(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
+        BatchAugment()(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="labels must have shape"):
-        A.BatchAugment()(noise_images(4), torch.zeros(3, dtype=torch.long))
+        BatchAugment()(noise_images(4), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="0..9"):
         A.smooth_one_hot(torch.tensor([0, 10]), 10)
 
@@ -430,23 +431,23 @@ def test_deit_train_and_eval_transforms_at_32px():
 
 def test_batch_augment_outputs_and_reproducibility():
     images, labels = noise_images(7), torch.arange(7)
-    x, targets = A.BatchAugment(generator=gen(0))(images, labels)
+    x, targets = BatchAugment(generator=gen(0))(images, labels)
     assert x.shape == (7, 3, 32, 32) and x.dtype == torch.float32
     assert targets.shape == (7, 10) and targets.dtype == torch.float32
     torch.testing.assert_close(targets.sum(1), torch.ones(7))
-    x2, targets2 = A.BatchAugment(generator=gen(0))(images, labels)
+    x2, targets2 = BatchAugment(generator=gen(0))(images, labels)
     assert torch.equal(x, x2) and torch.equal(targets, targets2)
-    plain = A.BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0)
+    plain = BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0)
     x, targets = plain(images, labels)
     assert torch.equal(x, A.normalize(images)) and torch.equal(targets, labels)
-    x, targets = A.BatchAugment(mixup=0, cutmix=0, smoothing=0.1, generator=gen())(images, labels)
+    x, targets = BatchAugment(mixup=0, cutmix=0, smoothing=0.1, generator=gen())(images, labels)
     assert torch.equal(targets, A.smooth_one_hot(labels, 10, 0.1))
 
 
 def test_batch_augment_per_image_hook_runs_on_the_uint8_batch():
     seen = []
     hook = lambda x: (seen.append(x.dtype), 255 - x)[1]  # noqa: E731
-    plain = A.BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0, per_image=hook)
+    plain = BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0, per_image=hook)
     x, _ = plain(noise_images(2), torch.tensor([0, 1]))
     assert seen == [torch.uint8] and torch.equal(x, A.normalize(255 - noise_images(2)))
 

@@ -22,6 +22,7 @@ from PIL import Image
 from scipy import stats
 
 from helpers import augment as A
+from helpers.batch_augment import BatchAugment
 from helpers import batch_randaugment as G
 
 RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
@@ -225,7 +226,7 @@ def test_from_string_and_batch_augment_hook(cifar):
     c = ra.config
     assert (c.n, c.m, c.mstd, c.inc, c.p) == (2, 9.0, 0.5, True, 0.5)
     assert torch.equal(ra(cifar), G.rand_augment_batch(cifar, generator=gen(0)))
-    x, targets = A.BatchAugment(per_image=ra, generator=gen(1))(cifar[:16], torch.arange(16) % 10)
+    x, targets = BatchAugment(per_image=ra, generator=gen(1))(cifar[:16], torch.arange(16) % 10)
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and targets.shape == (16, 10)
     assert G.parse_rand_augment is A.parse_rand_augment  # one parser for both pipelines
 

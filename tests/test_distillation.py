@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import distill, exercises_distillation as ex, losses, teacher as teach
-from helpers.augment import BatchAugment
+from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit, count_parameters
 from helpers.profiles import PROFILES

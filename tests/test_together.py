@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from helpers import ablate
+from helpers.batch_augment import BatchAugment, apply_drawn
 from helpers.data import TensorBatches, load_cifar10
 from helpers.losses import FrozenTeacher
 from helpers.models import set_fused_attention
@@ -81,6 +82,20 @@ def test_plain_and_full_recipes_with_their_own_seeds_and_schedules(data):
     check_group(data, lambda: [member(data, Recipe.plain(), 0), member(data, Recipe(), 1),
                                member(data, Recipe().but(mixup=0.0), 2, lr=1e-3, warmup_epochs=0,
                                       weight_decay=0.1, clip_grad=None)])
+
+
+def test_a_group_s_batches_are_augmented_in_one_pass_and_a_hook_of_its_own_alone(data, monkeypatch):
+    """With the test above, this shows the one pass gives each model what fit gives it."""
+    from helpers import together
+    seen = []
+    monkeypatch.setattr(together, "apply_drawn", lambda drawn, images: (seen.append(len(drawn)),
+                                                                        apply_drawn(drawn, images))[1])
+    members = [member(data, recipe, k, epochs=1) for k, recipe in enumerate([Recipe.plain(), Recipe(), Recipe()])]
+    members[2].batch_transform = BatchAugment(per_image=lambda x: 255 - x)  # draws while it applies: alone
+    members.append(Member(Recipe.plain().build_model(**TINY),
+                          Recipe.plain().train_batches(data[0], BATCH), members[0].config))  # no transform
+    fit_together(members, val_batches(data), device="cpu")
+    assert seen == [3] * len(members[0].train_batches)  # models 0, 1 and 3 (normalize only), every step
 
 
 def test_hard_and_soft_distillation(data):

@@ -1,0 +1,110 @@
+"""A group's batches augmented at once get what each model's own BatchAugment gives, bit for bit."""
+import pytest
+import torch
+
+from helpers import augment as A
+from helpers.ablate import variants
+from helpers.batch_augment import BatchAugment, apply_drawn, draws_ahead, sharing_groups
+from helpers.batch_randaugment import BatchRandAugment
+from helpers.recipe import Recipe
+from helpers.speed import operator_calls
+
+
+def batches(m, b, seed=0):
+    torch.manual_seed(seed)
+    images = torch.randint(0, 256, (m, b, 3, 32, 32), dtype=torch.uint8)
+    images[:, :, :, :6] = 77  # flat rows: AutoContrast, Equalize and Contrast have edge cases there
+    return images, torch.randint(0, 10, (m, b))
+
+
+def each_alone(transforms, images, labels):
+    return [t(x, y) for t, x, y in zip(transforms, images, labels)]
+
+
+def together(transforms, images, labels):
+    drawn = [t.draw(x, y) for t, x, y in zip(transforms, images, labels)]
+    x, targets = apply_drawn(drawn, images)
+    return list(zip(x, targets))
+
+
+def assert_identical(expected, got):
+    for k, ((x, y), (x2, y2)) in enumerate(zip(expected, got)):
+        assert x2.dtype == x.dtype and torch.equal(x2, x), f"model {k}'s images differ"
+        assert y2.dtype == y.dtype and torch.equal(y2, y), f"model {k}'s targets differ"
+
+
+@pytest.mark.parametrize("batch", [6, 7])  # an odd batch pairs its middle image with itself
+def test_every_ablation_variant_in_one_group_gets_its_own_transform_bit_for_bit(batch):
+    recipes = list(variants().values())
+    images, labels = batches(len(recipes), batch)
+    methods = set()
+    for step in range(4):  # enough steps for MixUp and CutMix batches side by side
+        make = lambda: [r.batch_transform(generator=torch.Generator().manual_seed(100 * step + k))  # noqa: E731
+                        for k, r in enumerate(recipes)]
+        alone, group = each_alone(make(), images, labels), make()
+        assert_identical(alone, together(group, images, labels))
+        methods |= {t.last_mix.method for t in group if t.last_mix}
+    assert methods == {"mixup", "cutmix"}
+
+
+def test_mixing_stages_of_one_group_differ_per_model():
+    """The group's models really drew differently: not one model's choices copied to all."""
+    images, labels = batches(4, 8)
+    transforms = [Recipe().batch_transform(generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    got = together(transforms, images.expand(4, *images.shape[1:]).contiguous(), labels[0].expand(4, 8))
+    assert all(not torch.equal(got[0][0], got[k][0]) for k in range(1, 4))
+
+
+def test_the_ablation_shares_one_group_and_hooks_of_their_own_stay_alone():
+    table = [r.batch_transform() for r in variants().values()]
+    assert sharing_groups(table) == [list(range(len(table)))]
+    own_hook = BatchAugment(per_image=lambda x: 255 - x)
+    nearest = BatchAugment(per_image=BatchRandAugment.from_string(Recipe().aa, interpolation="nearest"))
+    cifar100 = BatchAugment(num_classes=100)
+    padding2 = BatchAugment(padding=2)
+    no_crop = BatchAugment(crop_flip=False)  # joins any padding
+    transforms = [table[1], own_hook, nearest, cifar100, table[0], padding2, no_crop, table[2], lambda x, y: (x, y)]
+    assert sharing_groups(transforms) == [[0, 4, 6, 7], [1], [2], [3], [5], [8]]
+    assert not draws_ahead(own_hook) and not draws_ahead(transforms[-1]) and draws_ahead(nearest)
+    images, labels = batches(2, 4)
+    with pytest.raises(ValueError, match="sharing_groups"):
+        apply_drawn([table[1].draw(images[0], labels[0]), nearest.draw(images[1], labels[1])], images)
+
+
+def test_models_without_crop_or_randaugment_and_with_other_slot_counts_join_a_group():
+    images, labels = batches(4, 5)
+    make = lambda: [  # noqa: E731
+        BatchAugment(crop_flip=False, generator=torch.Generator().manual_seed(1)),
+        BatchAugment(per_image=BatchRandAugment.from_string("rand-n3-m9-mstd0.5-inc1",
+                                                              generator=torch.Generator().manual_seed(2)),
+                     generator=torch.Generator().manual_seed(3)),
+        BatchAugment(per_image=BatchRandAugment.from_string("rand-n1-m5-inc1", generator=torch.Generator().manual_seed(4)),
+                     mixup=0, cutmix=0, smoothing=0, reprob=0, generator=torch.Generator().manual_seed(5)),
+        BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0)]
+    assert sharing_groups(make()) == [[0, 1, 2, 3]]
+    assert_identical(each_alone(make(), images, labels), together(make(), images, labels))
+
+
+def test_a_hook_of_its_own_still_runs_alone_in_the_one_model_call():
+    hook = BatchAugment(crop_flip=False, mixup=0, cutmix=0, smoothing=0, reprob=0, per_image=lambda x: 255 - x)
+    images, labels = batches(1, 3)
+    x, targets = hook(images[0], labels[0])
+    assert torch.equal(x, A.normalize(255 - images[0])) and torch.equal(targets, labels[0])
+
+
+def test_a_group_makes_a_model_s_device_calls_once_not_once_per_model():
+    """Counted on the meta device (what a GPU would launch): a group of 8 full-recipe models makes
+    under twice one model's kernel launches, where eight models one by one make eight times as many."""
+    def launches(m):
+        images = torch.empty(m, 16, 3, 32, 32, dtype=torch.uint8, device="meta")
+        labels = torch.empty(m, 16, dtype=torch.long, device="meta")
+        transforms = [Recipe().batch_transform() for _ in range(m)]
+        torch.manual_seed(0)
+        return operator_calls(lambda: together(transforms, images, labels), on="meta")[1]
+    one, eight = launches(1), launches(8)
+    assert one > 100 and eight < 2 * one, (one, eight)
+
+
+def test_groups_can_be_capped_in_size():
+    table = [r.batch_transform() for r in variants().values()]
+    assert sharing_groups(table[:5], most=2) == [[0, 1], [2, 3], [4]]
