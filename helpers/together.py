@@ -164,33 +164,43 @@ def _drop_probs(model: nn.Module) -> list[float]:
     return [block.drop_path.drop_prob for block in model.blocks]
 
 
-def _draw_masks(probs: list[float], batch: int, device, dtype) -> torch.Tensor:
-    """One model's masks for one step, (depth, 2, B, 1, 1), drawn as its DropPath calls would draw
-    them, in the same order. Blocks with drop_prob 0 draw nothing (DropPath returns x untouched
-    there) and get masks of ones."""
-    masks = []
-    for p in probs:
-        if p == 0.0:
-            masks.append(torch.ones(2, batch, 1, 1, device=device, dtype=dtype))
-        else:  # DropPath.forward's very call, once for attention and once for the MLP
-            masks.append(torch.stack([torch.empty((batch, 1, 1), device=device, dtype=dtype).bernoulli_(1.0 - p)
-                                      for _ in range(2)]))
-    return torch.stack(masks)
-
-
 def _keeps(drop_probs: list[list[float]], device) -> torch.Tensor:
     """(M, depth) keep probabilities 1 - drop_prob, what DropPath divides by (made once, not every step)."""
     return torch.tensor([[1.0 - p for p in probs] for probs in drop_probs], dtype=torch.float32).to(device)
 
 
-def _mask_buffers(masks: list, keeps: torch.Tensor) -> dict:
-    """{name: (M, ...) tensor} for functional_call, from each model's masks and the (M, depth) keeps."""
-    masks = torch.stack(masks)  # (M, depth, 2, B, 1, 1); keeps is (M, depth)
-    buffers = {}
-    for i in range(masks.shape[1]):
-        buffers[f"blocks.{i}.drop_path.masks"] = masks[:, i]
-        buffers[f"blocks.{i}.drop_path.keep"] = keeps[:, i]
-    return buffers
+class _DropPathMasks:
+    """The group's drop-path masks: one (M, depth, 2, B, 1, 1) buffer per batch size B, made once,
+    that each model redraws in place at every step, as its DropPath calls would draw them and in
+    the same order: DropPath's very call, bernoulli_ on a (B, 1, 1) tensor, once for attention and
+    once for the MLP. Blocks with drop_prob 0 draw nothing (DropPath returns x untouched there)
+    and keep masks of ones. The forward's inputs are views of the buffer: a step copies nothing
+    and launches one kernel per mask drawn."""
+
+    def __init__(self, drop_probs: list[list[float]], device, dtype):
+        self.drop_probs, self.device, self.dtype = drop_probs, device, dtype
+        self.keeps, self.buffers = _keeps(drop_probs, device), {}
+
+    def _buffer(self, batch: int) -> tuple[dict, list]:
+        if batch not in self.buffers:
+            depth = len(self.drop_probs[0])
+            masks = torch.ones(len(self.drop_probs), depth, 2, batch, 1, 1, device=self.device, dtype=self.dtype)
+            draws = [[(masks[k, i, j], 1.0 - p) for i, p in enumerate(probs) if p > 0.0 for j in range(2)]
+                     for k, probs in enumerate(self.drop_probs)]
+            inputs = {}  # {name: (M, ...)} for functional_call
+            for i in range(depth):
+                inputs[f"blocks.{i}.drop_path.masks"] = masks[:, i]
+                inputs[f"blocks.{i}.drop_path.keep"] = self.keeps[:, i]
+            self.buffers[batch] = inputs, draws
+        return self.buffers[batch]
+
+    def draw(self, k: int, batch: int) -> None:
+        """Model k's masks for this step, from the random state in place (its stream)."""
+        for mask, keep in self._buffer(batch)[1][k]:
+            mask.bernoulli_(keep)
+
+    def inputs(self, batch: int) -> dict:
+        return self._buffer(batch)[0]
 
 
 def stacked_forward(template: nn.Module, params: dict, buffers: dict, images: torch.Tensor, per_model_images: bool):
@@ -378,7 +388,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     autocast = autocast_for(device)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
-    keeps = _keeps(drop_probs, device)
+    masks = _DropPathMasks(drop_probs, device, mask_dtype)
 
     run_dir = Path(run_dir) if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]
@@ -391,7 +401,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     def train_forward(params, buffers, images):  # the template spells attention out: no warning to filter
         return _vmapped_forward(template, params, buffers, images, per_model_images=True)
     if configs[0].compile and start_epoch < configs[0].epochs:
-        example = _example_inputs(members[0], transforms[0], params, drop_probs, keeps, device, mask_dtype)
+        example = _example_inputs(members[0], transforms[0], params, masks, device)
         train_forward = compiled_or_as_is(train_forward, example, autocast, optimizer.zero_grad, fullgraph=True)
 
     for epoch in range(start_epoch, configs[0].epochs):
@@ -406,9 +416,9 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i
             lrs = [schedule(step) for schedule in schedules]
-            inputs, targets, masks = _augmented(batches, transforms, groups, streams, drop_probs, device, mask_dtype)
+            inputs, targets = _augmented(batches, transforms, groups, streams, masks, device)
             with autocast:
-                outputs = train_forward(params, _mask_buffers(masks, keeps), inputs)
+                outputs = train_forward(params, masks.inputs(len(inputs[0])), inputs)
                 loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
             optimizer.zero_grad()
             loss.sum().backward()  # model k's parameters only see model k's loss
@@ -440,13 +450,13 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
 NORMALIZE_ONLY = BatchAugment(crop_flip=False, mixup=0.0, cutmix=0.0, smoothing=0.0, reprob=0.0)
 
 
-def _augmented(batches, transforms, groups, streams, drop_probs, device, mask_dtype):
-    """Every model's augmented batch, stacked (M, B, ...), its targets and its drop-path masks.
+def _augmented(batches, transforms, groups, streams, masks: _DropPathMasks, device):
+    """Every model's augmented batch, stacked (M, B, ...), and its targets; draws its drop-path masks.
 
     Each model draws in its own stream, in fit's order: augmentation, then the masks. A transform
     that can draw ahead (helpers.batch_augment) only draws there; then each group of those is
     applied to its models' batches at once. Others run whole, one model at a time."""
-    done, drawn, uint8, masks = {}, {}, {}, []
+    done, drawn, uint8 = {}, {}, {}
     for k, (images, labels) in enumerate(batches):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with streams[k]:
@@ -456,23 +466,25 @@ def _augmented(batches, transforms, groups, streams, drop_probs, device, mask_dt
                 drawn[k], uint8[k] = transforms[k].draw(images, labels), images
             else:
                 done[k] = transforms[k](images, labels)
-            masks.append(_draw_masks(drop_probs[k], len(images), device, mask_dtype))
+            masks.draw(k, len(images))
     for group in groups:
         ready = [k for k in group if k in drawn]
         if ready:
             x, ys = apply_drawn([drawn[k] for k in ready], torch.stack([uint8[k] for k in ready]))
             done.update({k: (x[j], ys[j]) for j, k in enumerate(ready)})
     inputs = [done[k][0] for k in range(len(done))]
-    return torch.stack(inputs), [done[k][1] for k in range(len(done))], masks
+    return torch.stack(inputs), [done[k][1] for k in range(len(done))]
 
 
-def _example_inputs(member: Member, transform, params, drop_probs, keeps, device, mask_dtype) -> tuple:
+def _example_inputs(member: Member, transform, params, masks: _DropPathMasks, device) -> tuple:
     """Arguments like a training step's, for compiling it: member's first batch as every model's."""
     images, labels = next(iter(member.train_batches))
     images, labels = images.to(device), labels.to(device)
     x = images if images.is_floating_point() else transform(images, labels)[0]
-    masks = [_draw_masks(probs, len(x), device, mask_dtype) for probs in drop_probs]
-    return params, _mask_buffers(masks, keeps), x.expand(len(drop_probs), *x.shape).contiguous()
+    m = len(masks.drop_probs)
+    for k in range(m):
+        masks.draw(k, len(x))
+    return params, masks.inputs(len(x)), x.expand(m, *x.shape).contiguous()
 
 
 def _default_loss(smoothing: float):
