@@ -212,8 +212,8 @@ def _erase(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
     if not erasing:
         return x
     b, shape = len(drawn[0].labels), (len(drawn[0].labels), *x.shape[1:])
-    # A model without erasing draws nothing: any draws with probability 0 give it no box
-    none = (tuple(torch.zeros_like(u) for u in erasing[0].erase[0]), torch.zeros(shape, device=x.device))
+    if len(erasing) < len(drawn):  # a model without erasing drew nothing: any draws with p = 0 give no box
+        none = (tuple(torch.zeros_like(u) for u in erasing[0].erase[0]), torch.zeros(shape, device=x.device))
     draws, noise = zip(*[d.erase or none for d in drawn])
     joined = tuple(_joined(list(u)) for u in zip(*draws))
     p = drawn[0].transform.reprob if len(drawn) == 1 else torch.tensor(

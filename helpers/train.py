@@ -168,13 +168,26 @@ def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         sum(o.float().sum() for o in outputs).backward()
         return compiled
-    except torch.OutOfMemoryError:
-        raise  # the eager fallback would need at least as much memory: the caller decides
     except Exception as err:
+        out_of_memory = _out_of_memory(err)
+        if out_of_memory is not None:  # the eager fallback would need at least as much: the caller decides
+            raise out_of_memory
         warnings.warn(f"{COMPILE_FALLBACK} ({type(err).__name__}: {err}); training eagerly.")
         return fn
     finally:
         clear_grads()
+
+
+def _out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
+    """The out-of-memory error behind err, if any: torch.compile's backends raise errors of their
+    own with what failed inside them as the cause."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, torch.OutOfMemoryError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def load_checkpoint(path) -> dict:

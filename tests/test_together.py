@@ -318,12 +318,23 @@ def test_clipping_zero_or_none_leaves_gradients_as_fit_does():
     assert torch.allclose(params["w"].grad[2].norm(), torch.tensor(1.0), atol=1e-5)
 
 
-def test_running_out_of_memory_while_compiling_is_raised_not_taken_for_a_compile_failure():
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_running_out_of_memory_while_compiling_is_raised_not_taken_for_a_compile_failure(wrapped, monkeypatch):
     from helpers.train import compiled_or_as_is
     cleared = []
 
     def too_big(x):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    def compiler_that_wraps(fn, **kwargs):  # as torch.compile's backends report what failed inside them
+        def compiled(*args):
+            try:
+                return fn(*args)
+            except torch.OutOfMemoryError as err:
+                raise RuntimeError("backend='inductor' raised: OutOfMemoryError") from err
+        return compiled
+    if wrapped:
+        monkeypatch.setattr(torch, "compile", compiler_that_wraps)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a fallback would warn
         with pytest.raises(torch.OutOfMemoryError):
