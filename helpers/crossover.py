@@ -7,13 +7,13 @@ Shown in notebook 05 ("The premise on a laptop").
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from helpers.ablation_figures import mean_and_se_per_epoch, plot_band, seeds_label
 from helpers.constants import RESULTS
+from helpers.files import read_result
 from helpers.stats import paired_difference
 
 RECIPES = ("plain", "full")
@@ -28,7 +28,7 @@ def load_crossover(folder: Path = RESULTS / "crossover") -> dict[str, list[dict]
     """
     found = {name: [] for name in RECIPES}
     for path in sorted(folder.glob("*-seed*.json")) if folder.is_dir() else []:
-        run = json.loads(path.read_text())
+        run = read_result(path)  # a damaged file is named
         found.setdefault(run["recipe_name"], []).append(run)
     return found
 

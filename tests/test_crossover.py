@@ -135,3 +135,12 @@ def test_the_setting_and_the_folder_are_named():
     assert setting_label({"plain": [synthetic_run("plain", 0, [30])], "full": []}) == ""
     assert describe_crossover(runs, RESULTS / "crossover" / "x").startswith(
         "Finished crossover runs, 500 training images, 2 epochs (results/crossover/x/): plain: 1 seed, full: 0 seeds.")
+
+
+def test_a_damaged_result_file_is_named_and_left_as_it_is(tmp_path):
+    from helpers.crossover import load_crossover
+    damaged = tmp_path / "plain-seed0.json"
+    damaged.write_text('{"recipe_name": "pla')  # a write cut short
+    with pytest.raises(SystemExit, match="plain-seed0.json cannot be read"):
+        load_crossover(tmp_path)
+    assert damaged.read_text() == '{"recipe_name": "pla'
