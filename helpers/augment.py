@@ -131,11 +131,15 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
     """
     labels = torch.as_tensor(labels)
     check_labels(labels, num_classes)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), not {smoothing}.")
+    check_smoothing(smoothing)
     off = smoothing / num_classes
     targets = torch.full((len(labels), num_classes), off, device=labels.device)
     return targets.scatter_(1, labels.long().view(-1, 1), 1.0 - smoothing + off)
+
+
+def check_smoothing(smoothing: float) -> None:
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), not {smoothing}.")
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:

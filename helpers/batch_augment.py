@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from helpers.augment import (MixInfo, _check_uint8_batch, boxes_from_draws, check_erase_probability, check_labels,
-                             crop_and_flip, crop_flip_choices, draw_mix, erase, erase_draws, erase_noise, normalize,
-                             to_device)
+                             check_smoothing, crop_and_flip, crop_flip_choices, draw_mix, erase, erase_draws,
+                             erase_noise, normalize, to_device)
 from helpers.batch_randaugment import BatchRandAugment, OpDraws, apply_choices, op_choices
 
 NO_MIX = MixInfo("none", 1.0)
@@ -48,6 +48,7 @@ class BatchAugment:
         if padding < 0:
             raise ValueError(f"padding must be >= 0, not {padding}.")
         check_erase_probability(reprob)
+        check_smoothing(smoothing)
         self.crop_flip, self.padding, self.per_image = crop_flip, padding, per_image
         self.mixup_alpha, self.cutmix_alpha, self.switch_prob = mixup, cutmix, switch_prob
         self.smoothing, self.reprob, self.num_classes, self.mix_prob = smoothing, reprob, num_classes, mix_prob
@@ -60,29 +61,45 @@ class BatchAugment:
         return mixing or self.smoothing > 0
 
     def draw(self, images: torch.Tensor, labels) -> "Drawn":
-        """This batch's random choices, drawn as the one-step transform draws them."""
+        """This batch's random choices, drawn as the one-step transform draws them (not for a
+        per_image hook other than BatchRandAugment, which draws while it applies: draws_ahead)."""
+        if not draws_ahead(self):
+            raise ValueError(f"{self.per_image!r} draws while it applies, so its BatchAugment cannot draw "
+                             f"ahead: call the BatchAugment on the batch instead.")
+        drawn = self._draws_before_hook(images, labels)
+        if isinstance(self.per_image, BatchRandAugment):
+            drawn.rand_augment = self.per_image.draws(images)
+        self._draws_after_hook(drawn, images)
+        return drawn
+
+    def _draws_before_hook(self, images: torch.Tensor, labels) -> "Drawn":
         _check_uint8_batch(images)
         labels = torch.as_tensor(labels, device=images.device)
         if labels.shape != (len(images),):
             raise ValueError(f"labels must have shape ({len(images)},) to match the images, "
                              f"got {tuple(labels.shape)}.")
-        b, _, h, w = images.shape
         drawn = Drawn(self, labels)
         if self.crop_flip:
-            drawn.crop = crop_flip_choices(b, self.padding, self.generator)
-        if isinstance(self.per_image, BatchRandAugment):
-            drawn.rand_augment = self.per_image.draws(images)
+            drawn.crop = crop_flip_choices(len(images), self.padding, self.generator)
+        return drawn
+
+    def _draws_after_hook(self, drawn: "Drawn", images: torch.Tensor) -> None:
+        b, _, h, w = images.shape
         if self.reprob > 0:  # Random Erasing's boxes (helpers.augment.erase_boxes), then its noise
             drawn.erase = erase_draws(b, generator=self.generator), erase_noise(images.shape, self.generator,
                                                                                 images.device)
         if self.soft_targets:
             self.last_mix = drawn.mix = draw_mix(h, w, self.mixup_alpha, self.cutmix_alpha, self.mix_prob,
                                                  self.switch_prob, self.generator)
-        return drawn
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor):
-        drawn = self.draw(images, labels)
-        x, (targets,) = apply_drawn([drawn], images[None])
+        if draws_ahead(self):
+            x, (targets,) = apply_drawn([self.draw(images, labels)], images[None])
+        else:  # the hook draws while it applies, so what comes after it is drawn after it
+            drawn = self._draws_before_hook(images, labels)
+            x = self.per_image(_crop_and_flip(images, [drawn]))
+            self._draws_after_hook(drawn, x)
+            x, (targets,) = _after_per_image(x, [drawn])
         return x[0], targets
 
     def __repr__(self) -> str:
@@ -154,17 +171,19 @@ def apply_drawn(drawn: list[Drawn], images: torch.Tensor) -> tuple[torch.Tensor,
 
     Notebooks: used in 04."""
     transforms = [d.transform for d in drawn]
-    if len(drawn) != len(images) or len(sharing_groups(transforms)) != 1:
+    if len(drawn) != len(images) or not all(map(draws_ahead, transforms)) or len(sharing_groups(transforms)) != 1:
         raise ValueError("apply_drawn needs one Drawn per batch, from transforms that can apply together "
                          "(helpers.batch_augment.sharing_groups puts them in one group).")
-    m, b = images.shape[:2]
     x = _crop_and_flip(images.flatten(0, 1), drawn)
-    x = _per_image(x, drawn)
-    x = _erase(normalize(x), drawn).unflatten(0, (m, b))
+    return _after_per_image(_rand_augment(x, drawn), drawn)
+
+
+def _after_per_image(x: torch.Tensor, drawn: list[Drawn]) -> tuple[torch.Tensor, list]:
+    """Normalize, erase and mix the (M * B, C, H, W) uint8 images of M models; their targets."""
+    x = _erase(normalize(x), drawn).unflatten(0, (len(drawn), -1))
     if not any(d.mix for d in drawn):  # no soft targets: the images as they are, int labels
         return x, [d.labels for d in drawn]
-    numbers = _mix_numbers(drawn, x.device)
-    return _mix(x, drawn, numbers), _targets(drawn, numbers)
+    return _mix(x, drawn), _targets(drawn)
 
 
 def _joined(parts: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
@@ -182,10 +201,7 @@ def _crop_and_flip(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
     return crop_and_flip(x, _joined(offsets, 1), _joined(flips), padding)
 
 
-def _per_image(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
-    hook = drawn[0].transform.per_image
-    if hook is not None and not isinstance(hook, BatchRandAugment):
-        return hook(x)  # a hook of its own: alone in its group (sharing_groups)
+def _rand_augment(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
     choosing = [d for d in drawn if d.rand_augment]
     if not choosing:
         return x
@@ -199,7 +215,7 @@ def _per_image(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
 
 def _padded(draws: OpDraws | None, slots: int, b: int) -> OpDraws:
     have = 0 if draws is None else len(draws.ops)
-    if have == slots:
+    if draws is not None and have == slots:
         return draws
     extra = OpDraws(torch.zeros(slots - have, b, dtype=torch.long), torch.zeros(slots - have, b, dtype=torch.bool),
                     torch.zeros(slots - have, b, dtype=torch.float64), torch.ones(slots - have, b, dtype=torch.float64))
@@ -222,36 +238,29 @@ def _erase(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
     return erase(x, boxes, _joined([n.to(x.device, x.dtype) for n in noise]))
 
 
-# Each model's numbers for mixing, in one small tensor (one copy to the device): the images'
-# weight and their partner's (1, 0 without MixUp), the targets' (CutMix's lambda is the area
-# left), label smoothing's off and on values, whether it mixes up, and CutMix's box.
-_MIX_COLUMNS = ("lam", "partner", "target_lam", "target_partner", "off", "on", "mixup", "top", "bottom",
-                "left", "right")
-
-
-def _mix_numbers(drawn: list[Drawn], device) -> dict:
-    rows = []
-    for d in drawn:
-        mix, t = d.mix or NO_MIX, d.transform
-        lam = mix.lam if mix.method == "mixup" else 1.0
-        off = t.smoothing / t.num_classes  # helpers.augment.smooth_one_hot's values, rounded alike
-        rows.append([lam, 1.0 - lam, mix.lam, 1.0 - mix.lam, off, 1.0 - t.smoothing + off,
-                     float(mix.method == "mixup"), *(mix.box or (0, 0, 0, 0))])
-    # Computed in double, rounded once to float32: what torch does with a Python number in a float32 op
+def _numbers(rows: list[list[float]], columns: tuple, device) -> dict:
+    """Per-model numbers, one row per model, in one small copy to the device. Computed in double
+    and rounded once to float32: what torch does with a Python number in a float32 op."""
     numbers = to_device(torch.tensor(rows, dtype=torch.float64).float(), device)
-    return {name: numbers[:, i] for i, name in enumerate(_MIX_COLUMNS)}
+    return {name: numbers[:, i] for i, name in enumerate(columns)}
 
 
 def _per_model(values: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.view(-1, *[1] * (ndim - 1))
 
 
-def _mix(x: torch.Tensor, drawn: list[Drawn], numbers: dict) -> torch.Tensor:
+def _mix(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
     """MixUp or CutMix within each model's batch (x is (M, B, C, H, W)); the partner of image i
     is image B-1-i of the same model, as helpers.augment.mixup and cutmix pair them."""
-    methods = [(d.mix or NO_MIX).method for d in drawn]
+    mixes = [d.mix or NO_MIX for d in drawn]
+    methods = [mix.method for mix in mixes]
     if all(method == "none" for method in methods):
         return x
+    # the images' weight and their partner's (1 and 0 without MixUp), whether MixUp, CutMix's box
+    lams = [mix.lam if mix.method == "mixup" else 1.0 for mix in mixes]
+    numbers = _numbers([[lam, 1.0 - lam, float(mix.method == "mixup"), *(mix.box or (0, 0, 0, 0))]
+                        for lam, mix in zip(lams, mixes)],
+                       ("lam", "partner", "mixup", "top", "bottom", "left", "right"), x.device)
     partner, out = x.flip(1), x
     if "mixup" in methods:
         mixed = x * _per_model(numbers["lam"], x.ndim) + partner * _per_model(numbers["partner"], x.ndim)
@@ -267,16 +276,20 @@ def _mix(x: torch.Tensor, drawn: list[Drawn], numbers: dict) -> torch.Tensor:
     return out
 
 
-def _targets(drawn: list[Drawn], numbers: dict) -> list:
+def _targets(drawn: list[Drawn]) -> list:
     """Each model's targets: helpers.augment.mix_targets's soft targets, or its int labels."""
-    soft = [d.transform.soft_targets for d in drawn]
+    soft = [d for d in drawn if d.transform.soft_targets]
     num_classes = drawn[0].transform.num_classes
-    for d in drawn:
-        if d.transform.soft_targets:
-            check_labels(d.labels, num_classes)
-    labels = torch.stack([d.labels for d in drawn]) if len(drawn) > 1 else drawn[0].labels[None]
+    rows = []
+    for d in soft:
+        check_labels(d.labels, num_classes)
+        t, lam = d.transform, d.mix.lam  # CutMix's lambda: the area left
+        off = t.smoothing / t.num_classes  # helpers.augment.smooth_one_hot's values, rounded alike
+        rows.append([lam, 1.0 - lam, off, 1.0 - t.smoothing + off])
+    numbers = _numbers(rows, ("lam", "partner", "off", "on"), soft[0].labels.device)
+    labels = torch.stack([d.labels for d in soft]) if len(soft) > 1 else soft[0].labels[None]
     y = _per_model(numbers["off"], 3).expand(*labels.shape, num_classes).contiguous()
     # scatter_, as smooth_one_hot: on a GPU a label out of range fails there with a device-side assert
     y.scatter_(2, labels.long().unsqueeze(-1), _per_model(numbers["on"], 3).expand(*labels.shape, 1))
-    mixed = y * _per_model(numbers["target_lam"], 3) + y.flip(1) * _per_model(numbers["target_partner"], 3)
-    return [mixed[k] if soft[k] else d.labels for k, d in enumerate(drawn)]
+    mixed = iter(y * _per_model(numbers["lam"], 3) + y.flip(1) * _per_model(numbers["partner"], 3))
+    return [next(mixed) if d.transform.soft_targets else d.labels for d in drawn]

@@ -466,7 +466,7 @@ def _augmented(batches, transforms, groups, streams, masks: _DropPathMasks, devi
                 drawn[k], uint8[k] = transforms[k].draw(images, labels), images
             else:
                 done[k] = transforms[k](images, labels)
-            masks.draw(k, len(images))
+            masks.draw(k, len(done[k][0]) if k in done else len(images))  # a transform may change the batch size
     for group in groups:
         ready = [k for k in group if k in drawn]
         if ready:

@@ -179,14 +179,14 @@ def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool
 
 
 def _out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
-    """The out-of-memory error behind err, if any: torch.compile's backends raise errors of their
-    own with what failed inside them as the cause."""
+    """The out-of-memory error behind err, if any: torch.compile's backends may raise errors of
+    their own with what failed inside them as the cause (raise ... from)."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, torch.OutOfMemoryError):
             return err
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        err = err.__cause__
     return None
 
 

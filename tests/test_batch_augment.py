@@ -108,3 +108,41 @@ def test_a_group_makes_a_model_s_device_calls_once_not_once_per_model():
 def test_groups_can_be_capped_in_size():
     table = [r.batch_transform() for r in variants().values()]
     assert sharing_groups(table[:5], most=2) == [[0, 1], [2, 3], [4]]
+
+
+def test_a_hook_of_its_own_draws_between_the_crop_and_the_erasing_as_before():
+    """Its random numbers come after the crop's and before erasing's and mixing's, as the pieces
+    of helpers.augment called in order draw them."""
+    def hook(x):  # draws while it applies
+        return torch.where(torch.rand(x.shape[0], 1, 1, 1) < 0.5, 255 - x, x)
+    images, labels = batches(1, 6)
+    torch.manual_seed(3)
+    x, targets = BatchAugment(per_image=hook)(images[0], labels[0])
+    torch.manual_seed(3)
+    expected = A.random_erase(A.normalize(hook(A.random_crop_flip(images[0]))))
+    expected, expected_targets, _ = A.mix_batch(expected, labels[0], 10)
+    assert torch.equal(x, expected) and torch.equal(targets, expected_targets)
+    with pytest.raises(ValueError, match="draws while it applies"):
+        BatchAugment(per_image=hook).draw(images[0], labels[0])
+
+
+def test_a_zero_slot_randaugment_joins_a_model_without_one():
+    images, labels = batches(2, 4)
+    make = lambda: [BatchAugment(per_image=BatchRandAugment.from_string("rand-n0-m9"),  # noqa: E731
+                                 generator=torch.Generator().manual_seed(0)),
+                    BatchAugment(generator=torch.Generator().manual_seed(1))]
+    assert_identical(each_alone(make(), images, labels), together(make(), images, labels))
+
+
+def test_a_group_leaves_the_labels_of_a_model_without_soft_targets_untouched():
+    images, labels = batches(2, 4)
+    labels[1, 0] = -100  # e.g. an ignore index: never turned into a target
+    make = lambda: [BatchAugment(generator=torch.Generator().manual_seed(0)),  # noqa: E731
+                    BatchAugment(mixup=0, cutmix=0, smoothing=0, generator=torch.Generator().manual_seed(1))]
+    got = together(make(), images, labels)
+    assert torch.equal(got[1][1], labels[1])
+
+
+def test_label_smoothing_out_of_range_is_refused_when_the_transform_is_made():
+    with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
+        BatchAugment(smoothing=1.5)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from helpers import ablate
+from helpers.augment import normalize
 from helpers.batch_augment import BatchAugment, apply_drawn
 from helpers.data import TensorBatches, load_cifar10
 from helpers.losses import FrozenTeacher
@@ -96,6 +97,18 @@ def test_a_group_s_batches_are_augmented_in_one_pass_and_a_hook_of_its_own_alone
                           Recipe.plain().train_batches(data[0], BATCH), members[0].config))  # no transform
     fit_together(members, val_batches(data), device="cpu")
     assert seen == [3] * len(members[0].train_batches)  # models 0, 1 and 3 (normalize only), every step
+
+
+def test_a_transform_that_changes_the_batch_size_gets_masks_of_its_size(data):
+    def first_half(images, labels):  # draws nothing, returns fewer images
+        return normalize(images[: len(images) // 2]), labels[: len(labels) // 2]
+
+    def make():
+        members = [member(data, Recipe().but(drop_path=0.5), k, epochs=1) for k in range(2)]
+        for mb in members:
+            mb.batch_transform, mb.loss_fn = first_half, None
+        return members
+    check_group(data, make)
 
 
 def test_hard_and_soft_distillation(data):
