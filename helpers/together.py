@@ -380,7 +380,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     losses = [member.loss_fn or _default_loss(member.config.smoothing) for member in members]
     configs = [member.config for member in members]
     # whose batches are augmented in one pass (helpers.batch_augment)
-    groups = sharing_groups(transforms, None if cuda else max(1, CPU_IMAGES_AT_ONCE // configs[0].batch_size))
+    groups = sharing_groups(transforms, max(1, CPU_IMAGES_AT_ONCE // configs[0].batch_size) if device.type == "cpu" else None)
     names = [member.name or f"model-{k}" for k, member in enumerate(members)]
     steps_per_epoch = len(members[0].train_batches)
     schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]

@@ -99,6 +99,16 @@ def test_a_group_s_batches_are_augmented_in_one_pass_and_a_hook_of_its_own_alone
     assert seen == [3] * len(members[0].train_batches)  # models 0, 1 and 3 (normalize only), every step
 
 
+def test_on_a_cpu_a_group_augments_at_most_cpu_images_at_once(data, monkeypatch):
+    from helpers import together
+    seen = []
+    monkeypatch.setattr(together, "apply_drawn", lambda drawn, images: (seen.append(len(drawn)),
+                                                                        apply_drawn(drawn, images))[1])
+    monkeypatch.setattr(together, "CPU_IMAGES_AT_ONCE", 2 * BATCH)  # two models' batches at a time
+    fit_together([member(data, Recipe(), k, epochs=1) for k in range(3)], val_batches(data), device="cpu")
+    assert seen == [2, 1] * len(member(data, Recipe(), 0).train_batches)
+
+
 def test_a_transform_that_changes_the_batch_size_gets_masks_of_its_size(data):
     def first_half(images, labels):  # draws nothing, returns fewer images
         return normalize(images[: len(images) // 2]), labels[: len(labels) // 2]
