@@ -42,6 +42,17 @@ def test_every_cell_of_a_committed_notebook_has_an_id(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_no_cell_prints_only_blank_lines(path):
+    """A cell meant to print (a command's help, a table) that printed nothing but blank lines failed
+    quietly, e.g. a subprocess whose output went to stderr."""
+    cells = json.loads(path.read_text())["cells"]
+    blank = [index for index, cell in enumerate(cells)
+             if any(o["output_type"] == "stream" for o in cell.get("outputs", []))
+             and not "".join("".join(o.get("text", "")) for o in cell["outputs"] if o["output_type"] == "stream").strip()]
+    assert not blank, f"{path.name}: cells {blank} printed only blank lines; fix them and re-execute."
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_committed_notebook_holds_no_widget_state(path):
     problems = widget_state_problems(json.loads(path.read_text()))
     assert not problems, f"{path.name}: {'; '.join(problems)}. " + FIX.format(path=f"notebooks/{path.name}")
