@@ -126,6 +126,11 @@ def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: 
     return (time.perf_counter() - started) / (steps * batch_size)
 
 
+def _duration(minutes: float) -> str:
+    """'12.5 min', or seconds under a minute (a ci run would read '0.0 min')."""
+    return f"{minutes:.1f} min" if minutes >= 1 else f"{max(1, round(minutes * 60))} s"
+
+
 def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1, *,
                    rate=None, epochs=None, what: str = "training time") -> str:
     """One line for the top of a training cell: how long `runs` trainings will take here in this
@@ -148,8 +153,8 @@ def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, run
     # Measuring builds models and draws batches: the estimate must not change what training draws.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         here = minutes(profile)
-        cheaper = [f"{name}: about {minutes(p):.1f} min" for name, p in PROFILES.items()
+        cheaper = [f"{name}: about {_duration(minutes(p))}" for name, p in PROFILES.items()
                    if p.train_size * epochs(p) < profile.train_size * epochs(profile) and name != "full"]
     return (f"Estimated {what} here ({device.type}, profile {profile.name}, {runs} run(s)): about "
-            f"{here:.1f} min, measured from a few steps" + (f"; smaller profiles - {', '.join(cheaper)}" if cheaper else "")
+            f"{_duration(here)}, measured from a few steps" + (f"; smaller profiles - {', '.join(cheaper)}" if cheaper else "")
             + ". Finished runs are reused at once.")

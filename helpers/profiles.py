@@ -95,7 +95,7 @@ def get_profile(name: str | None = None) -> Profile:
 def smoke_test_label(profile: Profile) -> str:
     """What a run's numbers are worth in this profile, for the output next to them.
 
-    Notebooks: used in 00, 03, 04, 05.
+    Notebooks: used in 00, 02, 03, 04, 05.
     """
     if profile.name == "ci":
         return ("SMOKE TEST (ci profile: a few epochs on 1,000 images) - these numbers only show that "

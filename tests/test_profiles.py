@@ -57,7 +57,9 @@ def test_time_estimates_are_measured_and_leave_the_random_state_alone():
     assert torch.equal(torch.random.get_rng_state(), state)  # training after it draws the same
     assert student.startswith("Estimated training time here (cpu, profile ci, 2 run(s))")
     assert teacher.startswith("Estimated the teacher's training time here (cpu, profile ci")
-    assert all(float(line.split("about ")[1].split(" min")[0]) > 0 for line in (student, teacher))
+    for line in (student, teacher):  # minutes, or seconds under a minute (a ci run)
+        amount, unit = line.split("about ")[1].split(",")[0].split()
+        assert unit in ("min", "s") and float(amount) > 0
 
 
 def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkeypatch):
@@ -69,10 +71,11 @@ def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkey
     line = profile_runs.estimated_time(cpu, device="cpu", runs=2)
     # runs x seconds per image x training images x epochs; cpu: 2 x 0.003 x 4,000 x 60 s = 24.0 min
     here, smaller = (2 * rates[p.name] * p.train_size * p.epochs / 60 for p in (cpu, ci))
-    assert f"(cpu, profile cpu, 2 run(s)): about {here:.1f} min" in line
-    assert f"smaller profiles - ci: about {smaller:.1f} min." in line
+    assert f"(cpu, profile cpu, 2 run(s)): about {here:.1f} min" in line and here == 24.0
+    assert "smaller profiles - ci: about 36 s." in line and smaller == 0.6  # under a minute: seconds
     # the teacher's line: its own rate and its own epochs (cpu: 0.003 x 4,000 x 15 s = 3.0 min)
     monkeypatch.setattr(teacher, "teacher_seconds_per_image", lambda p, d: rates[p.name])
     line = teacher.estimated_teacher_time(cpu, device="cpu")
     here, smaller = (rates[p.name] * p.train_size * teacher.TEACHERS[p.name].epochs / 60 for p in (cpu, ci))
-    assert f"about {here:.1f} min" in line and f"smaller profiles - ci: about {smaller:.1f} min." in line
+    assert f"about {here:.1f} min" in line and here == 3.0
+    assert f"smaller profiles - ci: about {round(smaller * 60)} s." in line and smaller < 1
