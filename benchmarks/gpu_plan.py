@@ -240,7 +240,7 @@ def _ablation_args(plan: Plan) -> list[str]:
 def _together_args(plan: Plan) -> list[str]:
     return ["--deit-tiny", "--batch-size", str(TOGETHER_BATCH), "--steps", "10", "--models", *TOGETHER_MODELS,
             "--compile", "--compiled-baseline", "--full-recipe", "--time-limit-s", f"{plan.left_s() - STARTUP_S:.0f}",
-            "--output", str(plan.results / "together.json")]
+            "--output", str(plan.results / "together.json"), "--trace", str(plan.results / "together_profile.txt")]
 
 
 # With --together 2 these are two groups of one (one shape each): the runner's group path, cheaply;

@@ -18,6 +18,8 @@ model alone with it: the ablation's own work, with augmentation (one pass per st
 whole group, helpers.batch_augment), drop-path masks and losses per model that the plain rows lack. --time-limit-s starts no larger M that would leave too little time for it and
 that pair, so a GPU window's stage ends with a table. --output writes the rows, the best M and provenance as JSON,
 after every row ("complete": false until the table ends), so a run stopped early keeps its rows.
+--trace writes torch.profiler's table for a few steps of the full recipe at the groups' M (if the
+time limit leaves room): where a group's step spends its time, should the targets be missed.
 
 FLOPs per training image: helpers.speed.training_flops_per_image (the formula is in its
 docstring; DeiT-Tiny at 32 px: 2.19 GFLOP). Peaks: helpers.speed.PEAK_BF16_TFLOPS.
@@ -33,7 +35,7 @@ import torch
 
 from helpers.cli import output_file, positive_float, positive_int
 from helpers.data import TensorBatches, load_cifar10
-from helpers.files import write_json_atomically
+from helpers.files import write_json_atomically, write_text_atomically
 from helpers.models import DEIT_TINY_32, vit_config
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
@@ -63,19 +65,25 @@ class FirstSteps:
         return (batch for _, batch in zip(range(len(self)), self.batches))
 
 
+def group_members(m: int, sizes: dict, train, batch_size: int, steps: int, device, compile: bool,
+                  recipe: Recipe = PLAIN) -> list[Member]:
+    """m models trained with `recipe` (seeds 0..m-1), each on the first `steps` batches of its data order."""
+    config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0, compile=compile)
+    found = []
+    for k in range(m):
+        torch.manual_seed(k)
+        batches = TensorBatches(train, batch_size, seed=k, drop_last=True).to(device)
+        found.append(Member(recipe.build_model(**sizes), FirstSteps(batches, steps), config,
+                            recipe.batch_transform(), recipe.loss_fn()))
+    return found
+
+
 def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, device, compile: bool,
                   recipe: Recipe = PLAIN) -> dict:
     """The timed call's training seconds, the warm-up call's wall time (compilation included) and
     whether torch.compile worked (False where it fell back to eager or was not asked for)."""
     def members():
-        config = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0, seed=0, smoothing=0.0, compile=compile)
-        found = []
-        for k in range(m):
-            torch.manual_seed(k)
-            batches = TensorBatches(train, batch_size, seed=k, drop_last=True).to(device)
-            found.append(Member(recipe.build_model(**sizes), FirstSteps(batches, steps), config,
-                                recipe.batch_transform(), recipe.loss_fn()))
-        return found
+        return group_members(m, sizes, train, batch_size, steps, device, compile, recipe)
 
     warm = members()
     for member in warm:
@@ -88,6 +96,44 @@ def train_seconds(m: int, sizes: dict, train, val, batch_size: int, steps: int, 
     del warm  # its models and batches would sit beside the timed call's in GPU memory
     seconds = fit_together(members(), val, device=device)[0][0]["train_seconds"]  # reuses the compiled graph
     return {"seconds": seconds, "warm_up_s": warm_up_s, "compiled": compile and not fell_back(caught)}
+
+
+class ProfilerSteps(FirstSteps):
+    """FirstSteps that marks where each batch begins for a torch.profiler (its schedule counts them)."""
+
+    def __init__(self, batches, steps, profiler):
+        super().__init__(batches, steps)
+        self.profiler = profiler
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.profiler.step()
+            yield batch
+
+
+PROFILED_STEPS = 3
+
+
+def profile_group(m: int, sizes: dict, train, val, batch_size: int, device, compile: bool) -> str:
+    """torch.profiler's table of the operators that take the most time over PROFILED_STEPS steps of
+    m models trained together with DeiT's full recipe. Not recorded: the set-up, then two steps'
+    worth of batches (with compile on, the compile trial takes the first; it reuses the graph)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    steps = PROFILED_STEPS + 3
+    members = group_members(m, sizes, train, batch_size, steps, device, compile, Recipe())
+    tables = []  # the recorded steps' table, made when they end (the profiler clears them after)
+    record = schedule(wait=1, warmup=2, active=PROFILED_STEPS, repeat=1)
+    try:  # a profiler that cannot run here must not cost the table
+        with profile(activities=activities, schedule=record, on_trace_ready=lambda done: tables.append(
+                done.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))) as prof:
+            members[0].train_batches = ProfilerSteps(members[0].train_batches.batches, steps, prof)
+            fit_together(members, val, device=device)
+    except Exception as err:
+        return f"torch.profiler failed here: {type(err).__name__}: {err}"
+    return tables[0] if tables else "torch.profiler recorded no complete step"
 
 
 def fell_back(caught) -> bool:
@@ -160,6 +206,8 @@ def main(argv=None) -> int:
                              "its window's time left, so the stage ends with its table rather than being stopped")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (1 avoids oversubscribing a busy CPU)")
     parser.add_argument("--output", type=output_file, help="write the table as JSON here")
+    parser.add_argument("--trace", type=output_file,
+                        help="write torch.profiler's table of a few full-recipe steps at the groups' M here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.threads:
@@ -175,7 +223,8 @@ def main(argv=None) -> int:
     print(f"device {device}, model {vit_config(**sizes)}, {flops / 1e9:.3f} GFLOP per training image, "
           f"batch {args.batch_size} per model, {args.steps} timed steps, peak {peak or 'unknown'} TFLOP/s"
           + (f" ({peak_source})" if peak_source else ""))
-    train = load_cifar10("train", n_per_class=-(-args.batch_size * args.steps // 10))
+    steps_of_data = max(args.steps, PROFILED_STEPS + 3 if args.trace else 0)  # the profile's steps too
+    train = load_cifar10("train", n_per_class=-(-args.batch_size * steps_of_data // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
     compile = device.type == "cuda" if args.compile is None else args.compile
     alone, alone_s = None, 0.0
@@ -250,7 +299,22 @@ def main(argv=None) -> int:
         else:
             full = full_recipe_rates(groups, sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
+    if args.trace:
+        write_text_atomically(trace_text(groups, rows, sizes, train, val, args, device, compile, started), args.trace)
+        print(f"profile of M = {groups} written to {args.trace}", flush=True)
     return 0
+
+
+def trace_text(groups, rows, sizes, train, val, args, device, compile: bool, started: float) -> str:
+    """--trace's file: a header saying what was profiled, then the table (or why there is none)."""
+    header = (f"torch.profiler summary on {provenance()['device']}: DeiT's full recipe, {groups} models together, "
+              f"batch {args.batch_size} per model, {'compiled' if compile else 'eager'}, {PROFILED_STEPS} steps\n\n")
+    if not groups:
+        return header + "no M was measured: nothing to profile\n"
+    row_s = next(r for r in rows if r.get("models") == groups)["row_s"]  # a row: more steps than the profile
+    if args.time_limit_s and time.perf_counter() - started + row_s > args.time_limit_s:
+        return header + "not profiled: too little of --time-limit-s left\n"
+    return header + profile_group(groups, sizes, train, val, args.batch_size, device, compile) + "\n"
 
 
 def group_m(rows: list[dict], memory_gib: float | None) -> int | None:
