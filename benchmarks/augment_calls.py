@@ -43,7 +43,7 @@ def rand_augment_choices(batch: int, num_ops: int, device="cpu"):
 
 
 def ms_per_call(fn, repeats: int) -> float:
-    for _ in range(3):
+    for _ in range(min(3, repeats)):  # warm-up
         fn()
     started = time.perf_counter()
     for _ in range(repeats):
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         baseline = None
         for name, (fn, models) in timed.items():
             calls, on_device = operator_calls(counted[name][0], on="meta")
-            ms = ms_per_call(fn, args.repeats) / models
+            ms = ms_per_call(fn, max(1, args.repeats // models)) / models  # a group's call does `models` batches
             baseline = baseline or ms
             print(f"{name:45s} {calls / models:6.0f} {on_device / models:7.1f} {ms:8.2f} {ms / baseline:8.1f}")
     return 0
