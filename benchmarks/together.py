@@ -127,13 +127,18 @@ def profile_group(m: int, sizes: dict, train, val, batch_size: int, device, comp
     tables = []  # the recorded steps' table, made when they end (the profiler clears them after)
     record = schedule(wait=1, warmup=2, active=PROFILED_STEPS, repeat=1)
     try:  # a profiler that cannot run here must not cost the table
-        with profile(activities=activities, schedule=record, on_trace_ready=lambda done: tables.append(
-                done.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))) as prof:
+        with warnings.catch_warnings(record=True) as caught, profile(
+                activities=activities, schedule=record, on_trace_ready=lambda done: tables.append(
+                    done.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))) as prof:
+            warnings.simplefilter("always")
             members[0].train_batches = ProfilerSteps(members[0].train_batches.batches, steps, prof)
             fit_together(members, val, device=device)
+    except torch.OutOfMemoryError:
+        return "not profiled: out of GPU memory"
     except Exception as err:
         return f"torch.profiler failed here: {type(err).__name__}: {err}"
-    return tables[0] if tables else "torch.profiler recorded no complete step"
+    eager = "(trained eagerly: torch.compile failed, see the log)\n" if compile and fell_back(caught) else ""
+    return eager + (tables[0] if tables else "torch.profiler recorded no complete step")
 
 
 def fell_back(caught) -> bool:
@@ -227,6 +232,8 @@ def main(argv=None) -> int:
     train = load_cifar10("train", n_per_class=-(-args.batch_size * steps_of_data // 10))
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
     compile = device.type == "cuda" if args.compile is None else args.compile
+    if compile:  # every M and recipe is a graph of its own; past torch's limit (8 a function) it would train eagerly
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(args.models) + 4)
     alone, alone_s = None, 0.0
     with_baseline = device.type == "cuda" if args.compiled_baseline is None else args.compiled_baseline
     with_full = device.type == "cuda" if args.full_recipe is None else args.full_recipe
@@ -300,17 +307,19 @@ def main(argv=None) -> int:
             full = full_recipe_rates(groups, sizes, train, val, args.batch_size, args.steps, device, compile)
     save(complete=True)
     if args.trace:
-        write_text_atomically(trace_text(groups, rows, sizes, train, val, args, device, compile, started), args.trace)
+        write_text_atomically(trace_text(groups, rows, full, sizes, train, val, args, device, compile, started), args.trace)
         print(f"profile of M = {groups} written to {args.trace}", flush=True)
     return 0
 
 
-def trace_text(groups, rows, sizes, train, val, args, device, compile: bool, started: float) -> str:
+def trace_text(groups, rows, full, sizes, train, val, args, device, compile: bool, started: float) -> str:
     """--trace's file: a header saying what was profiled, then the table (or why there is none)."""
     header = (f"torch.profiler summary on {provenance()['device']}: DeiT's full recipe, {groups} models together, "
               f"batch {args.batch_size} per model, {'compiled' if compile else 'eager'}, {PROFILED_STEPS} steps\n\n")
     if not groups:
         return header + "no M was measured: nothing to profile\n"
+    if full is not None and "error" in full:  # without the pair's graph, it would compile from scratch
+        return header + f"not profiled: the full recipe was not timed ({full['error']})\n"
     row_s = next(r for r in rows if r.get("models") == groups)["row_s"]  # a row: more steps than the profile
     if args.time_limit_s and time.perf_counter() - started + row_s > args.time_limit_s:
         return header + "not profiled: too little of --time-limit-s left\n"

@@ -16,8 +16,9 @@ Why the result equals M separate `fit` runs (tests/test_together.py checks it):
     call with drop_prob > 0. Here each model owns a copy of those RNG states (_RandomStream),
     swapped in around its augmentation's draws and its masks, drawn with DropPath's own call in
     the forward's order; the masks then enter the stacked forward as inputs (_GivenDropPath).
-    Applying the drawn augmentation runs once for the whole group (helpers.batch_augment), image
-    by image, so each model still gets exactly what its own transform would give.
+    Applying the drawn augmentation runs once for the whole group (helpers.batch_augment; on a
+    CPU in chunks of at most CPU_IMAGES_AT_ONCE images), image by image, so each model still gets
+    exactly what its own transform would give.
     On the CPU the draws are identical to fit's. (On a GPU too in eager mode, up to the mask's
     dtype under bf16; torch.compile in fit replaces the masks' RNG, so there, as between any
     two compiled runs, they agree in distribution only.)
