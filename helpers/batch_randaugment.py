@@ -409,9 +409,8 @@ def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float 
     """
     _check_images(images)
     _check_options(interpolation, fill)
-    pool = _pool(increasing)
-    draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(pool), generator, "cpu")
-    return apply_choices(images, *op_choices(draws, pool), pool, fill, interpolation)
+    draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(_pool(increasing)), generator, "cpu")
+    return apply_ops(images, draws, increasing, fill, interpolation)
 
 
 class BatchRandAugment:

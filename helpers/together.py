@@ -384,6 +384,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     configs = [member.config for member in members]
     # whose batches are augmented in one pass (helpers.batch_augment)
     groups = sharing_groups(transforms, max(1, CPU_IMAGES_AT_ONCE // configs[0].batch_size) if device.type == "cpu" else None)
+    ahead = {k for k, transform in enumerate(transforms) if draws_ahead(transform)}  # decided once, not every step
     names = [member.name or f"model-{k}" for k, member in enumerate(members)]
     steps_per_epoch = len(members[0].train_batches)
     schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]
@@ -419,7 +420,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i
             lrs = [schedule(step) for schedule in schedules]
-            inputs, targets = _augmented(batches, transforms, groups, streams, masks, device)
+            inputs, targets = _augmented(batches, transforms, ahead, groups, streams, masks, device)
             with autocast:
                 outputs = train_forward(params, masks.inputs(len(inputs[0])), inputs)
                 loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
@@ -453,7 +454,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
 NORMALIZE_ONLY = BatchAugment(crop_flip=False, mixup=0.0, cutmix=0.0, smoothing=0.0, reprob=0.0)
 
 
-def _augmented(batches, transforms, groups, streams, masks: _DropPathMasks, device):
+def _augmented(batches, transforms, ahead: set, groups, streams, masks: _DropPathMasks, device):
     """Every model's augmented batch, stacked (M, B, ...), and its targets; draws its drop-path masks.
 
     Each model draws in its own stream, in fit's order: augmentation, then the masks. A transform
@@ -465,7 +466,7 @@ def _augmented(batches, transforms, groups, streams, masks: _DropPathMasks, devi
         with streams[k]:
             if images.is_floating_point():  # augmented already, as fit takes them
                 done[k] = images, labels
-            elif draws_ahead(transforms[k]):
+            elif k in ahead:
                 drawn[k], uint8[k] = transforms[k].draw(images, labels), images
             else:
                 done[k] = transforms[k](images, labels)
