@@ -11,6 +11,11 @@ budget=${2:-480}
 out=${3:-results.tar.gz}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then python -m pip install -q -r requirements.txt; fi
+if [ -d .whl ]; then  # wheels from benchmarks/device_wheels.sh, for a machine without internet
+    site="${TMPDIR:-/tmp}/deit-site"
+    python -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+    export PYTHONPATH="$PYTHONPATH:$site"
+fi
 if [ "$data_archive" != - ]; then python -m helpers data extract "$data_archive"; fi
 python -m helpers data check          # decode once and fill the cache before any clock starts
 python -m benchmarks.gpu_plan --budget-s "$budget" --archive "$out"

@@ -31,26 +31,25 @@ from helpers.models import count_parameters
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.speed import count_host_syncs, endless, starter_loader, sync, time_pipeline
+from helpers.speed import (count_host_syncs, endless, operator_table, profiler_activities, profiler_failed,
+                           starter_loader, sync, time_pipeline)
 from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
                            make_optimizer, pick_device, train_step)
 
 
 def profiler_summary(batches, prepare, step, device, steps: int = 5) -> str:
     """torch.profiler's table of the operators that take the most time over `steps` steps."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     iterator = iter(batches)
     try:  # a profiler that cannot run here must not cost the measured rows
-        with profile(activities=activities) as prof:
+        with profile(activities=profiler_activities(device)) as prof:
             for _ in range(steps):
                 step(*prepare(*next(iterator)))
             sync(device)
     except Exception as err:
-        return f"torch.profiler failed here: {type(err).__name__}: {err}"
-    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    return prof.key_averages().table(sort_by=sort, row_limit=30)
+        return profiler_failed(err)
+    return operator_table(prof, device)
 
 
 def main(argv=None):

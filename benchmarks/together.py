@@ -39,7 +39,8 @@ from helpers.files import write_json_atomically, write_text_atomically
 from helpers.models import DEIT_TINY_32, vit_config
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.speed import PEAK_BF16_TFLOPS, training_flops_per_image
+from helpers.speed import (PEAK_BF16_TFLOPS, operator_table, profiler_activities, profiler_failed,
+                           training_flops_per_image)
 from helpers.together import Member, fit_together
 from helpers.train import COMPILE_FALLBACK, TrainConfig, fit, pick_device
 
@@ -118,25 +119,23 @@ def profile_group(m: int, sizes: dict, train, val, batch_size: int, device, comp
     """torch.profiler's table of the operators that take the most time over PROFILED_STEPS steps of
     m models trained together with DeiT's full recipe. Not recorded: the set-up, then two steps'
     worth of batches (with compile on, the compile trial takes the first; it reuses the graph)."""
-    from torch.profiler import ProfilerActivity, profile, schedule
+    from torch.profiler import profile, schedule
 
-    cuda = torch.device(device).type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     steps = PROFILED_STEPS + 3
     members = group_members(m, sizes, train, batch_size, steps, device, compile, Recipe())
     tables = []  # the recorded steps' table, made when they end (the profiler clears them after)
     record = schedule(wait=1, warmup=2, active=PROFILED_STEPS, repeat=1)
     try:  # a profiler that cannot run here must not cost the table
         with warnings.catch_warnings(record=True) as caught, profile(
-                activities=activities, schedule=record, on_trace_ready=lambda done: tables.append(
-                    done.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=30))) as prof:
+                activities=profiler_activities(device), schedule=record,
+                on_trace_ready=lambda done: tables.append(operator_table(done, device))) as prof:
             warnings.simplefilter("always")
             members[0].train_batches = ProfilerSteps(members[0].train_batches.batches, steps, prof)
             fit_together(members, val, device=device)
     except torch.OutOfMemoryError:
         return "not profiled: out of GPU memory"
     except Exception as err:
-        return f"torch.profiler failed here: {type(err).__name__}: {err}"
+        return profiler_failed(err)
     eager = "(trained eagerly: torch.compile failed, see the log)\n" if compile and fell_back(caught) else ""
     return eager + (tables[0] if tables else "torch.profiler recorded no complete step")
 

@@ -245,7 +245,8 @@ def _numbers(rows: list[list[float]], columns: tuple, device) -> dict:
     return {name: numbers[:, i] for i, name in enumerate(columns)}
 
 
-def _per_model(values: torch.Tensor, ndim: int) -> torch.Tensor:
+def per_model_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(M,) values as (M, 1, ...) with `ndim` dimensions: one factor per model of a stacked tensor."""
     return values.view(-1, *[1] * (ndim - 1))
 
 
@@ -263,9 +264,9 @@ def _mix(x: torch.Tensor, drawn: list[Drawn]) -> torch.Tensor:
                        ("lam", "partner", "mixup", "top", "bottom", "left", "right"), x.device)
     partner, out = x.flip(1), x
     if "mixup" in methods:
-        mixed = x * _per_model(numbers["lam"], x.ndim) + partner * _per_model(numbers["partner"], x.ndim)
+        mixed = x * per_model_view(numbers["lam"], x.ndim) + partner * per_model_view(numbers["partner"], x.ndim)
         out = mixed if all(method == "mixup" for method in methods) else torch.where(
-            _per_model(numbers["mixup"] > 0, x.ndim), mixed, x)
+            per_model_view(numbers["mixup"] > 0, x.ndim), mixed, x)
     if "cutmix" in methods:
         h, w = x.shape[-2:]
         rows = torch.arange(h, device=x.device, dtype=torch.float32).view(1, h, 1)
@@ -288,8 +289,8 @@ def _targets(drawn: list[Drawn]) -> list:
         rows.append([lam, 1.0 - lam, off, 1.0 - t.smoothing + off])
     numbers = _numbers(rows, ("lam", "partner", "off", "on"), soft[0].labels.device)
     labels = torch.stack([d.labels for d in soft]) if len(soft) > 1 else soft[0].labels[None]
-    y = _per_model(numbers["off"], 3).expand(*labels.shape, num_classes).contiguous()
+    y = per_model_view(numbers["off"], 3).expand(*labels.shape, num_classes).contiguous()
     # scatter_, as smooth_one_hot: on a GPU a label out of range fails there with a device-side assert
-    y.scatter_(2, labels.long().unsqueeze(-1), _per_model(numbers["on"], 3).expand(*labels.shape, 1))
-    mixed = iter(y * _per_model(numbers["lam"], 3) + y.flip(1) * _per_model(numbers["partner"], 3))
+    y.scatter_(2, labels.long().unsqueeze(-1), per_model_view(numbers["on"], 3).expand(*labels.shape, 1))
+    mixed = iter(y * per_model_view(numbers["lam"], 3) + y.flip(1) * per_model_view(numbers["partner"], 3))
     return [next(mixed) if d.transform.soft_targets else d.labels for d in drawn]

@@ -86,6 +86,23 @@ class _CountCalls(TorchDispatchMode):
         return out
 
 
+def profiler_activities(device) -> list:
+    """What torch.profiler records on `device`: the CPU's operators, and on a GPU its kernels too."""
+    from torch.profiler import ProfilerActivity
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+
+
+def operator_table(profiled, device, rows: int = 30) -> str:
+    """The operators that took the most time in a finished profile (GPU time on a GPU), as a table."""
+    sort = "cuda_time_total" if torch.device(device).type == "cuda" else "cpu_time_total"
+    return profiled.key_averages().table(sort_by=sort, row_limit=rows)
+
+
+def profiler_failed(err: Exception) -> str:
+    """What a profile says in place of its table when torch.profiler cannot run here."""
+    return f"torch.profiler failed here: {type(err).__name__}: {err}"
+
+
 def operator_calls(fn, on="meta") -> tuple[int, int]:
     """(aten operator calls of one call of fn, how many of them made a tensor on device `on`,
     views apart), after an uncounted call (a first call may fill caches). On a GPU machine every

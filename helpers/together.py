@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from helpers.batch_augment import CPU_IMAGES_AT_ONCE, BatchAugment, apply_drawn, draws_ahead, sharing_groups
+from helpers.batch_augment import (CPU_IMAGES_AT_ONCE, BatchAugment, apply_drawn, draws_ahead, per_model_view,
+                                   sharing_groups)
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
@@ -245,7 +246,7 @@ def _broadcast(per_model: torch.Tensor, tensors: list) -> list:
     """(M,) -> an (M, 1, ...) view per tensor, to multiply each stacked tensor by its model's factor
     (one view per number of dimensions, shared)."""
     views = {}
-    return [views.setdefault(t.ndim, per_model.view(-1, *[1] * (t.ndim - 1))) for t in tensors]
+    return [views.setdefault(t.ndim, per_model_view(per_model, t.ndim)) for t in tensors]
 
 
 class StackedAdamW:

@@ -233,6 +233,9 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     assert not tta["stopped_at_time_limit"] and tta["epochs_done"] == tta["epochs"] == 1
     tta = json.loads((results / "time_to_accuracy_10min.json").read_text())
     assert tta["stopped_at_time_limit"] and (tta["epochs_done"], tta["epochs"]) == (1, 2)
+    notebooks = json.loads((results / "notebooks_gpu.json").read_text())  # the dry run's one notebook
+    assert notebooks["complete"] and notebooks["notebooks"]["00_the_problem"]["passed"], notebooks
+    assert notebooks["notebooks"]["00_the_problem"]["cells_passed"] > 10 and notebooks["device_type"] == "cpu"
     ablation = {p.name: json.loads(p.read_text()) for p in (results / "ablation" / "ci").glob("*.json")}
     assert sorted(ablation) == ["full+hard-distillation-seed0.json", "plain-seed0.json"]
     assert all(r["together"] == 1 for r in ablation.values())  # trained through fit_together, one shape a group
@@ -281,3 +284,31 @@ def test_a_together_table_cut_short_is_measured_again(tmp_path):
     assert not Plan(tmp_path, None, False).done(stage)
     (tmp_path / "together.json").write_text(json.dumps({"rows": [{"models": 1, "images_per_s": 1.0}], "complete": True}))
     assert Plan(tmp_path, None, False).done(stage)
+
+
+def test_the_notebook_stage_records_each_failed_cell_and_goes_on_where_it_stopped(tmp_path, capsys):
+    import nbformat
+    from benchmarks import notebooks_on_gpu
+    cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1 + 1)", execution_count=1),
+             nbformat.v4.new_code_cell("raise ValueError('a planted error')", execution_count=2),
+             nbformat.v4.new_code_cell("print('after it')", execution_count=3)]
+    cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3\n")]  # stored: not what it prints
+    broken = tmp_path / "broken.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}),
+                   broken)
+    out = tmp_path / "notebooks_gpu.json"
+    assert notebooks_on_gpu.main([str(broken), "--output", str(out)]) == 0  # failures are the record, not an error
+    record = json.loads(out.read_text())
+    result = record["notebooks"]["broken"]
+    assert not result["passed"] and result["cells_passed"] == 1 and record["complete"]
+    assert [(c["cell"], c["kind"]) for c in result["failed_cells"]] == [("Cell 0", "output differs"), ("Cell 1", "raised")]
+    assert "'3\\n' == '2\\n'" in result["failed_cells"][0]["report"]
+    assert "ValueError: a planted error" in result["failed_cells"][1]["report"] and "\x1b" not in result["failed_cells"][1]["report"]
+    assert {"device", "torch", "commit", "command", "date"} <= set(record)
+    capsys.readouterr()
+    assert notebooks_on_gpu.main([str(broken), "--output", str(out)]) == 0  # recorded already: not run again
+    assert "broken: recorded already" in capsys.readouterr().out
+    stage = next(s for s in gpu_plan.STAGES if s.name == "notebooks_gpu")
+    assert Plan(tmp_path, None, False).done(stage)
+    out.write_text(json.dumps({**record, "complete": False}))  # cut short by the window's end: made again
+    assert not Plan(tmp_path, None, False).done(stage)

@@ -1,0 +1,127 @@
+"""Every notebook top to bottom on this machine's GPU, at the ci profile's size, checked as CI checks.
+
+    python -m benchmarks.notebooks_on_gpu --output results/notebooks_gpu.json [NOTEBOOK ...]
+
+Students run the notebooks on a laptop CPU or on one cloud GPU, and CI only has CPUs. This runs
+each notebook through nbval as CI does (lax mode: the stored outputs of `# NBVAL_CHECK_OUTPUT`
+cells are compared), on the GPU that helpers.train.pick_device picks, in the ci profile so that
+all of them take minutes. Each notebook's record (cells passed and failed, and for each failed
+cell whether it raised or printed other output, with the end of nbval's report) is written as
+soon as it ends; a notebook already recorded in the output file is not run again, so a run cut
+short goes on where it stopped. It exits 0 once every notebook has a record, failed or not:
+the records are the measurement.
+
+On the GPU machines of the course's windows nbval and Jupyter's kernel are not installed:
+`bash benchmarks/device_wheels.sh` fetches them beforehand (see the README's GPU window).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from helpers.cli import output_file
+from helpers.constants import NOTEBOOKS, REPO
+
+NEEDED = ("nbval", "ipykernel", "ipywidgets", "nbclient")  # importable in this Python, for the kernel too
+REPORT_CHARS = 2000  # of each failed cell's report: its end holds the error or the differing output
+# Terminal colours, as escapes or as JUnit XML writes them (it cannot hold the escape character)
+COLOURS = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")
+
+
+def missing_packages() -> list[str]:
+    import importlib.util
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def failure_kind(report: str) -> str:
+    """nbval's two kinds of failed cell: it raised (or timed out), or its checked output differs."""
+    return "output differs" if "Cell outputs differ" in report else "raised"
+
+
+def cell_records(junit_xml: Path) -> tuple[int, list[dict]]:
+    """(cells passed, [{cell, kind, report} for each failed cell]) from pytest's JUnit XML."""
+    passed, failed = 0, []
+    for case in ElementTree.parse(junit_xml).getroot().iter("testcase"):
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is None:
+            passed += case.find("skipped") is None
+            continue
+        report = COLOURS.sub("", problem.text or problem.get("message") or "")
+        failed.append({"cell": case.get("name"), "kind": failure_kind(report), "report": report[-REPORT_CHARS:]})
+    return passed, failed
+
+
+def run_notebook(path: Path, runs: Path, timeout_s: float) -> dict:
+    """One notebook through nbval in the ci profile; its record."""
+    with tempfile.TemporaryDirectory(prefix="nbval_") as scratch:
+        junit = Path(scratch) / "cells.xml"
+        env = {**os.environ, "DEIT_PROFILE": "ci", "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere
+        command = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "-q", str(path),
+                   f"--junitxml={junit}"]
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+            tail = (done.stdout + done.stderr)[-REPORT_CHARS:]
+        except subprocess.TimeoutExpired:
+            return {"passed": False, "seconds": round(time.perf_counter() - started, 1),
+                    "error": f"stopped after {timeout_s:.0f} s"}
+        seconds = round(time.perf_counter() - started, 1)
+        if not junit.exists():  # pytest itself failed before any cell ran
+            return {"passed": False, "seconds": seconds, "error": tail}
+        cells_passed, failed = cell_records(junit)
+    return {"passed": done.returncode == 0 and not failed, "seconds": seconds, "cells_passed": cells_passed,
+            "failed_cells": failed}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.notebooks_on_gpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
+    parser.add_argument("--output", type=output_file, required=True, help="the JSON record (added to, if it exists)")
+    parser.add_argument("--timeout-s", type=float, default=600, help="for each notebook (default 600)")
+    args = parser.parse_args(argv)
+    missing = missing_packages()
+    if missing:
+        print(f"Not installed here: {', '.join(missing)}. Install requirements.txt, or on a GPU window's "
+              "machine carry the wheels that `bash benchmarks/device_wheels.sh` fetches (README, A GPU window).")
+        return 2
+    notebooks = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
+    absent = [str(p) for p in notebooks if not p.is_file()]
+    if absent:
+        parser.error(f"no such notebook: {', '.join(absent)}")
+
+    from helpers.files import read_result, write_json_atomically
+    from helpers.provenance import provenance
+    from helpers.train import pick_device
+
+    record = read_result(args.output) if args.output.exists() else {"notebooks": {}}
+    with tempfile.TemporaryDirectory(prefix="nbval_runs_") as runs:  # a fresh clone's empty runs folder
+        for path in notebooks:
+            if path.stem in record["notebooks"]:
+                print(f"{path.stem}: recorded already", flush=True)
+                continue
+            result = run_notebook(path.absolute(), Path(runs), args.timeout_s)
+            record["notebooks"][path.stem] = result
+            record["complete"] = all(p.stem in record["notebooks"] for p in notebooks)
+            record.update(benchmark="notebooks_on_gpu", profile="ci", device_type=pick_device().type, **provenance())
+            write_json_atomically(record, args.output)
+            failed = [f"{c['cell']} ({c['kind']})" for c in result.get("failed_cells", [])]
+            print(f"{path.stem}: {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s"
+                  + (f"; failed: {', '.join(failed)}" if failed else "")
+                  + (f"\n{result['error']}" if "error" in result else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
