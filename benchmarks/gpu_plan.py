@@ -275,7 +275,7 @@ STAGES = [
     # Not one of issue 10's measurements, but every notebook must run on a student's GPU too, and
     # no GPU has ever run them: a few minutes, before the ablation's many windows.
     Stage("notebooks_gpu", "every notebook top to bottom on the GPU (ci profile), checked by nbval as CI checks",
-          ["-m", "benchmarks.notebooks_on_gpu"], ["notebooks_gpu.json"], 300,
+          ["-m", "benchmarks.notebook_check"], ["notebooks_gpu.json"], 300,
           lambda plan: ["--output", str(plan.results / "notebooks_gpu.json")],
           [str(NOTEBOOKS / "00_the_problem.ipynb")]),  # one notebook: the record's path, cheaply
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",

@@ -288,26 +288,30 @@ def test_a_together_table_cut_short_is_measured_again(tmp_path):
 
 def test_the_notebook_stage_records_each_failed_cell_and_goes_on_where_it_stopped(tmp_path, capsys):
     import nbformat
-    from benchmarks import notebooks_on_gpu
-    cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1 + 1)", execution_count=1),
+    from benchmarks import notebook_check
+    cells = [nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nimport os\nprint(os.environ['DEIT_PROFILE'])", execution_count=1),
              nbformat.v4.new_code_cell("raise ValueError('a planted error')", execution_count=2),
              nbformat.v4.new_code_cell("print('after it')", execution_count=3)]
-    cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3\n")]  # stored: not what it prints
+    cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="cpu\n")]  # stored: the cpu profile's
     broken = tmp_path / "broken.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}),
                    broken)
     out = tmp_path / "notebooks_gpu.json"
-    assert notebooks_on_gpu.main([str(broken), "--output", str(out)]) == 0  # failures are the record, not an error
+    assert notebook_check.main([str(broken), "--output", str(out)]) == 0  # failures are the record, not an error
     record = json.loads(out.read_text())
     result = record["notebooks"]["broken"]
     assert not result["passed"] and result["cells_passed"] == 1 and record["complete"]
     assert [(c["cell"], c["kind"]) for c in result["failed_cells"]] == [("Cell 0", "output differs"), ("Cell 1", "raised")]
-    assert "'3\\n' == '2\\n'" in result["failed_cells"][0]["report"]
+    assert "'cpu\\n' == 'ci\\n'" in result["failed_cells"][0]["report"]  # the ci profile by default
     assert "ValueError: a planted error" in result["failed_cells"][1]["report"] and "\x1b" not in result["failed_cells"][1]["report"]
     assert {"device", "torch", "commit", "command", "date"} <= set(record)
     capsys.readouterr()
-    assert notebooks_on_gpu.main([str(broken), "--output", str(out)]) == 0  # recorded already: not run again
+    assert notebook_check.main([str(broken), "--output", str(out)]) == 0  # recorded already: not run again
     assert "broken: recorded already" in capsys.readouterr().out
+    in_cpu = tmp_path / "cpu.json"  # the profile chosen reaches the kernel (the tests' conftest sets ci)
+    assert notebook_check.main([str(broken), "--profile", "cpu", "--output", str(in_cpu)]) == 0
+    result = json.loads(in_cpu.read_text())["notebooks"]["broken"]
+    assert [(c["cell"], c["kind"]) for c in result["failed_cells"]] == [("Cell 1", "raised")] and result["cells_passed"] == 2
     stage = next(s for s in gpu_plan.STAGES if s.name == "notebooks_gpu")
     assert Plan(tmp_path, None, False).done(stage)
     out.write_text(json.dumps({**record, "complete": False}))  # cut short by the window's end: made again

@@ -1,13 +1,16 @@
-"""Every notebook top to bottom on this machine's GPU, at the ci profile's size, checked as CI checks.
+"""Every notebook top to bottom on this machine, checked by nbval as CI checks, in a chosen profile.
 
-    python -m benchmarks.notebooks_on_gpu --output results/notebooks_gpu.json [NOTEBOOK ...]
+    python -m benchmarks.notebook_check --output results/notebooks_gpu.json [NOTEBOOK ...]
+    python -m benchmarks.notebook_check --profile cpu --cell-timeout-s 7200 --output /tmp/cpu.json
 
-Students run the notebooks on a laptop CPU or on one cloud GPU, and CI only has CPUs. This runs
-each notebook through nbval as CI does (lax mode: the stored outputs of `# NBVAL_CHECK_OUTPUT`
-cells are compared), on the GPU that helpers.train.pick_device picks, in the ci profile so that
-all of them take minutes. Each notebook's record (cells passed and failed, and for each failed
-cell whether it raised or printed other output, with the end of nbval's report) is written as
-soon as it ends; a notebook already recorded in the output file is not run again, so a run cut
+Students run the notebooks on a laptop CPU or on one cloud GPU, and CI only runs the ci profile
+on CPUs. This runs each notebook through nbval as CI does (lax mode: the stored outputs of
+`# NBVAL_CHECK_OUTPUT` cells are compared), on the device helpers.train.pick_device picks (the
+GPU plan's notebooks_gpu stage: on a GPU, in the ci profile, so that all of them take minutes).
+In another profile the stored ci outputs are expected to differ: there, the cells that raised
+are the finding. Each notebook's record (cells passed and failed, and for each failed cell
+whether it raised or printed other output, with the end of nbval's report) is written as soon
+as it ends; a notebook already recorded in the output file is not run again, so a run cut
 short goes on where it stopped. It exits 0 once every notebook has a record, failed or not:
 the records are the measurement.
 
@@ -26,8 +29,9 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from helpers.cli import output_file
+from helpers.cli import output_file, positive_float
 from helpers.constants import NOTEBOOKS, REPO
+from helpers.profiles import PROFILES
 
 NEEDED = ("nbval", "ipykernel", "ipywidgets", "nbclient")  # importable in this Python, for the kernel too
 REPORT_CHARS = 2000  # of each failed cell's report: its end holds the error or the differing output
@@ -60,15 +64,16 @@ def cell_records(junit_xml: Path) -> tuple[int, list[dict]]:
     return passed, failed
 
 
-def run_notebook(path: Path, runs: Path, timeout_s: float) -> dict:
-    """One notebook through nbval in the ci profile; its record."""
+def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", cell_timeout_s: float = 600) -> dict:
+    """One notebook through nbval in `profile`; its record."""
     with tempfile.TemporaryDirectory(prefix="nbval_") as scratch:
         junit = Path(scratch) / "cells.xml"
-        env = {**os.environ, "DEIT_PROFILE": "ci", "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere
-        command = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "-q", str(path),
-                   f"--junitxml={junit}"]
+        # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere;
+        # --noconftest: the tests' conftest.py would set the ci profile
+        command = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--noconftest", "-q", str(path),
+                   f"--junitxml={junit}", f"--nbval-cell-timeout={cell_timeout_s:.0f}"]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -85,11 +90,13 @@ def run_notebook(path: Path, runs: Path, timeout_s: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.notebooks_on_gpu", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.notebook_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
     parser.add_argument("--output", type=output_file, required=True, help="the JSON record (added to, if it exists)")
-    parser.add_argument("--timeout-s", type=float, default=600, help="for each notebook (default 600)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="ci", help="DEIT_PROFILE for the notebooks (default ci)")
+    parser.add_argument("--cell-timeout-s", type=positive_float, default=600, help="for each cell (default 600)")
+    parser.add_argument("--timeout-s", type=positive_float, help="for each notebook (default: 3 x --cell-timeout-s)")
     args = parser.parse_args(argv)
     missing = missing_packages()
     if missing:
@@ -111,10 +118,11 @@ def main(argv=None) -> int:
             if path.stem in record["notebooks"]:
                 print(f"{path.stem}: recorded already", flush=True)
                 continue
-            result = run_notebook(path.absolute(), Path(runs), args.timeout_s)
+            result = run_notebook(path.absolute(), Path(runs), args.timeout_s or 3 * args.cell_timeout_s,
+                                  args.profile, args.cell_timeout_s)
             record["notebooks"][path.stem] = result
             record["complete"] = all(p.stem in record["notebooks"] for p in notebooks)
-            record.update(benchmark="notebooks_on_gpu", profile="ci", device_type=pick_device().type, **provenance())
+            record.update(benchmark="notebook_check", profile=args.profile, device_type=pick_device().type, **provenance())
             write_json_atomically(record, args.output)
             failed = [f"{c['cell']} ({c['kind']})" for c in result.get("failed_cells", [])]
             print(f"{path.stem}: {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s"
