@@ -68,7 +68,11 @@ def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", 
     """One notebook through nbval in `profile`; its record."""
     with tempfile.TemporaryDirectory(prefix="nbval_") as scratch:
         junit = Path(scratch) / "cells.xml"
-        env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
+        # TQDM_DISABLE: no progress bars (the ci profile has none). nbval reads a cell's messages only
+        # once the cell has ended, and it then missed the end of a cell that had drawn 120 bars:
+        # "Timeout of 5 seconds exceeded waiting for output" (notebook 02 in the cpu profile; 120
+        # bars of tqdm alone in one cell do the same). JupyterLab reads them as they come.
+        env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere;
         # --noconftest: the tests' conftest.py would set the ci profile
@@ -110,6 +114,7 @@ def main(argv=None) -> int:
 
     from helpers.files import read_result, write_json_atomically
     from helpers.provenance import provenance
+    from helpers.readme_results import notebook_cell
     from helpers.train import pick_device
 
     record = read_result(args.output) if args.output.exists() else {"notebooks": {}}
@@ -124,10 +129,7 @@ def main(argv=None) -> int:
             record["complete"] = all(p.stem in record["notebooks"] for p in notebooks)
             record.update(benchmark="notebook_check", profile=args.profile, device_type=pick_device().type, **provenance())
             write_json_atomically(record, args.output)
-            failed = [f"{c['cell']} ({c['kind']})" for c in result.get("failed_cells", [])]
-            print(f"{path.stem}: {'passed' if result['passed'] else 'FAILED'} in {result['seconds']:.0f} s"
-                  + (f"; failed: {', '.join(failed)}" if failed else "")
-                  + (f"\n{result['error']}" if "error" in result else ""), flush=True)
+            print(f"{path.stem}: {notebook_cell(record, path.stem).replace('**', '')}", flush=True)
     return 0
 
 

@@ -47,9 +47,41 @@ def crossover_block(folder: Path) -> str:
     return "\n".join(f"> {line}" for line in describe_crossover(load_crossover(folder), folder).splitlines()) + "\n"
 
 
+# benchmarks/notebook_check.py's records: (file, column heading)
+NOTEBOOK_CHECKS = (("notebooks_cpu.json", "cpu profile, CPU"), ("notebooks_gpu.json", "ci profile, GPU"))
+
+
+def notebook_cell(record: dict | None, notebook: str) -> str:
+    """One notebook's outcome in one record: whether a cell raised, how long it ran."""
+    result = (record or {}).get("notebooks", {}).get(notebook)
+    if result is None:
+        return "not run yet"
+    if "error" in result:
+        return "did not finish: " + result["error"].strip().splitlines()[-1][:80]
+    failed = result["failed_cells"]
+    raised = [c["cell"] for c in failed if c["kind"] == "raised"]
+    differ = len(failed) - len(raised)
+    outcome = f"**raised** in {', '.join(raised)}" if raised else "ran top to bottom"
+    return f"{outcome}, {result['seconds']:.0f} s" + (f"; {differ} checked outputs differ from CI's" if differ else "")
+
+
+def notebooks_block(results_dir: Path = RESULTS) -> str:
+    """Every notebook in each notebook_check record (cpu profile on a CPU, ci profile on a GPU)."""
+    from helpers.constants import NOTEBOOKS
+    from helpers.files import read_result
+    records = [read_result(results_dir / name) if (results_dir / name).exists() else None for name, _ in NOTEBOOK_CHECKS]
+    notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    table = markdown_table(["notebook", *(heading for _, heading in NOTEBOOK_CHECKS)],
+                           [[name, *(notebook_cell(r, name) for r in records)] for name in notebooks])
+    sources = [f"`results/{name}`: {r['device']}, torch {r['torch']}, commit {r['commit']}, {r['date'][:10]}"
+               for (name, _), r in zip(NOTEBOOK_CHECKS, records) if r]
+    return table + "\n\n" + ("; ".join(sources) + "." if sources else "No record yet.") + "\n"
+
+
 def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
     """Block name -> the function that writes it."""
-    return {"ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
+    return {"notebooks": lambda: notebooks_block(results_dir),
+            "ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
             "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
             **{block_name(folder): (lambda folder=folder: crossover_block(results_dir / folder.relative_to(RESULTS)))
                for folder in SETTINGS}}

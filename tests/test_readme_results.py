@@ -10,7 +10,7 @@ def test_readme_tables_match_the_committed_results():
     text = readme_results.README.read_text()
     names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
     crossovers = {readme_results.block_name(folder) for folder in readme_results.SETTINGS}
-    assert {"ablation-cpu", *crossovers} <= set(names)
+    assert {"notebooks", "ablation-cpu", *crossovers} <= set(names)
     assert readme_results.rewrite(text, readme_results.blocks()) == text, \
         "README.md's result tables are stale: run python -m helpers readme"
 
@@ -59,3 +59,20 @@ def test_check_mode_reports_a_stale_readme(tmp_path, monkeypatch, capsys):
     assert readme_results.main(["--check"]) == 1
     assert "python -m helpers readme" in capsys.readouterr().out
     assert readme_results.main([]) == 0 and readme_results.main(["--check"]) == 0
+
+
+def test_notebooks_block_says_which_cells_raised_and_what_was_not_run(tmp_path):
+    cell = {"cell": "Cell 7", "kind": "raised", "report": "ValueError"}
+    differs = {"cell": "Cell 2", "kind": "output differs", "report": "mismatch"}
+    record = {"notebooks": {"00_the_problem": {"passed": False, "seconds": 251.0, "cells_passed": 15, "failed_cells": [differs]},
+                            "03_distillation": {"passed": False, "seconds": 12.0, "cells_passed": 3, "failed_cells": [cell, differs]},
+                            "04_fast_gpu_training": {"passed": False, "seconds": 600.0, "error": "stopped after 600 s"}},
+              "device": "cpu (x86_64, 2 threads)", "torch": "2.14.1", "commit": "abc1234", "date": "2026-11-28T10:00:00+00:00"}
+    (tmp_path / "notebooks_cpu.json").write_text(json.dumps(record))
+    block = readme_results.notebooks_block(tmp_path)
+    assert "| 00_the_problem | ran top to bottom, 251 s; 1 checked outputs differ from CI's | not run yet |" in block
+    assert "| 03_distillation | **raised** in Cell 7, 12 s; 1 checked outputs differ from CI's | not run yet |" in block
+    assert "| 04_fast_gpu_training | did not finish: stopped after 600 s | not run yet |" in block
+    assert "| 05_ablations | not run yet | not run yet |" in block
+    assert "`results/notebooks_cpu.json`: cpu (x86_64, 2 threads), torch 2.14.1, commit abc1234, 2026-11-28." in block
+    assert readme_results.notebooks_block(tmp_path / "none").endswith("No record yet.\n")
