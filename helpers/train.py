@@ -318,7 +318,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             train_batches.set_epoch(epoch)
         network.train()
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not talk)
+        # disable only when off: a bar that is on stays under tqdm's own switch, TQDM_DISABLE=1
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, **({} if talk else {"disable": True}))
         for i, (images, labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             lr = lr_schedule(step, total_steps)
