@@ -68,10 +68,11 @@ def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", 
     """One notebook through nbval in `profile`; its record."""
     with tempfile.TemporaryDirectory(prefix="nbval_") as scratch:
         junit = Path(scratch) / "cells.xml"
-        # TQDM_DISABLE: no progress bars (the ci profile has none). nbval reads a cell's messages only
-        # once the cell has ended, and it then missed the end of a cell that had drawn 120 bars:
-        # "Timeout of 5 seconds exceeded waiting for output" (notebook 02 in the cpu profile; 120
-        # bars of tqdm alone in one cell do the same). JupyterLab reads them as they come.
+        # TQDM_DISABLE: no progress bars (helpers.train.bars_wanted; the ci profile has none). nbval
+        # reads a cell's messages only once the cell has ended, and it then missed the end of a cell
+        # that had drawn 120 bars: "Timeout of 5 seconds exceeded waiting for output" (notebook 02
+        # in the cpu profile; 120 bars of tqdm alone in one cell do the same). JupyterLab reads
+        # them as they come.
         env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere;

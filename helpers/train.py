@@ -59,6 +59,12 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+def bars_wanted(progress: bool) -> bool:
+    """Progress bars, unless tqdm's own switch TQDM_DISABLE=1 is set: its notebook bars (what
+    tqdm.auto draws in Jupyter) ignore that variable, so it is read here."""
+    return progress and os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("1", "true", "yes")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -318,8 +324,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             train_batches.set_epoch(epoch)
         network.train()
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-        # disable only when off: a bar that is on stays under tqdm's own switch, TQDM_DISABLE=1
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, **({} if talk else {"disable": True}))
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not bars_wanted(talk))
         for i, (images, labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             lr = lr_schedule(step, total_steps)
