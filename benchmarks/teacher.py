@@ -15,6 +15,7 @@ import dataclasses
 from helpers.cli import positive_int, output_file
 from helpers.profile_runs import profile_data
 from helpers.files import write_json_atomically
+from helpers.gpu_results import epoch_split
 from helpers.profiles import get_profile
 from helpers.provenance import provenance
 from helpers.teacher import save_teacher, teacher_config, teacher_path, train_teacher
@@ -38,11 +39,18 @@ def main(argv=None):
     for epochs in args.epochs or [teacher_config(profile).epochs]:
         config = teacher_config(profile, epochs=epochs)
         model, record = train_teacher(profile, config, device=args.device, progress=False, data=data)
+        history = record["history"]
         rows.append({"epochs": epochs, "seconds": round(record["seconds"], 2),
                      "val_acc": round(record["val_acc"], 2), "test_acc": round(record["test_acc"], 2),
                      "device": record["device"], "train_size": record["train_size"],
-                     "val_size": record["val_size"], "test_size": record["test_size"]})
-        print(f"epochs {epochs}: {record['test_acc']:.2f}% in {record['seconds']:.1f} s", flush=True)
+                     "val_size": record["val_size"], "test_size": record["test_size"],
+                     # per epoch: where the seconds go (the first epoch also sets up the GPU's
+                     # kernels) and how accuracy grows, to tell a short schedule from a ceiling
+                     "epoch_seconds": [round(r["train_seconds"], 3) for r in history],
+                     "val_acc_by_epoch": [round(r["val_acc"], 2) for r in history],
+                     "final_train_loss": round(history[-1]["train_loss"], 4)})
+        print(f"epochs {epochs}: {record['test_acc']:.2f}% in {record['seconds']:.1f} s "
+              f"({epoch_split(rows[-1]['epoch_seconds'])})", flush=True)
 
     if args.save:
         save_teacher(model, record, teacher_path(profile))
@@ -51,7 +59,7 @@ def main(argv=None):
           f"batch {config.batch_size}, {rows[0]['train_size']:,} training / {rows[0]['test_size']:,} test images\n")
     print(f"{'epochs':>6s} {'seconds':>8s} {'test acc':>9s}  device")
     for r in rows:
-        print(f"{r['epochs']:6d} {r['seconds']:8.1f} {r['test_acc']:8.2f}%  {r['device']}")
+        print(f"{r['epochs']:6d} {r['seconds']:8.1f} {r['test_acc']:8.2f}%  {r['device']}; {epoch_split(r['epoch_seconds'])}")
     if args.output:
         write_json_atomically({
             "benchmark": "teacher", "profile": profile.name, "rows": rows,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 from helpers.constants import RESULTS
@@ -58,8 +59,17 @@ def print_throughput(record: dict) -> None:
         print(f"{ratio} = {value:.2f}: target >= {target:g} {'met' if value >= target else 'missed'}")
 
 
+def epoch_split(epoch_seconds: list[float]) -> str:
+    """The first epoch's seconds apart from the mean of the others: on a GPU the first one also
+    sets up the kernels (cuDNN's autotuning, lazy loading), a cost paid once per run."""
+    first, rest = epoch_seconds[0], epoch_seconds[1:]
+    if not rest:
+        return f"one epoch, {first:.1f} s"
+    return f"first epoch {first:.1f} s, then {sum(rest) / len(rest):.2f} s per epoch"
+
+
 def print_teacher(records: list[dict]) -> None:
-    """Every measured teacher run, with the target verdict.
+    """Every measured teacher run, with the target verdict (and, where recorded, its epoch times).
 
     Notebooks: used in 03.
     """
@@ -68,8 +78,17 @@ def print_teacher(records: list[dict]) -> None:
     for record in records:
         for row in record["rows"]:
             met = row["test_acc"] >= accuracy and row["seconds"] <= seconds
+            split = f"; {epoch_split(row['epoch_seconds'])}" if "epoch_seconds" in row else ""
             print(f"{row['epochs']:6d} {row['seconds']:8.1f} {row['test_acc']:10.2f}  "
-                  f"{'met' if met else 'missed'}  ({source(record)})")
+                  f"{'met' if met else 'missed'}  ({source(record)}{split})")
+    groups = {}  # runs comparable in time: same GPU, same number of training images
+    for row in (row for record in records for row in record["rows"]):
+        groups.setdefault((row["device"], row["train_size"]), []).append(row)
+    for (device, images), rows in groups.items():
+        if len({row["epochs"] for row in rows}) > 1:
+            per_epoch, once = statistics.linear_regression([r["epochs"] for r in rows], [r["seconds"] for r in rows])
+            print(f"a straight line through the {len(rows)} runs on {device} ({images:,} training images): "
+                  f"{once:.1f} s once + {per_epoch:.2f} s per epoch")
 
 
 def plot_time_to_accuracy(records: dict[str, dict], ax=None):

@@ -211,8 +211,8 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     throughput = json.loads((results / "throughput.json").read_text())
     assert len(throughput["images_per_second"]) == 4 and throughput["timings"]["c ours"]["images"] == 200
     assert "profiler" in (results / "throughput_profile.txt").read_text()
-    for name in ("throughput", "teacher_full", "teacher_epochs", "time_to_accuracy_3min", "time_to_accuracy_10min",
-                 "together"):
+    for name in ("throughput", "teacher_full", "teacher_epochs", "teacher_long", "time_to_accuracy_3min",
+                 "time_to_accuracy_10min", "together"):
         record = json.loads((results / f"{name}.json").read_text())
         assert {"device", "torch", "timm", "commit", "command", "date"} <= set(record), name
     together = json.loads((results / "together.json").read_text())
@@ -227,6 +227,8 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     profile = (results / "together_profile.txt").read_text()  # three recorded steps, compiled, no compile trial
     assert f"{together['group_m']} models together" in profile and "CompiledFunction" in profile
     assert re.search(r"ProfilerStep\*\s.*\s3\s*$", profile, re.MULTILINE), profile[:2000]
+    long_teacher = json.loads((results / "teacher_long.json").read_text())["rows"][0]
+    assert len(long_teacher["epoch_seconds"]) == len(long_teacher["val_acc_by_epoch"]) == long_teacher["epochs"] == 2
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())
     assert tta["teacher"].startswith("trained earlier") and tta["timeline"][-1]["epoch"] == 1
     assert tta["compile"] is True  # fit's torch.compile path, as on the GPU

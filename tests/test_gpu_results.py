@@ -40,6 +40,23 @@ def test_the_together_table_reports_both_targets_met_or_missed(capsys):
            "one compiled model alone 24,000 images/s (2.50x)" in capsys.readouterr().out
 
 
+def test_the_teacher_table_gives_each_runs_verdict_and_its_first_epoch_apart(capsys):
+    run = {"device": H100, "train_size": 45000}
+    old = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00",  # no epoch times yet
+           "rows": [{**run, "epochs": 20, "seconds": 34.0, "test_acc": 88.4, "train_size": 50000}]}
+    new = {**old, "rows": [{**run, "epochs": 150, "seconds": 59.5, "test_acc": 94.1, "epoch_seconds": [26.0, 0.2, 0.3, 0.4]},
+                           {**run, "epochs": 160, "seconds": 61.0, "test_acc": 95.0, "epoch_seconds": [30.0]}]}
+    gpu_results.print_teacher([old, new])
+    lines = capsys.readouterr().out.splitlines()
+    assert "target >= 94 % in <= 60 s" in lines[0]
+    assert "88.40  missed" in lines[1] and "epoch" not in lines[1]
+    assert "94.10  met" in lines[2] and "first epoch 26.0 s, then 0.30 s per epoch" in lines[2]
+    assert "95.00  missed" in lines[3] and "one epoch, 30.0 s" in lines[3]  # too slow, however accurate
+    # Only runs on as many images are timed together: 59.5 s at 150 epochs, 61.0 s at 160.
+    assert lines[4:] == [f"a straight line through the 2 runs on {H100} (45,000 training images): "
+                         "37.0 s once + 0.15 s per epoch"]
+
+
 def test_the_time_to_accuracy_figure_is_readable():
     import matplotlib
     matplotlib.use("Agg")
