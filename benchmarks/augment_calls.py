@@ -29,6 +29,7 @@ from helpers.batch_randaugment import BatchRandAugment, _arguments, _slots, samp
 from helpers.cli import positive_int
 from helpers.recipe import Recipe
 from helpers.speed import operator_calls
+from helpers.errors import reports_errors
 
 
 def rand_augment_choices(batch: int, num_ops: int, device="cpu"):
@@ -84,6 +85,7 @@ def stages(batch: int, device: str) -> dict:
             **{f"full recipe, {m} models at once, per model": (group(batch, m, device), m) for m in GROUPS}}
 
 
+@reports_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.augment_calls", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

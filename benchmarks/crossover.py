@@ -32,6 +32,7 @@ from helpers.profiles import PROFILES
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.train import TrainConfig, evaluate, fit
+from helpers.errors import reports_errors
 
 RECIPES = {"plain": Recipe.plain(), "full": Recipe()}
 
@@ -101,6 +102,7 @@ def check_same_settings(saved: dict, asked: dict, path: Path) -> None:
                          + "). Give this comparison its own --results-dir.")
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads:

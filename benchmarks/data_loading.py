@@ -3,11 +3,13 @@
     python benchmarks/data_loading.py [--root DATA_FOLDER]
 """
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from helpers.data import data_root, find_source, load_cifar10
+from helpers.errors import reports_errors
 
 
 def timed(fn):
@@ -16,6 +18,7 @@ def timed(fn):
     return time.perf_counter() - start
 
 
+@reports_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None)
@@ -35,4 +38,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

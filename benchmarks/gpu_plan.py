@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.cli import output_file
+from helpers.files import read_result
 from helpers.constants import NOTEBOOKS, REPO, RESULTS
 from helpers.profiles import PROFILES
 
@@ -75,13 +76,27 @@ def _json(path: Path) -> dict | None:
         return None
 
 
+def _timings(path: Path) -> dict:
+    """gpu_plan.json, or a new record if there is none. A damaged one stops the plan: it holds the
+    measured stage times and the ablation's fixed epoch budget, which a new record would lose."""
+    if not path.exists():
+        return {"stages": {}}
+    timings = read_result(path)
+    stages = timings.get("stages")
+    if not isinstance(stages, dict) or not all(isinstance(t, dict) and {"status", "seconds"} <= set(t)
+                                               for t in stages.values()):
+        raise SystemExit(f"error: {path} is damaged: every entry of its \"stages\" needs a status and seconds. "
+                         f"Restore it (git checkout {path.name}) or fix the entry by hand.")
+    return timings
+
+
 class Plan:
     """The stages, what is done, and how long each is expected to take."""
 
     def __init__(self, results: Path, budget_s: float | None, dry_run: bool):
         self.results, self.budget_s, self.dry_run = results, budget_s, dry_run
         self.started = time.perf_counter()
-        self.timings = _json(results / TIMINGS) or {"stages": {}}
+        self.timings = _timings(results / TIMINGS)
 
     # --- what earlier stages measured, used to size the later ones ---
     def measured(self, file: str, *keys, default=None):

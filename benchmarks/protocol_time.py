@@ -25,6 +25,7 @@ from helpers.profiles import PROFILES, get_profile
 from helpers.profile_runs import seconds_per_image
 from helpers.provenance import provenance
 from helpers.teacher import TEACHERS, build_teacher, teacher_seconds_per_image
+from helpers.errors import reports_errors
 
 
 def run_seconds(profile, recipe, teacher, steps: int) -> float:
@@ -33,6 +34,7 @@ def run_seconds(profile, recipe, teacher, steps: int) -> float:
     return per_image * profile.epochs * (profile.train_size + profile.val_size / 3)
 
 
+@reports_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES), default="cpu")

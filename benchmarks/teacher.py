@@ -1,6 +1,6 @@
 """How long the CNN teacher takes to train, and how accurate it gets: the full profile's claim.
 
-    python benchmarks/teacher.py                                  # full profile's teacher (GPU)
+    python benchmarks/teacher.py                                  # the profile's teacher (DEIT_PROFILE; full on a GPU)
     python benchmarks/teacher.py --epochs 15 20 25 --output results/teacher_full.json
     python benchmarks/teacher.py --profile cpu --epochs 1 --train-per-class 200   # a quick CPU probe
 
@@ -11,30 +11,38 @@ With --save the last run's teacher is saved where helpers.teacher.load_teacher f
 """
 import argparse
 import dataclasses
+import sys
 
-from helpers.cli import positive_int, output_file
+import torch
+
+from helpers.cli import device_name, positive_int, output_file
+from helpers.errors import reports_errors
 from helpers.profile_runs import profile_data
 from helpers.files import write_json_atomically
 from helpers.gpu_results import epoch_split
 from helpers.profiles import get_profile
 from helpers.provenance import provenance
-from helpers.teacher import save_teacher, teacher_config, teacher_path, train_teacher
+from helpers.teacher import estimated_teacher_time, save_teacher, teacher_config, teacher_path, train_teacher
+from helpers.train import pick_device
 
 
+@reports_errors(also=(ValueError,))
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="full", help="ci, cpu or full (default: full)")
+    parser.add_argument("--profile", help="ci, cpu or full (default: DEIT_PROFILE, else full on a GPU and cpu without)")
     parser.add_argument("--epochs", type=positive_int, nargs="+", default=None,
                         help="one run per value (default: the profile's teacher epochs)")
     parser.add_argument("--train-per-class", type=positive_int, default=None,
                         help="fewer training images per class, for a quick probe (default: the profile's)")
-    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the best available)")
+    parser.add_argument("--device", type=device_name, help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--output", type=output_file, help="write a JSON with the results and provenance here")
     parser.add_argument("--save", action="store_true", help="save the last teacher for later use (runs/<profile>/teacher)")
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
     data = profile_data(profile, train_per_class=args.train_per_class)
+    if (torch.device(args.device) if args.device else pick_device()).type == "cpu":  # hours for the full teacher
+        print(estimated_teacher_time(profile, args.device), flush=True)
     rows = []
     for epochs in args.epochs or [teacher_config(profile).epochs]:
         config = teacher_config(profile, epochs=epochs)
@@ -70,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
 
 from helpers.cli import non_negative_int, positive_int, output_file
 from helpers.data import load_cifar10
+from helpers.errors import reports_errors
 from helpers.files import write_json_atomically
 from helpers.files import write_text_atomically
 from helpers.models import count_parameters
@@ -52,6 +54,7 @@ def profiler_summary(batches, prepare, step, device, steps: int = 5) -> str:
     return operator_table(prof, device)
 
 
+@reports_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES), default="full",
@@ -159,4 +162,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,6 +13,7 @@ H100: >= 90 % in <= 3 minutes and >= 94 % in <= 10 minutes with a ViT of <= 6 M 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -28,6 +29,7 @@ from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
 from helpers.teacher import load_or_train_teacher, teacher_path
 from helpers.train import fit, pick_device
+from helpers.errors import reports_errors
 
 TARGETS = ((90.0, 180.0), (94.0, 600.0))  # (test accuracy %, seconds)
 
@@ -56,6 +58,7 @@ def out_of_time(timeline: list[dict], limit_s: float | None) -> bool:
     return timeline[-1]["seconds"] + last_epoch_s > limit_s
 
 
+@reports_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=list(PROFILES))
@@ -141,4 +144,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

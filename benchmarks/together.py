@@ -43,6 +43,7 @@ from helpers.speed import (PEAK_BF16_TFLOPS, operator_table, profiler_activities
                            training_flops_per_image)
 from helpers.together import Member, fit_together
 from helpers.train import COMPILE_FALLBACK, TrainConfig, fit, pick_device
+from helpers.errors import reports_errors
 
 SMALL = dict(embed_dim=64, depth=2, num_heads=2)  # CPU-sized
 PLAIN = Recipe.plain()  # the table's recipe: the model's own work, little augmentation
@@ -187,6 +188,7 @@ def measure(m: int, sizes: dict, train, val, batch_size: int, steps: int, device
     return None
 
 
+@reports_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=positive_int, nargs="+", default=[1, 2, 4, 8])

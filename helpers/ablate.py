@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
+from helpers.errors import make_folder, reports_errors
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data, train_in_profile
 from helpers.files import read_result, write_json_atomically
 from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_converged, table_8_delta
@@ -123,6 +124,12 @@ def result_path(results_dir: Path, profile: Profile, variant: str, seed: int) ->
     return results_dir / profile.name / f"{variant}-seed{seed}.json"
 
 
+def runs_folder(runs_dir: Path, profile: Profile, epochs: int | None) -> Path:
+    """Where the profile's checkpoints go; another epoch budget gets its own folder, so that a
+    second budget (in another --results-dir) never meets the first one's checkpoints."""
+    return runs_dir / (profile.name if epochs in (None, profile.epochs) else f"{profile.name}-{epochs}ep")
+
+
 def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool) -> TrainConfig:
     """One run's TrainConfig: the profile's, with the run's seed and the recipe's label smoothing."""
     return profile_config(profile, seed=seed, smoothing=recipe.smoothing, compile=compile,
@@ -137,7 +144,7 @@ def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, re
     torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant of one shape
     started = time.perf_counter()
     history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
-                               run_dir=runs_dir / profile.name / f"{variant}-seed{seed}", device=device,
+                               run_dir=runs_folder(runs_dir, profile, epochs) / f"{variant}-seed{seed}", device=device,
                                progress=progress, **asdict(config))
     return write_result(variant, recipe, profile, seed, config, history, teacher=teacher, results_dir=results_dir,
                         wall_clock_s=time.perf_counter() - started)
@@ -218,7 +225,7 @@ def run_group(group: list[tuple[str, int]], table: dict[str, Recipe], profile: P
                               recipe.batch_transform(), recipe.loss_fn(teacher), {"recipe": recipe.as_dict()},
                               f"{variant}-seed{seed}"))
     started = time.perf_counter()
-    run_dir = runs_dir / profile.name / group_folder(group) if checkpoints else None
+    run_dir = runs_folder(runs_dir, profile, epochs) / group_folder(group) if checkpoints else None
     histories = fit_together(members, _eval_batches(val, device), run_dir=run_dir, device=device, log_epochs=progress)
     for member, history in zip(members, histories):  # the test set, once per finished model
         tested = evaluate(member.model, _eval_batches(test, device), device)
@@ -500,6 +507,7 @@ def run_together(pending, table, profile: Profile, size: int, started: float, *,
     return results
 
 
+@reports_errors
 def main(argv=None) -> int:
     from helpers.cli import positive_int
 
@@ -540,7 +548,11 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     if args.summary:
         results = load_results(profile.name, args.results_dir)
+        if not results:
+            raise SystemExit(f"error: no {profile.name}-profile results of this protocol in {args.results_dir / profile.name}: "
+                              f"check --results-dir and --profile (DEIT_PROFILE), or run the ablation first.")
     else:
+        make_folder(args.results_dir, "Choose another --results-dir")
         results = run_ablation(args.only, args.seeds, profile, args.epochs, args.results_dir,
                                progress=not args.no_progress, time_limit_s=args.time_limit_s,
                                costs=RunCosts(args.expected_run_s, args.distilled_cost, args.compile_s, args.teacher_s),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
-from helpers.train import CHECKPOINT, evaluate, load_checkpoint, pick_device
+from helpers.train import CHECKPOINT, CheckpointError, evaluate, load_checkpoint, pick_device
 
 # The flags a resumed run takes from its checkpoint's training config when they are not given.
 SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed")
@@ -49,11 +48,31 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
     return value
+
+
+def device_name(text: str) -> str:
+    """A torch device this machine has, e.g. cpu, cuda or cuda:1."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("no CUDA GPU here: leave out --device, or use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"there is no {text}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return text
 
 
 def output_file(text: str) -> Path:
@@ -77,9 +96,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, help="per process, as in DeiT")
     p.add_argument("--lr", type=positive_float, help="for a global batch of 512; scaled linearly")
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay", type=non_negative_float)
     p.add_argument("--warmup-epochs", type=non_negative_int)
-    p.add_argument("--min-lr", type=float)
+    p.add_argument("--min-lr", type=non_negative_float)
     p.add_argument("--clip-grad", type=positive_float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-per-class", type=positive_int, help="training images per class (default: the profile's)")
@@ -154,8 +173,9 @@ def with_saved_settings(args):
     (from its checkpoint), so `--output-dir DIR --resume` alone continues it. A flag given with
     another value is kept, and resuming then refuses and names the difference (helpers.train)."""
     path = run_dir_of(args) / CHECKPOINT
-    if not path.exists():
-        return args
+    if not path.exists():  # most likely a mistyped folder: starting over there would hide it
+        raise CheckpointError(f"--resume: there is no run to continue in {path.parent} (no {CHECKPOINT}). "
+                              f"Check --output-dir, or leave out --resume to start a new run there.")
     state = load_checkpoint(path)
     meta, config = state.get("metadata", {}), state.get("config", {})
     saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
@@ -172,14 +192,20 @@ def evaluate_checkpoint(path, profile_name, device) -> dict:
     if not Path(path).is_file():
         raise SystemExit(f"error: no checkpoint at {path}. Training writes last.pt into its --output-dir "
                          f"(default runs/<profile>/deit).")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, needs=("model",))
     meta = state.get("metadata", {})
     if "model" not in meta:
-        raise SystemExit(f"{path} has no model config in its metadata; it was not written by this CLI.")
+        raise CheckpointError(f"{path} has no model config in its metadata: it is not a run of `python -m helpers "
+                              f"train`. --eval takes a run's {CHECKPOINT} (e.g. runs/<profile>/deit/{CHECKPOINT}); "
+                              f"`python -m helpers teacher` evaluates the CNN teacher.")
     profile = get_profile(profile_name or meta.get("profile"))  # the run's own test set unless told
     recipe = Recipe(**meta.get("recipe", {}))
     model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "distilled")})
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # weights of another shape than the config it recorded
+        raise CheckpointError(f"{path}'s weights do not fit the model its metadata describes "
+                              f"({str(err).splitlines()[0]}): the file was edited or damaged. Train it again.") from None
     test = load_cifar10("test", n_per_class=profile.test_per_class)
     result = evaluate(model.to(device), TensorBatches(test, EVAL_BATCH, shuffle=False), device)
     print(f"{path}: test accuracy {result['val_acc']:.2f}% on {len(test):,} images "
@@ -188,18 +214,14 @@ def evaluate_checkpoint(path, profile_name, device) -> dict:
 
 
 def main(argv=None) -> int:
-    from helpers.data import DataError
-    from helpers.profiles import ProfileError
-    from helpers.teacher import TeacherError
-    from helpers.train import CheckpointError
+    from helpers.errors import reports_errors
     args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except (DataError, CheckpointError, TeacherError, ProfileError, FloatingPointError, ValueError) as err:
-        training = isinstance(err, CheckpointError) and not args.eval
-        hint = "\n(On the command line: --resume continues a run; --output-dir picks another folder.)" if training else ""
-        print(f"error: {err}{hint}", file=sys.stderr)
-        return 2
+
+    def hint(err) -> str:
+        if isinstance(err, CheckpointError) and not args.eval:
+            return "(On the command line: --resume continues a run; --output-dir picks another folder.)"
+        return ""
+    return reports_errors(run, also=(FloatingPointError, ValueError), hint=hint)(args)
 
 
 def run(args) -> int:
@@ -219,6 +241,9 @@ def run(args) -> int:
     config = profile_config(profile, seed=args.seed, smoothing=recipe.smoothing,
                             compile=device.type == "cuda" if args.compile is None else args.compile,
                             **overrides)
+    if args.warmup_epochs is not None and args.warmup_epochs > config.epochs:
+        raise ValueError(f"--warmup-epochs {args.warmup_epochs} is more than the run's {config.epochs} epochs: the "
+                         f"learning rate would never reach its peak. Give fewer warmup epochs or more --epochs.")
     torch.manual_seed(args.seed)
     model = recipe.build_model(**model_config)
     teacher = None

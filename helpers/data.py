@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import socket
-import sys
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from helpers.constants import CLASSES, DATA as REPO_DATA
+from helpers.errors import CourseError, reports_errors
 from helpers.files import save_atomically
 
 DATA_ENV = "DEIT_DATA"
@@ -30,12 +31,17 @@ _CACHE_VERSION = 2  # 2: the cache records what it was made from
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-class DataError(RuntimeError):
+class DataError(CourseError, RuntimeError):
     """CIFAR-10 could not be found or read; the message says how to fix it.
 
     Raised `from None`: the message names the underlying error, and a student sees one error
     rather than a chained urllib or pickle traceback.
     """
+
+
+class DataSizeError(DataError, ValueError):
+    """The data has too few images of some class for the sizes asked for, or labels outside
+    CIFAR-10's classes. Also a ValueError, which callers caught before it existed."""
 
 
 @dataclass
@@ -58,6 +64,13 @@ def data_root(root=None) -> Path:
     return Path(root or os.environ.get(DATA_ENV) or REPO_DATA).expanduser()
 
 
+def _extract_command(root: Path) -> str:
+    """The command that unpacks the archive where `root` is searched. extract's default
+    destination is data_root(), so --dest is named only when root is another folder."""
+    dest = "" if root == data_root() else f" --dest {shlex.quote(str(root))}"
+    return f"`python -m helpers data extract ARCHIVE.tar.xz{dest}` (into {root / 'cifar10-jpeg'})"
+
+
 def _how_to_fix(root: Path) -> str:
     return (
         f"Put CIFAR-10 in {root} in one of these layouts:\n"
@@ -65,8 +78,7 @@ def _how_to_fix(root: Path) -> str:
         f"  {root}/cifar10-jpeg/train/<class>/*.jpg  and .../test/<class>/*.jpg  (image folders)\n"
         f"or point the environment variable {DATA_ENV} at the folder that holds them, e.g.\n"
         f"  export {DATA_ENV}=/path/to/data\n"
-        f"An archive of the image folders unpacks with "
-        f"`python -m helpers data extract ARCHIVE.tar.xz` (into {REPO_DATA})."
+        f"An archive of the image folders unpacks with {_extract_command(root)}."
     )
 
 
@@ -76,9 +88,27 @@ def find_source(root) -> tuple[str, Path] | None:
     for candidate in (root / "cifar-10-batches-py", root):
         if (candidate / "batches.meta").exists() or (candidate / "data_batch_1").exists():
             return "torchvision", candidate
-    for candidate in (root / "cifar10-jpeg", root / "cifar10", root):
-        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+    for candidate in _folder_candidates(root):
+        if all((candidate / split).is_dir() for split in SPLITS):
             return "folder", candidate
+    return None
+
+
+def _folder_candidates(root: Path) -> tuple[Path, ...]:
+    return root / "cifar10-jpeg", root / "cifar10", root
+
+
+def _half_copy_error(root: Path) -> DataError | None:
+    """The error for an image-folder copy with only one of train/ and test/, else None: such a
+    copy is incomplete, and downloading into its folder would hide that."""
+    for candidate in _folder_candidates(root):
+        present = [split for split in SPLITS if (candidate / split).is_dir()]
+        if len(present) == 1:
+            missing = next(split for split in SPLITS if split not in present)
+            return DataError(
+                f"{candidate} holds {present[0]}/ but no {missing}/ folder: the image-folder copy is "
+                f"incomplete. Unpack the archive again: move {candidate / present[0]} away (or delete it), "
+                f"then run {_extract_command(root)}.")
     return None
 
 
@@ -90,14 +120,35 @@ def _read_torchvision_split(folder: Path, split: str):
         try:
             with open(path, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
-            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            problem = _batch_problem(entry)
+            if problem is None:
+                images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
         except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem is not None:
             raise DataError(
-                f"{path} is missing or corrupt ({type(err).__name__}: {err}).\n"
+                f"{path} is missing or corrupt ({problem}).\n"
                 f"Delete {folder} and download again with load_cifar10(download=True), "
                 f"or use the image-folder copy instead.") from None
     return np.concatenate(images).transpose(0, 2, 3, 1), np.asarray(labels)
+
+
+def _batch_problem(entry) -> str | None:
+    """What is wrong with an unpickled torchvision batch, else None. Checked here because a
+    batch with too few labels would otherwise load, and every later label would belong to
+    another image."""
+    if not isinstance(entry, dict):
+        return f"it holds a {type(entry).__name__}, not a dict with 'data' and 'labels'"
+    labels = entry.get("labels", entry.get("fine_labels"))
+    if "data" not in entry or labels is None:
+        return f"it has no 'data' and 'labels' entries, only {sorted(map(str, entry))}"
+    n_images = np.size(entry["data"]) // (3 * 32 * 32)
+    if len(labels) != n_images:
+        return f"it holds {n_images} images but {len(labels)} labels"
+    if not all(isinstance(y, (int, np.integer)) and 0 <= y < len(CLASSES) for y in labels):
+        return f"its labels should be whole numbers 0-{len(CLASSES) - 1}"
+    return None
 
 
 def _read_folder_split(folder: Path, split: str):
@@ -191,6 +242,9 @@ def load_cifar10(split: str = "train", root=None, n_per_class: int | None = None
     if source is None:
         if root.exists() and not root.is_dir():
             raise DataError(f"{root} is a file, not a folder.\n\n{_how_to_fix(root)}")
+        half = _half_copy_error(root)
+        if half is not None:  # never download into a folder that holds part of a copy
+            raise half
         if not download:
             raise DataError(f"No CIFAR-10 found in {root}.\n\n{_how_to_fix(root)}")
         _download(root)
@@ -240,13 +294,25 @@ def train_validation_split(arrays: CIFAR10Arrays, val_per_class: int, train_per_
     split therefore validates on a subset of a larger one's validation images, never on them
     and their training images crossed.
     """
+    found = arrays.labels.unique().tolist()
+    if found != list(range(len(arrays.classes))):  # a stray or missing class would shift every class after it
+        raise DataSizeError(f"The training labels are {found}, but must be 0-{len(arrays.classes) - 1}, one per class "
+                            f"{list(arrays.classes)}: the data copy is incomplete or damaged. Copy or extract it "
+                            f"again; `python -m helpers data check` checks it.")
     train, val = [], []
     for c, members in enumerate(_shuffled_by_class(arrays.labels, seed)):
         rest = members[val_per_class:]
         wanted = len(rest) if train_per_class is None else train_per_class
         if val_per_class + wanted > len(members):
-            raise ValueError(f"Class {c} has {len(members)} training images: too few for {val_per_class} "
-                             f"validation + {wanted} training images per class.")
+            fix = (f"use a train_per_class (--train-per-class) of at most {len(members) - val_per_class}"
+                   if val_per_class < len(members) else
+                   f"use a val_per_class (--val-per-class) below {len(members)}")
+            if len(members) < FULL_PER_CLASS["train"]:
+                fix += (f"; or, if this copy should hold all {FULL_PER_CLASS['train']:,} per class, it is "
+                        f"incomplete: copy or extract it again")
+            raise DataSizeError(f"Class {c} ({arrays.classes[c]}) has {len(members)} training images: too few for "
+                                f"{val_per_class} validation + {wanted} training images per class. With "
+                                f"{val_per_class} validation images per class, {fix}.")
         val.append(members[:val_per_class])
         train.append(rest[:wanted])
     return arrays.subset(torch.cat(train).sort().values), arrays.subset(torch.cat(val).sort().values)
@@ -340,10 +406,14 @@ def extract_archive(archive, dest=None) -> Path:
     archive, dest = Path(archive), data_root(dest)
     if not archive.is_file():
         raise DataError(f"No archive at {archive}. Check the path.")
+    existing = next(p for p in (dest, *dest.parents) if p.exists())  # "." or "/" at the latest
+    if not existing.is_dir():  # checked before unpacking anything
+        raise DataError(f"{existing} is a file, so {dest} cannot be made to hold the data. "
+                        f"Choose a folder as the destination (--dest FOLDER, or set {DATA_ENV}).")
     target = dest / "cifar10-jpeg"
     if find_source(target):
         return find_source(target)[1]
-    if target.exists() and any(target.iterdir()):
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DataError(f"{target} exists but holds no train/ and test/ image folders. Move it away "
                         f"(or delete it), then extract again.")
     partial = dest / f".cifar10-jpeg.{os.getpid()}.partial"
@@ -368,28 +438,25 @@ def extract_archive(archive, dest=None) -> Path:
     return target
 
 
+@reports_errors
 def main(argv=None) -> int:
     """`python -m helpers data extract ARCHIVE | check`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers data", description="CIFAR-10 data tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("extract", help="unpack an image-folder archive into the repo's data/")
+    ex = sub.add_parser("extract", help=f"unpack an image-folder archive into ${DATA_ENV}, else the repo's data/")
     ex.add_argument("archive")
     ex.add_argument("--dest", default=None, help=f"default: ${DATA_ENV}, else the repo's data/")
     sub.add_parser("check", help="load both splits (building the cache), print their sizes, fail if incomplete")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "extract":
-            print(extract_archive(args.archive, args.dest))
-        else:
-            for split in SPLITS:
-                found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
-                print(split, found)
-                if found != full:
-                    raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
-                                    f"{data_root()} is incomplete. Copy or extract it again.")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "extract":
+        print(extract_archive(args.archive, args.dest))
+    else:
+        for split in SPLITS:
+            found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
+            print(split, found)
+            if found != full:
+                raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
+                                f"{data_root()} is incomplete. Copy or extract it again.")
     return 0

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from helpers.errors import CourseError
+
 ENV_VAR = "DEIT_PROFILE"
 
 
-class ProfileError(ValueError):
+class ProfileError(CourseError, ValueError):
     """An unknown profile name; the message lists the valid ones and how to set one."""
 
 

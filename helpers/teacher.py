@@ -14,7 +14,6 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
-from helpers.data import DataError, TensorBatches
+from helpers.data import TensorBatches
 from helpers.profile_runs import estimated_time, profile_data, time_training_steps
+from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import Profile, get_profile
@@ -33,7 +33,7 @@ from helpers.train import TrainConfig, autocast_for, fit, pick_device
 CHECKPOINT_FORMAT = 1
 
 
-class TeacherError(RuntimeError):
+class TeacherError(CourseError, RuntimeError):
     """A teacher checkpoint is missing or unusable; the message says how to get a good one."""
 
 
@@ -216,8 +216,13 @@ def teacher_path(profile=None) -> Path:
 
 
 def save_teacher(model: nn.Module, record: dict, path) -> None:
+    """Save a trained teacher at path; a teacher already there is kept as <name>.prev, not lost."""
     import timm
 
+    path = Path(path)
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".prev"))
+        print(f"The teacher that was at {path} is kept as {path.name}.prev.", flush=True)
     save_atomically({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), **record,
                      "versions": {"torch": str(torch.__version__), "timm": str(timm.__version__)}}, path)
 
@@ -292,11 +297,13 @@ def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missi
         except TeacherError:
             os.replace(path, path.with_name(path.name + ".bad"))
             print(f"Retraining: the unusable checkpoint was moved to {path.name}.bad.", flush=True)
+    make_folder(path.parent, "Set DEIT_RUNS to a folder that can be written, or move that file away")  # before training
     model, record = train_teacher(profile, config, device=device, progress=progress)
     save_teacher(model, record, path)
     return load_teacher(profile, path=path, config=config)
 
 
+@reports_errors
 def main(argv=None) -> int:
     """`python -m helpers teacher [--profile P] [--retrain]`: train or load, print the accuracy."""
     import argparse
@@ -306,12 +313,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default=None, help="ci, cpu or full (default: DEIT_PROFILE)")
     parser.add_argument("--retrain", action="store_true", help="train a new teacher over the saved one")
     args = parser.parse_args(argv)
-    from helpers.profiles import ProfileError
-    try:
-        teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
-    except (TeacherError, DataError, ProfileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    teacher = load_or_train_teacher(args.profile, retrain=args.retrain, train_if_missing=True, progress=True)
     print(f"teacher: {teacher.test_acc:.2f}% test accuracy, {teacher.info['seconds']:.0f} s on "
           f"{teacher.info['device']}, saved at {teacher_path(args.profile)}")
     return 0

@@ -49,6 +49,7 @@ from torch.func import functional_call, stack_module_state
 
 from helpers.batch_augment import (CPU_IMAGES_AT_ONCE, BatchAugment, apply_drawn, draws_ahead, per_model_view,
                                    sharing_groups)
+from helpers.errors import make_folder
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
@@ -395,7 +396,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
     masks = _DropPathMasks(drop_probs, device, mask_dtype)
 
-    run_dir = Path(run_dir) if run_dir else None
+    run_dir = make_folder(run_dir, "Choose another run folder (DEIT_RUNS)") if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]
     if run_dir and (run_dir / CHECKPOINT).exists():
         if not resume:
@@ -522,7 +523,7 @@ def _save(run_dir: Path, members, names, params, optimizer, epoch: int, historie
 
 
 def _restore(run_dir: Path, members, params, optimizer):
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    state = load_checkpoint(run_dir / CHECKPOINT, needs=("params", "optimizer", "epoch", "histories"))
     now = [run_identity(mb.config, mb.metadata) for mb in members]
     if state.get("identities") != now:
         raise CheckpointError(

@@ -19,6 +19,7 @@ from torch import nn
 
 from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
+from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
 
 CHECKPOINT = "last.pt"
@@ -26,7 +27,7 @@ HISTORY = "history.json"
 HISTORY_CSV = "history.csv"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CourseError, RuntimeError):
     """A checkpoint could not be used; the message says what to do. The file is left in place."""
 
 
@@ -196,14 +197,22 @@ def _out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
     return None
 
 
-def load_checkpoint(path) -> dict:
+CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history")  # what fit saves every epoch
+
+
+def load_checkpoint(path, needs=CHECKPOINT_KEYS) -> dict:
+    """A checkpoint written by fit, or CheckpointError (the file is left as it is)."""
     path = Path(path)
+    fix = "It was left untouched: replace it, or delete it (or use another folder) to train from scratch."
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise CheckpointError(
-            f"Checkpoint {path} cannot be read ({type(err).__name__}: {err}). It was left "
-            f"untouched: replace it, or delete it (or use another folder) to train from scratch.") from None
+        raise CheckpointError(f"Checkpoint {path} cannot be read ({type(err).__name__}: {err}). {fix}") from None
+    missing = [key for key in needs if key not in state] if isinstance(state, dict) else None
+    if missing is None or missing:
+        held = f"a {type(state).__name__}" if missing is None else f"no {', '.join(missing)}"
+        raise CheckpointError(f"{path} is not a training checkpoint of this course (it holds {held}). {fix}")
+    return state
 
 
 # How a run is executed, not what it trains: a resume may change these.
@@ -304,6 +313,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
 
     start_epoch, history = 0, []
     run_dir = Path(run_dir) if run_dir else None
+    if run_dir and rank == 0:  # before any training: an epoch's work must find its checkpoint's folder
+        make_folder(run_dir, "Choose another run folder (on the command line: --output-dir, or DEIT_RUNS)")
     if run_dir and (run_dir / CHECKPOINT).exists():
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "

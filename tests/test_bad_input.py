@@ -208,3 +208,119 @@ def test_the_gpu_plan_refuses_a_results_file_or_an_archive_folder_before_any_sta
     with pytest.raises(SystemExit):  # the archive is all that travels back from a GPU window
         gpu_plan.main(["--dry-run", "--archive", str(tmp_path)])
     assert "argument --archive" in capsys.readouterr().err
+
+
+def test_every_command_reports_the_courses_errors_in_one_line(capsys):
+    """Each command's main is wrapped, and a wrapped main turns the course's errors (and only them) into one line."""
+    import importlib
+    from helpers.errors import FolderError, reports_errors
+    for module in ("helpers.cli", "helpers.teacher", "helpers.ablate", "helpers.data", "benchmarks.teacher",
+                   "benchmarks.time_to_accuracy", "benchmarks.protocol_time", "benchmarks.crossover",
+                   "benchmarks.throughput", "benchmarks.together", "benchmarks.augment_calls", "benchmarks.data_loading"):
+        main = importlib.import_module(module).main
+        assert module == "helpers.cli" or hasattr(main, "__wrapped__"), module  # cli wraps its run() itself
+
+    @reports_errors
+    def fails(kind):
+        raise kind("Choose another path.")
+    assert fails(FolderError) == 2 and capsys.readouterr().err == "error: Choose another path.\n"
+    with pytest.raises(KeyError):  # a bug is not dressed up as bad input
+        fails(KeyError)
+
+
+def test_a_benchmark_and_the_ablation_name_unusable_data_without_a_traceback(tmp_path, few_images, monkeypatch, capsys):
+    from benchmarks import teacher as teacher_benchmark
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "train")
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "test")
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    monkeypatch.setenv("DEIT_RUNS", str(tmp_path / "runs"))
+    assert teacher_benchmark.main(["--profile", "ci", "--epochs", "1"]) == 2
+    assert ablate.main(["--profile", "ci", "--only", "plain", "--seeds", "1", "--epochs", "1", "--no-progress",
+                        "--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: Class 0 (airplane) has 2 training images") == 2 and "Traceback" not in err
+    assert "it is incomplete: copy or extract it again" in err  # the fix
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_resume_without_a_run_and_settings_that_cannot_work_are_refused_before_any_work(tmp_path, capsys):
+    run = ["--profile", "ci", "--epochs", "1", "--output-dir", str(tmp_path / "typo"), "--no-progress", "--aa", ""]
+    assert cli.main(run + ["--resume"]) == 2
+    assert "no run to continue in" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+    assert cli.main(run + ["--warmup-epochs", "2"]) == 2
+    assert "--warmup-epochs 2 is more than the run's 1 epochs" in capsys.readouterr().err
+    for flag in ("--weight-decay", "--min-lr"):
+        with pytest.raises(SystemExit):
+            cli.main(run + [flag, "-1"])
+        assert f"argument {flag}: must be at least 0" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_file_where_a_run_folder_must_go_is_named_before_any_training(tmp_path, capsys, monkeypatch):
+    from helpers import teacher
+    (tmp_path / "a_file").write_text("keep me")
+    assert cli.main(["--profile", "ci", "--epochs", "1", "--no-progress", "--aa", "",
+                     "--output-dir", str(tmp_path / "a_file" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a_file'} is a file" in err and "--output-dir" in err and "epoch 1" not in err
+    monkeypatch.setattr(teacher, "RUNS", tmp_path / "a_file")  # as DEIT_RUNS=a_file would set it
+    monkeypatch.setattr(teacher, "train_teacher", lambda *a, **k: pytest.fail("trained before checking the folder"))
+    assert teacher.main(["--profile", "ci"]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_checkpoints_of_the_wrong_kind_are_named_not_crashed_on(tmp_path, capsys):
+    run = ["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--no-progress", "--aa", ""]
+    torch.save(torch.zeros(3), tmp_path / "last.pt")
+    assert cli.main(run + ["--output-dir", str(tmp_path), "--resume"]) == 2
+    assert "is not a training checkpoint of this course (it holds a Tensor)" in capsys.readouterr().err
+    assert cli.main(["--eval", str(tmp_path / "last.pt")]) == 2
+    assert "it holds a Tensor" in capsys.readouterr().err
+    torch.save({"model": {}, "metadata": {}}, tmp_path / "teacher.pt")  # weights without a run's model config
+    assert cli.main(["--eval", str(tmp_path / "teacher.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run of `python -m helpers train`" in err and "`python -m helpers teacher`" in err
+    assert cli.main(run + ["--output-dir", str(tmp_path / "good")]) == 0
+    state = torch.load(tmp_path / "good" / "last.pt", weights_only=False)
+    state["metadata"]["model"]["embed_dim"] *= 2  # a config that its weights do not fit
+    torch.save(state, tmp_path / "good" / "last.pt")
+    assert cli.main(["--eval", str(tmp_path / "good" / "last.pt")]) == 2
+    assert "weights do not fit the model its metadata describes" in capsys.readouterr().err
+
+
+def test_another_ablation_budget_keeps_its_own_checkpoints():
+    root, ci = ablate.RUNS / "ablation", ablate.get_profile("ci")
+    assert ablate.runs_folder(root, ci, None) == ablate.runs_folder(root, ci, ci.epochs) == root / "ci"
+    assert ablate.runs_folder(root, ci, ci.epochs + 1) == root / f"ci-{ci.epochs + 1}ep"
+
+
+def test_an_ablation_summary_of_nothing_says_where_it_looked(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=f"no ci-profile results of this protocol in {tmp_path / 'ci'}"):
+        ablate.main(["--profile", "ci", "--summary", "--results-dir", str(tmp_path)])
+
+
+def test_a_damaged_gpu_plan_record_stops_the_plan_and_is_kept(tmp_path):
+    from benchmarks import gpu_plan
+    record = tmp_path / gpu_plan.TIMINGS
+    for text in ('{"stages": {"teacher": {"status": "done"}}}', "{not json"):
+        record.write_text(text)
+        with pytest.raises(SystemExit, match="Restore it"):
+            gpu_plan.main(["--dry-run", "--only", "teacher", "--results-dir", str(tmp_path)])
+        assert record.read_text() == text
+
+
+def test_saving_a_teacher_keeps_the_one_it_replaces(tmp_path, capsys):
+    from helpers.teacher import TEACHERS, build_teacher, save_teacher
+    model = build_teacher(TEACHERS["ci"])
+    save_teacher(model, {"test_acc": 50.0}, tmp_path / "teacher.pt")
+    save_teacher(model, {"test_acc": 10.0}, tmp_path / "teacher.pt")
+    assert "kept as teacher.pt.prev" in capsys.readouterr().out
+    kept = torch.load(tmp_path / "teacher.pt.prev", weights_only=True)
+    assert kept["test_acc"] == 50.0 and torch.load(tmp_path / "teacher.pt", weights_only=True)["test_acc"] == 10.0
+
+
+def test_a_device_that_is_not_there_is_refused_by_the_parser(capsys):
+    from benchmarks import teacher as teacher_benchmark
+    with pytest.raises(SystemExit):
+        teacher_benchmark.main(["--device", "tpu9"])
+    assert "argument --device: 'tpu9' is not a device" in capsys.readouterr().err

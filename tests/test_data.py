@@ -248,3 +248,75 @@ def test_tensor_batches_yield_every_image_with_its_label_exactly_once(test_split
         return Counter((bytes(img.contiguous().numpy()), int(y)) for img, y in zip(imgs, ys))
     assert pairs(images, labels) == pairs(small.images.permute(0, 3, 1, 2), small.labels)
     assert len(pairs(images, labels)) == 103  # the 103 test images are distinct, so "once" means something
+
+
+@pytest.mark.parametrize("folder, present, missing", [("cifar10-jpeg", "train", "test"), ("", "test", "train")])
+def test_half_an_image_folder_copy_names_the_missing_split_and_never_downloads(
+        tmp_path, monkeypatch, capsys, test_split, folder, present, missing):
+    write_image_folder(tmp_path / folder, test_split.subset(range(0, 10000, 1000)), present)
+
+    def no_download(root):
+        raise AssertionError(f"tried to download into {root}")
+    monkeypatch.setattr(data, "_download", no_download)
+    with pytest.raises(DataError) as err:
+        load_cifar10("train", root=tmp_path, download=True)
+    assert f"{tmp_path / folder} holds {present}/ but no {missing}/ folder" in str(err.value)
+    assert "Unpack the archive again" in str(err.value) and "data extract" in str(err.value)
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    assert data.main(["check"]) == 2
+    assert f"but no {missing}/ folder" in capsys.readouterr().err
+
+
+def test_a_too_small_split_or_a_stray_class_names_the_fix():
+    labels = torch.arange(10).repeat_interleave(30)  # 30 images per class
+    arrays = data.CIFAR10Arrays(torch.zeros(len(labels), 32, 32, 3, dtype=torch.uint8), labels)
+    with pytest.raises(ValueError, match="too few") as err:  # callers catch ValueError: still one
+        data.train_validation_split(arrays, 20, 100)
+    assert isinstance(err.value, DataError) and "train_per_class (--train-per-class) of at most 10" in str(err.value)
+    train, _ = data.train_validation_split(arrays, 20, 10)  # the size the message suggests works
+    assert len(train) == 100
+    with pytest.raises(DataError, match=r"val_per_class \(--val-per-class\) below 30"):
+        data.train_validation_split(arrays, 40)
+    for broken in (torch.cat([labels, torch.tensor([10])]), labels[labels != 3]):  # a stray, a missing class
+        odd = data.CIFAR10Arrays(torch.zeros(len(broken), 32, 32, 3, dtype=torch.uint8), broken)
+        with pytest.raises(ValueError, match="must be 0-9.*incomplete or damaged"):
+            data.train_validation_split(odd, 20, 5)
+
+
+@pytest.mark.parametrize("entry, problem", [
+    (lambda e: [e["data"], e["labels"]], "it holds a list, not a dict with 'data' and 'labels'"),
+    (lambda e: {**e, "labels": e["labels"][:-5]}, "it holds 10 images but 5 labels"),
+    (lambda e: {**e, "labels": e["labels"][:-1] + [10]}, "its labels should be whole numbers 0-9"),
+], ids=["a list", "5 labels short", "a stray label"])
+def test_a_malformed_torchvision_batch_is_named(tmp_path, test_split, entry, problem):
+    folder = write_torchvision_format(tmp_path, test_split.subset(range(60)), per_batch=10)
+    whole = pickle.loads((folder / "data_batch_2").read_bytes())
+    (folder / "data_batch_2").write_bytes(pickle.dumps(entry(whole)))
+    with pytest.raises(DataError, match=f"(?s)data_batch_2 is missing or corrupt \\({problem}\\).*download again"):
+        load_cifar10("train", root=tmp_path, download=False)
+
+
+def test_the_hint_names_where_extract_puts_the_archive(tmp_path, monkeypatch, test_split):
+    from helpers.constants import DATA as REPO_DATA
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("DEIT_DATA", str(elsewhere))
+    with pytest.raises(DataError) as err:
+        load_cifar10("train", download=False)
+    hint = str(err.value)
+    assert f"ARCHIVE.tar.xz` (into {elsewhere / 'cifar10-jpeg'})" in hint and str(REPO_DATA) not in hint
+    assert extract_archive(small_archive(tmp_path, test_split)) == elsewhere / "cifar10-jpeg"  # where it said
+    with pytest.raises(DataError, match=f"--dest {tmp_path / 'other'}`"):  # a root that is not the default
+        load_cifar10("train", root=tmp_path / "other", download=False)
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_extract_into_a_file_is_refused_before_unpacking(tmp_path, test_split, capsys, below):
+    archive = small_archive(tmp_path, test_split)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(DataError, match="afile is a file.*Choose a folder"):
+        extract_archive(archive, afile / below)
+    assert afile.read_text() == "keep me" and not list(tmp_path.glob("**/*.partial"))
+    assert data.main(["extract", str(archive), "--dest", str(afile / below)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {afile} is a file")

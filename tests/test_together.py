@@ -234,7 +234,8 @@ def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_p
         for a, b in zip(alone["history"], together["history"]):
             assert {k: b[k] for k in RESULT_METRICS} == pytest.approx({k: a[k] for k in RESULT_METRICS}, abs=1e-4)
         assert together["train_seconds"] == pytest.approx(together["history"][-1]["seconds"] / 2)
-    folders = sorted(p.name for p in (tmp_path / "runs" / "ci").iterdir() if p.name.startswith("together"))
+    runs = ablate.runs_folder(tmp_path / "runs", run["profile"], run["epochs"])
+    folders = sorted(p.name for p in runs.iterdir() if p.name.startswith("together"))
     assert folders == [ablate.group_folder([("plain", 0), ("full", 0)])]
 
     # Results lost after the group finished: its checkpoint gives them back without a training step.
