@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.data import data_root, find_source, load_cifar10
+from helpers.data import DataError, data_root, find_source, load_cifar10
 from helpers.errors import reports_errors
 
 
@@ -29,8 +29,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:  # a fresh cache, so the first load decodes
         link = Path(tmp) / folder.name
         link.symlink_to(folder.resolve())
-        rows = [(split, timed(lambda: load_cifar10(split, root=tmp, download=False)),
-                 timed(lambda: load_cifar10(split, root=tmp, download=False))) for split in ("train", "test")]
+        try:
+            rows = [(split, timed(lambda: load_cifar10(split, root=tmp, download=False)),
+                     timed(lambda: load_cifar10(split, root=tmp, download=False))) for split in ("train", "test")]
+        except DataError as err:  # name the user's files, not the temporary link to them
+            raise DataError(str(err).replace(str(link), str(folder))) from None
     print(f"source: {kind} at {folder}\n")
     print(f"{'split':6s} {'decode (s)':>11s} {'cached (s)':>11s} {'speed-up':>9s}")
     for split, decode, cached in rows:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -301,7 +302,11 @@ def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
     """Every result of this protocol for one profile (empty if none were made yet)."""
     folder = results_dir / profile_name
     found = [read_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    return [r for r in found if r.get("protocol") == PROTOCOL]
+    results = [r for r in found if r.get("protocol") == PROTOCOL]
+    if len(results) < len(found):  # said, not silently dropped: someone may expect them counted
+        print(f"note: {len(found) - len(results)} file(s) in {folder} are not results of protocol {PROTOCOL} "
+              f"(helpers.ablate) and are left out.", file=sys.stderr)
+    return results
 
 
 def by_variant(results: list[dict], key: str) -> dict[str, dict[int, float]]:

@@ -324,3 +324,20 @@ def test_a_device_that_is_not_there_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         teacher_benchmark.main(["--device", "tpu9"])
     assert "argument --device: 'tpu9' is not a device" in capsys.readouterr().err
+
+
+def test_files_of_another_protocol_are_left_out_with_a_note(tmp_path, capsys):
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "old-seed0.json").write_text(json.dumps({"protocol": 1, "variant": "plain", "seed": 0}))
+    assert ablate.load_results("ci", tmp_path) == []
+    assert "1 file(s) in" in capsys.readouterr().err
+
+
+def test_the_loading_benchmark_names_the_users_damaged_file_not_its_temporary_link(tmp_path, few_images, capsys):
+    from benchmarks import data_loading
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "train")
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "test")
+    damaged = sorted((tmp_path / "cifar10-jpeg" / "train" / "cat").iterdir())[0]
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    assert data_loading.main(["--root", str(tmp_path)]) == 2
+    assert f"{damaged} is not a readable image" in capsys.readouterr().err
