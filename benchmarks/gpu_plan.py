@@ -95,6 +95,7 @@ class Plan:
 
     def __init__(self, results: Path, budget_s: float | None, dry_run: bool):
         self.results, self.budget_s, self.dry_run = results, budget_s, dry_run
+        self.runs: str | None = None  # DEIT_RUNS for the stages, if not the default
         self.started = time.perf_counter()
         self.timings = _timings(results / TIMINGS)
 
@@ -312,14 +313,15 @@ STAGES = [
     # window is better spent on the stages that decide the course's questions first.
     Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
-          DRY_TTA + ["2", "--time-limit-s", "1"], FP32),  # stops after epoch 1: the time limit's path
+          DRY_TTA + ["2", "--time-limit-s", "0.001"], FP32),  # stops after epoch 1: the time limit's path
 ]
 
 
 def stage_command(plan: Plan, stage: Stage) -> tuple[list[str], dict]:
     """The stage's command line and environment, for a GPU window or the dry run."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           **({"DEIT_RUNS": plan.runs} if plan.runs else {})}
     if not plan.dry_run:
         return [sys.executable, *stage.entry, *stage.gpu_args(plan)], {**env, "DEIT_PROFILE": "full"}
     # The dry run keeps the GPU run's output arguments and swaps its sizes for tiny ones.
@@ -415,7 +417,7 @@ def main(argv=None) -> int:
         return 0
     if args.dry_run:  # checkpoints and the teacher go to a scratch folder too, beside the results
         runs = tempfile.TemporaryDirectory(prefix="gpu_plan_dry_runs_")
-        os.environ["DEIT_RUNS"] = runs.name
+        plan.runs = runs.name  # for the stages' processes only: this process's environment stays as it was
     elif gpu_name() is None:
         print("No CUDA GPU here: the plan's numbers would not be GPU numbers. Use --dry-run to check it on a CPU.")
         return 2

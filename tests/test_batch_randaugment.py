@@ -33,14 +33,7 @@ MAGNITUDES = (0.0, 3.0, 7.0, 9.0, 10.0)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Single-threaded torch for this file: its tensors are small, and two OpenMP threads
-    spin-waiting on a busy 2-core runner made it 10x slower. The old setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from helpers.models import set_fused_attention
 from helpers.profiles import get_profile
 from helpers.recipe import Recipe
 from helpers.together import Member, StackedAdamW, fit_together
-from helpers.train import COMPILE_FALLBACK, TrainConfig, fit
+from helpers.train import COMPILE_FALLBACK, CheckpointError, TrainConfig, fit
 from test_train import InterruptAt  # batches that stop as a user pressing stop
 
 TINY = dict(embed_dim=16, depth=2, num_heads=2)  # two blocks: the second one drops paths
@@ -23,9 +23,11 @@ BATCH = 20
 WEIGHT_ATOL, METRIC_RTOL = 1e-5, 1e-5
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: threads only add overhead (conftest.py)
+
+
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(1)  # tiny matrices: threads only add overhead
     return load_cifar10("train", n_per_class=8), load_cifar10("test", n_per_class=3)
 
 
@@ -153,7 +155,7 @@ def test_resume_after_an_interruption_ends_as_an_uninterrupted_run(data, tmp_pat
 
 def test_a_checkpoint_of_another_group_is_refused(data, tmp_path):
     fit_together([member(data, Recipe.plain(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
-    with pytest.raises(Exception, match="another group"):
+    with pytest.raises(CheckpointError, match="another group"):
         fit_together([member(data, Recipe(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
 
 
@@ -223,7 +225,6 @@ RESULT_METRICS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "test_loss
 
 
 def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
     run = dict(profile=get_profile("ci"), epochs=1, seeds=1, progress=False, runs_dir=tmp_path / "runs")
     single = ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "single", **run)
     grouped = ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "together", together=2, **run)
@@ -250,7 +251,6 @@ def test_the_ablation_runner_gives_the_same_results_together_as_one_by_one(tmp_p
 
 
 def test_a_group_that_runs_out_of_memory_is_trained_again_in_smaller_groups(tmp_path, monkeypatch, capsys):
-    torch.set_num_threads(1)
     real_run_group = ablate.run_group
 
     def run_group(group, *args, **kwargs):  # as a GPU would: two models do not fit, one does
