@@ -278,7 +278,8 @@ def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missi
 
     Loads runs/<profile>/teacher/teacher.pt. A missing checkpoint is trained only with
     train_if_missing=True; an unreadable or outdated one raises TeacherError and is
-    replaced only with retrain=True (an unreadable file is first moved to teacher.pt.bad).
+    replaced only with retrain=True (an unreadable file is first moved to teacher.pt.bad, a
+    good one to teacher.pt.prev).
 
     Notebooks: used in 03, 04.
     """
