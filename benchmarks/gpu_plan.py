@@ -297,6 +297,12 @@ STAGES = [
           ["benchmarks/teacher.py"], ["teacher_long.json"], 150,
           lambda plan: ["--epochs", "150", "--output", str(plan.results / "teacher_long.json")],
           ["--profile", "ci", "--epochs", "2"], FP32),
+    # b's missed target needs a profile of where the time goes: about 26 s of each run are paid
+    # once. A fresh process profiles a new teacher's first steps, set-up included.
+    Stage("teacher_profile", "b: torch.profiler over a new teacher's first 20 steps: the set-up cost",
+          ["benchmarks/teacher.py"], ["teacher_profile.txt"], 60,
+          lambda plan: ["--trace", str(plan.results / "teacher_profile.txt")],
+          ["--profile", "ci", "--trace-steps", "3"], FP32),
     # Not one of issue 10's measurements, but every notebook must run on a student's GPU too, and
     # no GPU has ever run them: a few minutes, before the ablation's many windows.
     Stage("notebooks_gpu", "every notebook top to bottom on the GPU (ci profile), checked by nbval as CI checks",

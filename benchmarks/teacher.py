@@ -3,11 +3,14 @@
     python benchmarks/teacher.py                                  # the profile's teacher (DEIT_PROFILE; full on a GPU)
     python benchmarks/teacher.py --epochs 15 20 25 --output results/teacher_full.json
     python benchmarks/teacher.py --profile cpu --epochs 1 --train-per-class 200   # a quick CPU probe
+    python benchmarks/teacher.py --trace results/teacher_profile.txt   # where the first steps' time goes
 
 Seconds are the training loop only (data already on the device; evaluation excluded), measured
 with the device synchronized. The target for the full profile: >= 94 % test accuracy in <= 60 s.
 With --save the last run's teacher is saved where helpers.teacher.load_teacher finds it
 (runs/<profile>/teacher/teacher.pt), so the GPU plan's later stages distill from it.
+--trace trains nothing: it profiles a new teacher's first steps, set-up included, in this fresh
+process (helpers.teacher.first_steps_profile), and writes torch.profiler's table.
 """
 import argparse
 import dataclasses
@@ -18,11 +21,11 @@ import torch
 from helpers.cli import device_name, positive_int, output_file
 from helpers.errors import reports_errors
 from helpers.profile_runs import profile_data
-from helpers.files import write_json_atomically
+from helpers.files import write_json_atomically, write_text_atomically
 from helpers.gpu_results import epoch_split
 from helpers.profiles import get_profile
 from helpers.provenance import provenance
-from helpers.teacher import estimated_teacher_time, save_teacher, teacher_config, teacher_path, train_teacher
+from helpers.teacher import estimated_teacher_time, first_steps_profile, save_teacher, teacher_config, teacher_path, train_teacher
 from helpers.train import pick_device
 
 
@@ -37,9 +40,17 @@ def main(argv=None):
     parser.add_argument("--device", type=device_name, help="cuda, cpu, ... (default: the best available)")
     parser.add_argument("--output", type=output_file, help="write a JSON with the results and provenance here")
     parser.add_argument("--save", action="store_true", help="save the last teacher for later use (runs/<profile>/teacher)")
+    parser.add_argument("--trace", type=output_file, help="instead of training: profile a new teacher's first "
+                                                          "--trace-steps steps, set-up included, into this file")
+    parser.add_argument("--trace-steps", type=positive_int, default=20)
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)
+    if args.trace:
+        table = first_steps_profile(profile, args.trace_steps, args.device)
+        write_text_atomically(table, args.trace)
+        print(table.split("\n")[0] + f"\nwrote {args.trace}")
+        return 0
     data = profile_data(profile, train_per_class=args.train_per_class)
     if (torch.device(args.device) if args.device else pick_device()).type == "cpu":  # hours for the full teacher
         print(estimated_teacher_time(profile, args.device), flush=True)

@@ -35,10 +35,19 @@ def source(record: dict) -> str:
     return f"{record['device']}, torch {record['torch']}, commit {record['commit']}, {record['date'][:10]}"
 
 
-def missing(name: str) -> str:
+def missing(name: str, suffix: str = ".json") -> str:
     """Notebooks: used in 03, 04."""
-    return (f"results/{name}.json has not been measured yet: it is made on a GPU by "
+    return (f"results/{name}{suffix} has not been measured yet: it is made on a GPU by "
             f"`bash benchmarks/gpu_window.sh` (the GPU plan), and this cell shows it once committed.")
+
+
+def headline(name: str, results: Path = RESULTS) -> str:
+    """The first line of a text result, results/<name>.txt (a profile says there what it timed).
+
+    Notebooks: used in 03.
+    """
+    path = results / f"{name}.txt"
+    return path.read_text().splitlines()[0] if path.exists() else missing(name, ".txt")
 
 
 def print_throughput(record: dict) -> None:

@@ -14,6 +14,7 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
-from helpers.data import TensorBatches
+from helpers.data import TensorBatches, load_cifar10
 from helpers.profile_runs import estimated_time, profile_data, time_training_steps
 from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
@@ -145,19 +146,27 @@ def _crop_flip_normalize(images: torch.Tensor, labels: torch.Tensor):
     return (x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x), labels
 
 
+def _on_device(config: TeacherConfig, device: torch.device) -> nn.Module:
+    """A new teacher on `device`: on a GPU channels-last, with cuDNN choosing its fastest kernels
+    for these fixed shapes (it times the candidates at each shape's first step)."""
+    model = build_teacher(config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def _cross_entropy(logits, labels, _images):
+    return nn.functional.cross_entropy(logits, labels)
+
+
 def teacher_seconds_per_image(profile=None, device=None) -> float:
     """Measured training time per image of the profile's teacher (a few steps, nothing saved)."""
     profile = _profile(profile)
     config = TEACHERS[profile.name]
     device = torch.device(device) if device else pick_device()
-    model = build_teacher(config).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-
-    def loss_fn(logits, labels, _images):
-        return nn.functional.cross_entropy(logits, labels)
-
-    return time_training_steps(model, sgd_nesterov(config)(model, device), _crop_flip_normalize, loss_fn,
+    model = _on_device(config, device)
+    return time_training_steps(model, sgd_nesterov(config)(model, device), _crop_flip_normalize, _cross_entropy,
                                config.batch_size, device)
 
 
@@ -168,6 +177,40 @@ def estimated_teacher_time(profile=None, device=None) -> str:
     """
     return estimated_time(_profile(profile), device=device, rate=teacher_seconds_per_image,
                           epochs=lambda p: TEACHERS[p.name].epochs, what="the teacher's training time")
+
+
+def first_steps_profile(profile=None, steps: int = 20, device=None, rows: int = 30) -> str:
+    """torch.profiler over a new teacher's first `steps` training steps, its set-up included, in a
+    process that has not trained one yet: where a run's first epoch spends its extra seconds
+    (cuDNN timing its kernel candidates, CUDA loading its kernels, memory being reserved). The
+    table is sorted by CPU time, where set-up shows; per-step wall times head it."""
+    from torch.profiler import profile as profiling
+
+    from helpers.speed import profiler_activities, profiler_failed, sync
+    from helpers.train import train_step
+
+    profile = _profile(profile)
+    config = TEACHERS[profile.name]
+    device = torch.device(device) if device else pick_device()
+    data = load_cifar10("train", n_per_class=-(-config.batch_size * steps // 10))
+    batches = iter(TensorBatches(data, config.batch_size, drop_last=True).to(device))
+    model = _on_device(config, device)
+    optimizer, seconds = sgd_nesterov(config)(model, device), []
+    try:  # a profiler that cannot run here gives its reason instead of a table
+        with profiling(activities=profiler_activities(device)) as profiled:
+            for _ in range(steps):
+                started = time.perf_counter()
+                inputs, targets = _crop_flip_normalize(*next(batches))
+                train_step(model, optimizer, inputs, targets, _cross_entropy, None, autocast_for(device))
+                sync(device)
+                seconds.append(time.perf_counter() - started)
+    except Exception as err:
+        return profiler_failed(err)
+    later = seconds[1:] or seconds
+    return (f"The first {steps} training steps of a new {profile.name}-profile teacher (batch {config.batch_size}) "
+            f"on {_device_name(device)}, profiled (so slower than unprofiled): step 1 {seconds[0]:.2f} s, "
+            f"steps 2-{steps} {sum(later) / len(later):.3f} s each.\n"
+            + profiled.key_averages().table(sort_by="cpu_time_total", row_limit=rows))
 
 
 def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=None,
@@ -185,10 +228,7 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     device = torch.device(device) if device else pick_device()
     train, val, test = data or profile_data(profile)
     torch.manual_seed(config.seed)
-    model = build_teacher(config).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    model = _on_device(config, device)
     loop = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, clip_grad=None,
                        smoothing=config.label_smoothing, seed=config.seed, warmup_epochs=0)
     history = fit(model, TensorBatches(train, config.batch_size, seed=config.seed).to(device),

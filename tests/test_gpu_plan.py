@@ -230,6 +230,8 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     profile = (results / "together_profile.txt").read_text()  # three recorded steps, compiled, no compile trial
     assert f"{together['group_m']} models together" in profile and "CompiledFunction" in profile
     assert re.search(r"ProfilerStep\*\s.*\s3\s*$", profile, re.MULTILINE), profile[:2000]
+    first_steps = (results / "teacher_profile.txt").read_text()  # three profiled steps of a new teacher
+    assert "The first 3 training steps of a new ci-profile teacher" in first_steps and "CPU total" in first_steps
     long_teacher = json.loads((results / "teacher_long.json").read_text())["rows"][0]
     assert len(long_teacher["epoch_seconds"]) == len(long_teacher["val_acc_by_epoch"]) == long_teacher["epochs"] == 2
     tta = json.loads((results / "time_to_accuracy_3min.json").read_text())

@@ -145,3 +145,9 @@ def test_the_together_table_says_whether_the_groups_compiled(capsys):
     record.update(compile=False)
     gpu_results.print_together(record, None)
     assert "models together trained eagerly\n" in capsys.readouterr().out
+
+
+def test_a_text_result_shows_its_first_line_or_says_it_is_missing(tmp_path):
+    assert gpu_results.headline("teacher_profile", tmp_path).startswith("results/teacher_profile.txt has not been")
+    (tmp_path / "teacher_profile.txt").write_text("The first 20 steps: step 1 9.10 s\n--- table ---\n")
+    assert gpu_results.headline("teacher_profile", tmp_path) == "The first 20 steps: step 1 9.10 s"
