@@ -1,5 +1,7 @@
 """Test setup: the CI profile, and CIFAR-10 found (or unpacked from the shared archive)."""
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +12,7 @@ os.environ["DEIT_PROFILE"] = "ci"
 # ...and write checkpoints and teachers into a fresh folder, never the repository's runs/: a
 # finished or stale run there would be reused and hide what the code does now.
 os.environ["DEIT_RUNS"] = tempfile.mkdtemp(prefix="deit-test-runs-")
+atexit.register(shutil.rmtree, os.environ["DEIT_RUNS"], ignore_errors=True)
 SHARED_ARCHIVE = Path(__file__).resolve().parents[1] / "shared" / "data" / "cifar10-jpeg.tar.xz"
 
 

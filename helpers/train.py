@@ -2,7 +2,9 @@
 
 Defaults are DeiT's (Touvron et al., 2021, Table 9): AdamW, lr 5e-4 x batch/512, weight
 decay 0.05, 5 warmup epochs, cosine to 1e-5, label smoothing 0.1. Gradient clipping at 1.0
-keeps the short CPU runs stable.
+keeps the short CPU runs stable. The learning rate changes every step, and the cosine starts
+after the warmup; DeiT's timm scheduler steps once per epoch and counts the warmup epochs in its
+cosine (notebook 04 shows the difference).
 """
 from __future__ import annotations
 
