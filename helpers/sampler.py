@@ -1,8 +1,9 @@
 """Repeated augmentation (Hoffer et al., 2020; Berman et al., 2019) as DeiT samples it.
 
 Each epoch every image index is repeated num_repeats times in a row, and the repeated list is
-dealt out round-robin to the processes, so the copies of one image land on different GPUs and
-each GPU augments its copy differently (in a single process they sit next to each other).
+dealt out round-robin to the processes, so the copies of one image land on different GPUs (all
+of them on different ones with at least num_repeats processes) and each GPU augments its copy
+differently (in a single process they sit next to each other).
 Every process then keeps only about len(dataset) / num_replicas indices, so an epoch costs what
 it did without repeats: it sees about 1 / num_repeats of the images, each num_repeats times.
 """
