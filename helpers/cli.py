@@ -190,8 +190,8 @@ def with_saved_settings(args):
 
 def evaluate_checkpoint(path, profile_name, device) -> dict:
     if not Path(path).is_file():
-        raise SystemExit(f"error: no checkpoint at {path}. Training writes last.pt into its --output-dir "
-                         f"(default runs/<profile>/deit).")
+        raise CheckpointError(f"no checkpoint at {path}. Training writes {CHECKPOINT} into its --output-dir "
+                              f"(default runs/<profile>/deit).")
     state = load_checkpoint(path, needs=("model",))
     meta = state.get("metadata", {})
     if "model" not in meta:
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
 
     def hint(err) -> str:
-        if isinstance(err, CheckpointError) and not args.eval:
+        if isinstance(err, CheckpointError) and not args.eval and not str(err).startswith("--resume"):
             return "(On the command line: --resume continues a run; --output-dir picks another folder.)"
         return ""
     return reports_errors(run, also=(FloatingPointError, ValueError), hint=hint)(args)

@@ -249,7 +249,9 @@ def test_a_benchmark_and_the_ablation_name_unusable_data_without_a_traceback(tmp
 def test_resume_without_a_run_and_settings_that_cannot_work_are_refused_before_any_work(tmp_path, capsys):
     run = ["--profile", "ci", "--epochs", "1", "--output-dir", str(tmp_path / "typo"), "--no-progress", "--aa", ""]
     assert cli.main(run + ["--resume"]) == 2
-    assert "no run to continue in" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+    err = capsys.readouterr().err
+    assert "no run to continue in" in err and "--resume continues a run" not in err  # no hint that contradicts it
+    assert not (tmp_path / "typo").exists()
     assert cli.main(run + ["--warmup-epochs", "2"]) == 2
     assert "--warmup-epochs 2 is more than the run's 1 epochs" in capsys.readouterr().err
     for flag in ("--weight-decay", "--min-lr"):
