@@ -290,7 +290,7 @@ STAGES = [
           ["--batch-size", "8", "--steps", "1", "--models", "1", "2", "--compiled-baseline", "--compile", "--full-recipe"]),  # bf16 vmap, compiled
     # b was missed at 88-90 %, and 30 -> 45 epochs gained 0.2 points: is this JPEG copy of CIFAR-10
     # the ceiling, or the short schedule? ResNet-18 with crop and flip reaches 93.02 % on the
-    # original data (best epoch of 350; kuangliu/pytorch-cifar, README.md, accuracy table), so a
+    # original data (350-epoch step schedule; kuangliu/pytorch-cifar, README.md, accuracy table), so a
     # long run far below that points at the copy; its per-epoch times show the first epoch's
     # set-up cost apart (the three runs of b fit about 26 s once plus 0.4 s per epoch).
     Stage("teacher_long", "b: the teacher trained 150 epochs: this data's ceiling, or the schedule?",

@@ -29,7 +29,7 @@ from helpers.teacher import estimated_teacher_time, first_steps_profile, save_te
 from helpers.train import pick_device
 
 
-@reports_errors(also=(ValueError,))
+@reports_errors
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", help="ci, cpu or full (default: DEIT_PROFILE, else full on a GPU and cpu without)")
