@@ -6,14 +6,17 @@
 
 Stages run in priority order, each in its own process, and write their JSON (with provenance)
 into results/. A stage whose results exist is skipped, so a plan spread over several windows
-goes on where the last one stopped. With --budget-s, a stage that is not expected to fit in the
-time left is not started; the expected time is a first guess until the stage has run on a GPU,
-then the seconds it took there (kept in results/gpu_plan.json). --archive packs the files this
+goes on where the last one stopped. With --budget-s, the stages run in order until one is not
+expected to fit in the time left (no later stage starts then); the expected time is a first
+guess until the stage has run on a GPU, then the seconds it took there (kept in
+results/gpu_plan.json), except for the ablation, which stops itself before a run that would not
+fit, and the 10-minute run, which needs MIN_LONG_RUN_S left and is sized to the time left. --archive packs the files this
 run made into one .tar.gz, paths relative to results/: `tar -xzf results.tar.gz -C results`.
 
---dry-run runs the same stages at the CI profile's size (1 epoch, small batches, torch.compile
-and bf16 autocast on the CPU) into a scratch folder, so that a GPU window meets only what
-differs on CUDA.
+--dry-run runs the same stages at the CI profile's size (one to three epochs or steps, small
+batches) into a scratch folder, so that a GPU window meets only what differs on CUDA: the 3-minute
+run and the together stage compile and use bf16 autocast on the CPU, the others stay eager in
+fp32 (see FP32 below).
 """
 from __future__ import annotations
 
@@ -308,7 +311,7 @@ STAGES = [
     Stage("notebooks_gpu", "every notebook top to bottom on the GPU (ci profile), checked by nbval as CI checks",
           ["-m", "benchmarks.notebook_check"], ["notebooks_gpu.json"], 300,
           lambda plan: ["--output", str(plan.results / "notebooks_gpu.json")],
-          [str(NOTEBOOKS / "00_the_problem.ipynb")]),  # one notebook: the record's path, cheaply
+          [str(NOTEBOOKS / "00_the_problem.ipynb")], FP32),  # one notebook: the record's path, cheaply
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2", "--no-group-checkpoints",

@@ -1,7 +1,7 @@
 """How long the CNN teacher takes to train, and how accurate it gets: the full profile's claim.
 
     python benchmarks/teacher.py                                  # the profile's teacher (DEIT_PROFILE; full on a GPU)
-    python benchmarks/teacher.py --epochs 15 20 25 --output results/teacher_full.json
+    python benchmarks/teacher.py --epochs 30 45 --output results/teacher_epochs.json
     python benchmarks/teacher.py --profile cpu --epochs 1 --train-per-class 200   # a quick CPU probe
     python benchmarks/teacher.py --trace results/teacher_profile.txt   # where the first steps' time goes
 

@@ -10,7 +10,8 @@
     python benchmarks/throughput.py --steps 3 --batch-size 64 --workers 2   # a quick CPU look
     python benchmarks/throughput.py --output results/throughput.json --trace results/throughput_profile.txt
 
-All rows use the same model, batch size, optimizer and bf16 autocast (on CUDA); torch.compile
+All rows use the same model (c+ its distilled version: one more token and head), batch size,
+optimizer and bf16 autocast (on CUDA); torch.compile
 applies to b, c and c+ when --compile is on (default: on with a GPU). Compilation is timed on
 its own (`compile_s`) and never counts in a row's images/s. --trace saves a torch.profiler
 summary of rows c and c+: where a step's time goes, operator by operator.

@@ -1,6 +1,6 @@
 """Test accuracy against wall-clock seconds for the whole recipe, teacher included.
 
-    python benchmarks/time_to_accuracy.py --output results/time_to_accuracy.json     # on a GPU
+    python benchmarks/time_to_accuracy.py --cached-teacher --epochs 26 --time-limit-s 180 --output results/time_to_accuracy_3min.json   # on a GPU
     python benchmarks/time_to_accuracy.py --profile ci                             # a CPU smoke run
     python benchmarks/time_to_accuracy.py --cached-teacher                         # reuse the teacher
 

@@ -1,7 +1,7 @@
 """Aggregate training throughput of M ViTs trained together (helpers.together), M = 1, 2, 4, 8, ...
 
     python benchmarks/together.py                                  # small ViT, a quick CPU look
-    python benchmarks/together.py --deit-tiny --batch-size 1024 --models 1 2 4 8 16 32 --output results/together.json
+    python benchmarks/together.py --deit-tiny --batch-size 512 --steps 10 --models 1 2 4 8 16 32 --output results/together.json
 
 Each row trains M models (plain recipe, seeds 0..M-1) for --steps steps through fit_together,
 after one untimed warm-up step, and reports the aggregate images/s (M x batch x steps / the

@@ -28,12 +28,12 @@ and soft distillation with the batch-mean KL (K times stronger; notebook 03's hy
 
 Each run writes results/ablation/<profile>/<variant>-seed<k>.json. Runs go seed by seed (every
 variant's seed 0 first), finished runs are skipped and interrupted ones resume from
-runs/<profile>/ablation/; --time-limit-s stops before a run that would not fit in the time left.
+runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget); --time-limit-s stops before a run that would not fit in the time left.
 
 --together M trains up to M of the pending runs in the same steps (helpers.together.fit_together:
 the same results to float rounding, more work per step for a GPU that one small model leaves
 idle): plain and distilled students (extra token and head) form separate groups, filled in the
-order above. A group's checkpoint goes to runs/<profile>/ablation/together<n>-<hash of its
+order above. A group's checkpoint goes to runs/ablation/<profile>/together<n>-<hash of its
 runs>/, so the same pending runs resume there; each result is written as a single run's, with
 "together": n and train_seconds the group's time / n. A group that runs out of GPU memory is
 given up, and the runs left go on in groups half as large.

@@ -2,7 +2,8 @@
 
 Where the data may live (the first that exists wins):
   * torchvision's format: ROOT/cifar-10-batches-py/ (what `datasets.CIFAR10(download=True)` makes)
-  * an image folder:      ROOT/cifar10-jpeg/{train,test}/<class>/*.jpg  or  ROOT/{train,test}/<class>/*
+  * an image folder:      ROOT/cifar10-jpeg/, ROOT/cifar10/ or ROOT itself, holding {train,test}/<class>/
+                          images (.jpg, .jpeg, .png, .bmp or .webp)
 ROOT is the `root` argument, else the environment variable DEIT_DATA, else the repo's `data/`.
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each module raises its own error type, a CourseError, with a message that says what to do (DataError,
 CheckpointError, TeacherError, ProfileError, FolderError); `reports_errors` turns them into
-`error: ...` and exit status 2 at the top of every command, and `make_folder` checks an output
+`error: ...` and exit status 2 at the top of every command that trains or reads data (the
+`python -m helpers` commands and the benchmarks), and `make_folder` checks an output
 folder before any work, so that a long run never fails at its end for want of a place to write.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checker for notebook 00's exercise: the forward pass of a pre-norm transformer block.
 
-Like the other checkers it prints right or not-yet with a hint, never raises, and returns True
-when the answer is right, so a notebook (or a test) can assert on it.
+Like the checkers of notebooks 02-05 it prints right or not-yet with a hint, never raises, and
+returns True when the answer is right, so a notebook (or a test) can assert on it.
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ from helpers.constants import REPO
 
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str:
-    """The checkout's commit (-dirty with uncommitted changes); DEIT_COMMIT where there is no .git.
+    """The checkout's commit (-dirty with uncommitted changes), or DEIT_COMMIT when it is set (a
+    machine that gets the files without .git, such as a GPU window, is told the commit this way).
 
     Read once per process, when the code that makes the result has just been loaded: a long run
     must not report a commit made while it was running.

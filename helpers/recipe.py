@@ -2,7 +2,8 @@
 
 Field names and defaults follow the flags of DeiT's main.py (Touvron et al., 2021, Table 9):
 RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, MixUp 0.8, CutMix 1.0, switch 0.5,
-label smoothing 0.1, stochastic depth 0.1, repeated augmentation on, no distillation.
+label smoothing 0.1, stochastic depth 0.1, repeated augmentation on, no distillation; except
+soft distillation's defaults, which are the paper's (tau 3, lambda 0.1; main.py has 1.0 and 0.5).
 """
 from __future__ import annotations
 
