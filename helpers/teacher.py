@@ -23,7 +23,7 @@ from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
-from helpers.data import TensorBatches, load_cifar10
+from helpers.data import FULL_PER_CLASS, TensorBatches, load_cifar10
 from helpers.profile_runs import estimated_time, profile_data, time_training_steps
 from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
@@ -192,8 +192,9 @@ def first_steps_profile(profile=None, steps: int = 20, device=None, rows: int = 
     profile = _profile(profile)
     config = TEACHERS[profile.name]
     device = torch.device(device) if device else pick_device()
-    data = load_cifar10("train", n_per_class=-(-config.batch_size * steps // 10))
-    batches = iter(TensorBatches(data, config.batch_size, drop_last=True).to(device))
+    data = load_cifar10("train", n_per_class=min(FULL_PER_CLASS["train"], -(-config.batch_size * steps // 10)))
+    loader = TensorBatches(data, config.batch_size, drop_last=True)
+    steps, batches = min(steps, len(loader)), iter(loader.to(device))  # one pass over the images at most
     model = _on_device(config, device)
     optimizer, seconds = sgd_nesterov(config)(model, device), []
     try:  # a profiler that cannot run here gives its reason instead of a table
