@@ -155,9 +155,10 @@ def _template(model: nn.Module) -> nn.Module:
     template = copy.deepcopy(model).to("meta")
     for block in template.blocks:
         block.drop_path = _GivenDropPath()
-    # Under vmap on CUDA the fused attention kernels fail in backward (torch 2.11 on an H200,
-    # results/gpu_plan.json: "LSE is not correctly aligned (strideH)", and a dtype mismatch in the
-    # math kernel under autocast), so the models trained together spell attention out.
+    # Under vmap on CUDA the fused attention kernels fail in backward (torch 2.11 on an H200, a GPU
+    # window's log, told in README.md: "LSE is not correctly aligned (strideH)", and a dtype mismatch
+    # in the math kernel under autocast), so the models trained together spell attention out, on
+    # every device alike.
     return set_fused_attention(template, False)
 
 
