@@ -112,7 +112,8 @@ what does the DIST head of a hard-distilled student do on them?
   d) Exactly what the CLS head predicts: both heads read the same final features."""
 
 _MISTAKES_HINTS = {
-    "a": "the DIST head never sees the true labels in training; look at the table 'on the teacher's mistakes'.",
+    "a": "the DIST head never sees the true labels in training: its only target is the teacher's decision, "
+         "mistakes included (a barely trained CI student may still show anything).",
     "c": "hard distillation gives the DIST head one definite class per image, never a uniform target.",
     "d": "the two heads read different tokens (positions 0 and 1), which stay different to the end.",
 }

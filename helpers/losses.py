@@ -186,8 +186,9 @@ class DistillationLoss:
 class FrozenTeacher(nn.Module):
     """A teacher that cannot learn: eval mode and no gradients, whatever the caller does.
 
-    Eval mode matters for BatchNorm: in train mode every forward pass would overwrite the
-    running statistics with the student's batches, even under no_grad.
+    Eval mode matters for BatchNorm: in train mode every forward pass would normalize with the
+    batch's own statistics and pull the running statistics toward the student's batches, even
+    under no_grad.
     """
 
     def __init__(self, model: nn.Module, info: dict | None = None):
