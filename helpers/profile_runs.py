@@ -106,24 +106,33 @@ def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, 
                                clip_grad=config.clip_grad, steps=steps)
 
 
-def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
-                        clip_grad=None, steps: int = 3) -> float:
-    """Seconds per image of `steps` training steps on real CIFAR-10 images, after one warm-up step."""
+def step_seconds(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
+                 clip_grad=None, steps: int = 3) -> list[float]:
+    """Wall seconds of each of the first `steps` training steps on real CIFAR-10 images (at most
+    one pass over them), the device synchronized after each: the first pays any set-up."""
     import time
 
+    from helpers.data import FULL_PER_CLASS
     from helpers.speed import sync
     from helpers.train import autocast_for, train_step
 
-    data = load_cifar10("train", n_per_class=max(1, -(-batch_size * (steps + 1) // 10)))
-    batches = iter(TensorBatches(data, batch_size, drop_last=True).to(device))
-    for i in range(steps + 1):
-        if i == 1:
-            sync(device)
-            started = time.perf_counter()
+    data = load_cifar10("train", n_per_class=min(FULL_PER_CLASS["train"], -(-batch_size * steps // 10)))
+    loader = TensorBatches(data, batch_size, drop_last=True)
+    batches, seconds = iter(loader.to(device)), []
+    for _ in range(min(steps, len(loader))):
+        started = time.perf_counter()
         inputs, targets = batch_transform(*next(batches))
         train_step(model, optimizer, inputs, targets, loss_fn, clip_grad, autocast_for(device))
-    sync(device)
-    return (time.perf_counter() - started) / (steps * batch_size)
+        sync(device)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
+                        clip_grad=None, steps: int = 3) -> float:
+    """Seconds per image of `steps` training steps on real CIFAR-10 images, after one warm-up step."""
+    timed = step_seconds(model, optimizer, batch_transform, loss_fn, batch_size, device, clip_grad, steps + 1)[1:]
+    return sum(timed) / (len(timed) * batch_size)
 
 
 def _duration(minutes: float) -> str:

@@ -14,7 +14,6 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from torch import nn
 
 from helpers.augment import normalize, random_crop_flip
 from helpers.constants import RUNS
-from helpers.data import FULL_PER_CLASS, TensorBatches, load_cifar10
-from helpers.profile_runs import estimated_time, profile_data, time_training_steps
+from helpers.data import TensorBatches
+from helpers.profile_runs import estimated_time, profile_data, step_seconds, time_training_steps
 from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
@@ -186,31 +185,22 @@ def first_steps_profile(profile=None, steps: int = 20, device=None, rows: int = 
     table is sorted by CPU time, where set-up shows; per-step wall times head it."""
     from torch.profiler import profile as profiling
 
-    from helpers.speed import profiler_activities, profiler_failed, sync
-    from helpers.train import train_step
+    from helpers.speed import profiler_activities, profiler_failed
 
     profile = _profile(profile)
     config = TEACHERS[profile.name]
     device = torch.device(device) if device else pick_device()
-    data = load_cifar10("train", n_per_class=min(FULL_PER_CLASS["train"], -(-config.batch_size * steps // 10)))
-    loader = TensorBatches(data, config.batch_size, drop_last=True)
-    steps, batches = min(steps, len(loader)), iter(loader.to(device))  # one pass over the images at most
     model = _on_device(config, device)
-    optimizer, seconds = sgd_nesterov(config)(model, device), []
     try:  # a profiler that cannot run here gives its reason instead of a table
         with profiling(activities=profiler_activities(device)) as profiled:
-            for _ in range(steps):
-                started = time.perf_counter()
-                inputs, targets = _crop_flip_normalize(*next(batches))
-                train_step(model, optimizer, inputs, targets, _cross_entropy, None, autocast_for(device))
-                sync(device)
-                seconds.append(time.perf_counter() - started)
+            seconds = step_seconds(model, sgd_nesterov(config)(model, device), _crop_flip_normalize, _cross_entropy,
+                                   config.batch_size, device, steps=steps)
     except Exception as err:
         return profiler_failed(err)
     later = seconds[1:] or seconds
-    return (f"The first {steps} training steps of a new {profile.name}-profile teacher (batch {config.batch_size}) "
+    return (f"The first {len(seconds)} training steps of a new {profile.name}-profile teacher (batch {config.batch_size}) "
             f"on {_device_name(device)}, profiled (so slower than unprofiled): step 1 {seconds[0]:.2f} s, "
-            f"steps 2-{steps} {sum(later) / len(later):.3f} s each.\n"
+            f"steps 2-{len(seconds)} {sum(later) / len(later):.3f} s each.\n"
             + profiled.key_averages().table(sort_by="cpu_time_total", row_limit=rows))
 
 
