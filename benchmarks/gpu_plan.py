@@ -6,8 +6,10 @@
 
 Stages run in priority order, each in its own process, and write their JSON (with provenance)
 into results/. A stage whose results exist is skipped, so a plan spread over several windows
-goes on where the last one stopped. With --budget-s, the stages run in order until one is not
-expected to fit in the time left (no later stage starts then); the expected time is a first
+goes on where the last one stopped. With --budget-s, a stage not expected to fit in the time
+left is skipped and later ones that fit still run, so a window's end is not left idle; a stage
+waits, though, until the stages it `needs` are done (the ablation's groups are sized by the
+together stage; the 10-minute run comes after the ablation). The expected time is a first
 guess until the stage has run on a GPU, then the seconds it took there (kept in
 results/gpu_plan.json), except for the ablation, which stops itself before a run that would not
 fit, and the 10-minute run, which needs MIN_LONG_RUN_S left and is sized to the time left. --archive packs the files this
@@ -47,9 +49,9 @@ FULL_TRAIN_IMAGES = PROFILES["full"].train_size  # validation images are held ou
 SIZING_MARGIN = 1.1  # epochs are sized 10 % longer than measured: a window's GPU may be slower
 GRACE_S = 30  # a stage may overrun the budget by this much before it is stopped
 # The ablation trains its runs in groups (helpers.ablate --together): as many per group as gave
-# the most images/s in the together stage (results/together.json's best_m); one compiled model
-# at a time until that stage has measured it (groups are the path it tests), or if even the best
-# M is slower than one compiled model alone, measured in the same run.
+# the most images/s in the together stage (results/together.json's group_m), which it waits for;
+# one compiled model at a time if even that M is slower than one compiled model alone, measured in
+# the same run.
 TOGETHER_MODELS = ["1", "2", "4", "8", "16", "32"]  # it stops at the first M that does not fit
 TOGETHER_BATCH = PROFILES["full"].batch_size  # per model: the ablation's batch, so its rates apply there
 COMPILE_GUESS_S = 60  # one graph's compilation until a stage has measured it
@@ -70,6 +72,7 @@ class Stage:
     gpu_args: callable = field(repr=False)  # (plan) -> arguments for a GPU window
     dry_args: list[str] = field(default_factory=list)  # arguments for the dry run
     dry_env: dict = field(default_factory=dict)
+    needs: tuple[str, ...] = ()  # stages that must be done before this one starts
 
 
 def _json(path: Path) -> dict | None:
@@ -315,14 +318,14 @@ STAGES = [
     Stage("ablation", "d: every variant x 3 seeds at full data, as many runs as fit, trained in groups",
           ["-m", "helpers", "ablate"], [], 60, _ablation_args,
           ["--profile", "ci", "--epochs", "1", "--seeds", "1", "--no-progress", "--together", "2", "--no-group-checkpoints",
-           "--only", *DRY_ABLATION], FP32),
+           "--only", *DRY_ABLATION], FP32, needs=("together",)),  # its epoch budget is fixed from together's speed
     # Last, after the ablation: inside a window's budget (about 460 s) this run can only report
     # "94 % in 600 s" as met; else it ends undecided. With the teacher at 88-90 % (teacher_full.json,
     # teacher_epochs.json) and a hard-distilled student near its teacher, met is not expected, so a
     # window is better spent on the stages that decide the course's questions first.
     Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
-          DRY_TTA + ["2", "--time-limit-s", "0.001"], FP32),  # stops after epoch 1: the time limit's path
+          DRY_TTA + ["2", "--time-limit-s", "0.001"], FP32, needs=("ablation",)),  # dry: stops after epoch 1
 ]
 
 
@@ -350,17 +353,21 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
     from helpers.files import write_json_atomically
     from helpers.provenance import provenance
 
-    made, gpu = [], gpu_name()
+    made, gpu, by_name = [], gpu_name(), {s.name: s for s in stages}
     for stage in stages:
         if only and stage.name not in only:
             continue
         if plan.done(stage):
             print(f"[{stage.name}] done already", flush=True)
             continue
+        waiting = [name for name in stage.needs if not plan.done(by_name[name])]
+        if waiting:
+            print(f"[{stage.name}] waits until {', '.join(waiting)} is done", flush=True)
+            continue
         expected = plan.expected_s(stage)
-        if expected > plan.left_s():
-            print(f"[{stage.name}] stopping: expected {expected:.0f} s, {plan.left_s():.0f} s left", flush=True)
-            break
+        if expected > plan.left_s():  # a later, shorter stage may still use the time left
+            print(f"[{stage.name}] skipped: expected {expected:.0f} s, {plan.left_s():.0f} s left", flush=True)
+            continue
         command, env = stage_command(plan, stage)
         print(f"[{stage.name}] {stage.what}\n  $ {' '.join(command[1:])}  (expected {expected:.0f} s)", flush=True)
         before = {p: p.stat().st_mtime for p in plan.results.rglob("*") if p.is_file()}
@@ -378,7 +385,7 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
                                               **{k: v for k, v in provenance().items() if k in ("device", "commit", "date")}}
         write_json_atomically(plan.timings, plan.results / TIMINGS)
         print(f"[{stage.name}] {status} in {seconds:.0f} s", flush=True)
-        if status == "partial":  # it stopped before work that would not fit: so would later stages
+        if status == "partial":  # it stopped before work that would not fit: the window is spent
             print(f"[{stage.name}] partial: the next window goes on with it", flush=True)
             break
         if status != "done":

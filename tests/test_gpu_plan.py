@@ -18,17 +18,29 @@ def _stage(name, guess_s, seconds=0.0):
     return Stage(name, name, [], [f"{name}.json"], guess_s, args)
 
 
-def test_budget_runs_what_fits_skips_what_is_done_and_stops_before_the_rest(tmp_path, capsys):
+def test_budget_runs_what_fits_skips_what_is_done_and_what_does_not_fit(tmp_path, capsys):
     (tmp_path / "finished.json").write_text("{}")
     stages = [_stage("finished", 1), _stage("quick", 1), _stage("long", 1000), _stage("after", 1)]
     made = run_plan(Plan(tmp_path, budget_s=60, dry_run=False), stages=stages)
     out = capsys.readouterr().out
-    assert "[finished] done already" in out and "[long] stopping: expected 1000 s" in out
-    assert {p.name for p in made} == {"quick.json", gpu_plan.TIMINGS}
-    assert not (tmp_path / "after.json").exists()  # the plan stops at the first stage that does not fit
+    assert "[finished] done already" in out and "[long] skipped: expected 1000 s" in out
+    assert {p.name for p in made} == {"quick.json", "after.json", gpu_plan.TIMINGS}
+    assert not (tmp_path / "long.json").exists()  # the window's rest went to the shorter stage after it
     timings = json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]
-    assert list(timings) == ["quick"] and timings["quick"]["status"] == "done"
+    assert list(timings) == ["quick", "after"] and timings["quick"]["status"] == "done"
     assert {"seconds", "device", "commit", "date", "gpu"} <= set(timings["quick"])
+
+
+def test_a_stage_waits_for_the_stages_it_needs(tmp_path, capsys):
+    sizing, sized, other = _stage("sizing", 1000), _stage("sized", 1), _stage("other", 1)
+    sized.needs = ("sizing",)
+    plan = Plan(tmp_path, budget_s=60, dry_run=False)
+    run_plan(plan, stages=[sizing, sized, other])
+    assert "[sized] waits until sizing is done" in capsys.readouterr().out
+    assert not (tmp_path / "sized.json").exists() and (tmp_path / "other.json").exists()
+    (tmp_path / "sizing.json").write_text("{}")  # a later window measured it
+    run_plan(Plan(tmp_path, budget_s=60, dry_run=False), stages=[sizing, sized, other])
+    assert (tmp_path / "sized.json").exists()
 
 
 def test_a_stage_that_stops_part_way_ends_the_plan_so_the_next_window_goes_on_with_it(tmp_path, capsys):
@@ -42,6 +54,8 @@ def test_a_stage_that_stops_part_way_ends_the_plan_so_the_next_window_goes_on_wi
 def test_the_ten_minute_run_comes_last_after_the_stages_a_window_can_decide():
     names = [s.name for s in gpu_plan.STAGES]
     assert names[-1] == "time_to_accuracy_10min" and names.index("ablation") == len(names) - 2
+    needs = {s.name: s.needs for s in gpu_plan.STAGES if s.needs}
+    assert needs == {"ablation": ("together",), "time_to_accuracy_10min": ("ablation",)}
 
 
 def test_expected_time_is_the_last_gpu_measurement(tmp_path):
