@@ -138,15 +138,17 @@ def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, 
 
 
 def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, results_dir: Path,
-                runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True) -> dict:
-    """Train one variant with one seed (or resume it), write its result JSON and return it."""
+                runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True,
+                on_epoch=None) -> dict:
+    """Train one variant with one seed (or resume it), write its result JSON and return it.
+    on_epoch(history) is fit's hook, called after every epoch."""
     device = device or pick_device()
     config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda")
     torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant of one shape
     started = time.perf_counter()
     history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
                                run_dir=runs_folder(runs_dir, profile, epochs) / f"{variant}-seed{seed}", device=device,
-                               progress=progress, **asdict(config))
+                               progress=progress, on_epoch=on_epoch, **asdict(config))
     return write_result(variant, recipe, profile, seed, config, history, teacher=teacher, results_dir=results_dir,
                         wall_clock_s=time.perf_counter() - started)
 

@@ -1,0 +1,44 @@
+"""The committed reference results are what this code trains: the first epoch of a committed cpu
+ablation run, trained again here the way the ablation trains it, gives the first record of its
+history. A change that alters training (data, split, augmentation, model, optimizer, seeding)
+fails here, before the committed results that the notebooks show go stale unnoticed."""
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from helpers.ablate import run_config, run_variant, variants
+from helpers.constants import RESULTS
+from helpers.files import read_result
+from helpers.profiles import get_profile
+
+# Another CPU may round differently, which moves a first epoch's mean loss by far less than this;
+# other initial weights alone moved plain's by 0.002 to 0.01 (five unseeded runs, 2026-11-28).
+LOSS_TOLERANCE = 1e-4
+ACCURACY_TOLERANCE = 0.2  # points: two of the 1,000 validation images
+
+
+class FirstEpochDone(Exception):
+    """Raised by fit's on_epoch hook: the other 59 epochs are not needed here."""
+
+
+def _stop(history):
+    raise FirstEpochDone(history[0])
+
+
+@pytest.mark.parametrize("variant", ["plain", "full"])
+def test_a_committed_cpu_ablation_run_is_what_this_code_trains(variant, tmp_path, one_thread):
+    committed = read_result(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
+    profile, recipe = get_profile("cpu"), variants()[variant]
+    assert "(x86_64, 1 threads)" in committed["device"]  # one thread, as here: the same sums in the same order
+    assert committed["config"] == asdict(run_config(profile, recipe, 0, None, compile=False))
+    with pytest.raises(FirstEpochDone) as done:
+        run_variant(variant, recipe, profile, 0, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                    device=torch.device("cpu"), progress=False, on_epoch=_stop)
+    now, then = done.value.args[0], committed["history"][0]
+    fix = (f"results/ablation/cpu/{variant}-seed0.json is no longer what this code trains: undo the change "
+           f"that altered training, or train the cpu ablation again (README, 'The ablation')")
+    assert now["train_loss"] == pytest.approx(then["train_loss"], abs=LOSS_TOLERANCE), fix
+    assert now["val_loss"] == pytest.approx(then["val_loss"], abs=LOSS_TOLERANCE), fix
+    assert abs(now["val_acc"] - then["val_acc"]) <= ACCURACY_TOLERANCE, fix
+    assert now["lr"] == pytest.approx(then["lr"], rel=1e-12), fix
