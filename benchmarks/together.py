@@ -234,7 +234,9 @@ def main(argv=None) -> int:
     val = TensorBatches(load_cifar10("test", n_per_class=1), 10, shuffle=False).to(device)
     compile = device.type == "cuda" if args.compile is None else args.compile
     if compile:  # every M and recipe is a graph of its own; past torch's limit (8 a function) it would train eagerly
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(args.models) + 4)
+        # cache_size_limit: the name torch < 2.7 knows; later versions keep it for recompile_limit
+        dynamo = torch._dynamo.config
+        dynamo.cache_size_limit = max(dynamo.cache_size_limit, 4 * len(args.models) + 4)
     alone, alone_s = None, 0.0
     with_baseline = device.type == "cuda" if args.compiled_baseline is None else args.compiled_baseline
     with_full = device.type == "cuda" if args.full_recipe is None else args.full_recipe

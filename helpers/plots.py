@@ -12,7 +12,7 @@ def show_images(images, labels=None, titles=None, ncols: int = 8, scale: float =
 
     Notebooks: used in 00, 02, 04.
     """
-    images = torch.as_tensor(images)
+    images = torch.as_tensor(images).cpu()  # matplotlib reads NumPy arrays, which live on the CPU
     if images.shape[1] == 3 and images.shape[-1] != 3:
         images = images.permute(0, 2, 3, 1)
     if images.is_floating_point():

@@ -160,7 +160,7 @@ def _confidence_and_correct(probs_or_logits: torch.Tensor, labels: torch.Tensor)
         raise ValueError("probs_or_logits contains NaN or inf; check the model's outputs.")
     # Rows that already are distributions are taken as probabilities; anything else as logits.
     is_probs = bool((scores >= 0).all() and (scores <= 1).all()
-                    and torch.allclose(scores.sum(1), torch.ones(n), atol=1e-3))
+                    and torch.allclose(scores.sum(1), torch.ones(n, device=scores.device), atol=1e-3))
     probs = scores if is_probs else scores.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     return confidence, (predicted == labels.to(predicted.device)).float()

@@ -29,6 +29,9 @@ def _stop(history):
 @pytest.mark.parametrize("variant", ["plain", "full"])
 def test_a_committed_cpu_ablation_run_is_what_this_code_trains(variant, tmp_path, one_thread):
     committed = read_result(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
+    if committed["torch"].split("+")[0] != torch.__version__.split("+")[0]:  # never in CI, whose torch made them
+        pytest.skip(f"the committed runs used torch {committed['torch']}, this is {torch.__version__}: "
+                    f"its random streams and kernels give other numbers")
     profile, recipe = get_profile("cpu"), variants()[variant]
     assert "(x86_64, 1 threads)" in committed["device"]  # one thread, as here: the same sums in the same order
     assert committed["config"] == asdict(run_config(profile, recipe, 0, None, compile=False))
