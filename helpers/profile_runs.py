@@ -141,9 +141,10 @@ def _duration(minutes: float) -> str:
 
 
 def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1, *,
-                   rate=None, epochs=None, what: str = "training time") -> str:
+                   rate=None, epochs=None, what: str = "training time", compiled: bool = False) -> str:
     """One line for the top of a training cell: how long `runs` trainings will take here in this
-    profile, from a measured rate, and what the smaller profiles would cost instead.
+    profile, from a measured rate, and what the smaller profiles would cost instead. The rate is
+    timed eagerly; compiled=True says so, for a run that will use torch.compile.
     For another model than the profile's ViT: rate(profile, device) -> seconds per image and
     epochs(profile) (helpers.teacher.estimated_teacher_time does this for the CNN teacher).
 
@@ -166,4 +167,6 @@ def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, run
                    if p.train_size * epochs(p) < profile.train_size * epochs(profile) and name != "full"]
     return (f"Estimated {what} here ({device.type}, profile {profile.name}, {runs} run(s)): about "
             f"{_duration(here)}, measured from a few steps" + (f"; smaller profiles - {', '.join(cheaper)}" if cheaper else "")
+            + (". Timed without torch.compile, which this run uses: it first compiles (tens of seconds), "
+               "then trains faster" if compiled else "")
             + ". Finished runs are reused at once.")

@@ -73,6 +73,10 @@ def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkey
     here, smaller = (2 * rates[p.name] * p.train_size * p.epochs / 60 for p in (cpu, ci))
     assert f"(cpu, profile cpu, 2 run(s)): about {here:.1f} min" in line and here == 24.0
     assert "smaller profiles - ci: about 36 s." in line and smaller == 0.6  # under a minute: seconds
+    assert "torch.compile" not in line
+    compiled = profile_runs.estimated_time(cpu, device="cpu", runs=2, compiled=True)  # a run that will compile
+    assert compiled.startswith(line.removesuffix(" Finished runs are reused at once."))
+    assert "Timed without torch.compile, which this run uses: it first compiles" in compiled
     # the teacher's line: its own rate and its own epochs (cpu: 0.003 x 4,000 x 15 s = 3.0 min)
     monkeypatch.setattr(teacher, "teacher_seconds_per_image", lambda p, d: rates[p.name])
     line = teacher.estimated_teacher_time(cpu, device="cpu")
