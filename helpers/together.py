@@ -162,6 +162,15 @@ def _template(model: nn.Module) -> nn.Module:
     return set_fused_attention(template, False)
 
 
+def _linear_parameters(template: nn.Module) -> set[str]:
+    """The names of the Linear layers' weights and biases. Under vmap, autocast sees a stacked Linear
+    as a bf16 matmul and then an fp32 bias add, so its output would stay fp32 where one model's is
+    bf16 (and the attention and MLP after it with it): fit_together casts these to autocast's dtype
+    itself, a cast that gradients pass back through to the fp32 weights."""
+    return {f"{name}.{kind}" for name, module in template.named_modules() if isinstance(module, nn.Linear)
+            for kind in ("weight", "bias") if getattr(module, kind, None) is not None}
+
+
 def _drop_probs(model: nn.Module) -> list[float]:
     """Each block's drop-path probability, in forward order."""
     if not all(isinstance(getattr(block, "drop_path", None), DropPath) for block in getattr(model, "blocks", [None])):
@@ -405,7 +414,10 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
                                   f"or choose a new run_dir (nothing was overwritten).")
         start_epoch, histories = _restore(run_dir, members, params, optimizer)
 
+    linear = _linear_parameters(template) if mask_dtype != torch.float32 else set()  # under autocast only
+
     def train_forward(params, buffers, images):  # the template spells attention out: no warning to filter
+        params = {name: p.to(mask_dtype) if name in linear else p for name, p in params.items()}
         return _vmapped_forward(template, params, buffers, images, per_model_images=True)
     if configs[0].compile and start_epoch < configs[0].epochs:
         example = _example_inputs(members[0], transforms[0], params, masks, device)

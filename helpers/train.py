@@ -336,6 +336,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         if hasattr(train_batches, "set_epoch"):
             train_batches.set_epoch(epoch)
         network.train()
+        if device.type == "cuda":  # work still queued (the compile trial, the last evaluation) is not this epoch's
+            torch.cuda.synchronize(device)
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
         bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not bars_wanted(talk))
         for i, (images, labels) in enumerate(bar):

@@ -410,3 +410,28 @@ def test_groups_without_checkpoints_save_nothing_between_epochs(tmp_path, monkey
     ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "a", **run)
     ablate.run_ablation(["plain", "full"], results_dir=tmp_path / "b", group_checkpoints=False, **run)
     assert seen[0].parent == tmp_path / "runs" / "ci" and seen[1] is None
+
+
+def test_under_bf16_autocast_a_group_trains_in_the_dtypes_of_one_model(data, monkeypatch):
+    """Under vmap, autocast sees a stacked Linear as a bf16 matmul and an fp32 bias add: without the
+    trainer's own cast its outputs, and the attention and MLP after them, would stay fp32 where one
+    model's are bf16 (more memory and slower elementwise work on a GPU, and other numbers)."""
+    from helpers import together
+    monkeypatch.setenv("DEIT_BF16_ON_CPU", "1")  # the GPU's bf16 autocast, on the CPU
+    forward, dtypes = together._vmapped_forward, []
+
+    def recording(*args, **kwargs):
+        outputs = forward(*args, **kwargs)
+        if torch.is_autocast_enabled("cpu"):  # training steps (evaluation runs without autocast)
+            dtypes.append(outputs.dtype)
+        return outputs
+    monkeypatch.setattr(together, "_vmapped_forward", recording)
+    plain = Recipe.plain()
+    alone = one_by_one(data, [member(data, plain, 0, epochs=1)])[0]
+    grouped = fit_together([member(data, plain, 0, epochs=1), member(data, plain, 1, epochs=1)],
+                           val_batches(data), device="cpu")[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        one = plain.build_model(**TINY).train()(torch.randn(2, 3, 32, 32))
+    assert dtypes and set(dtypes) == {one.dtype} == {torch.bfloat16}
+    # The same bf16 arithmetic in other kernels: equal to about bf16's rounding (here 1e-6 apart).
+    assert grouped[-1]["train_loss"] == pytest.approx(alone[-1]["train_loss"], rel=1e-3)
