@@ -188,14 +188,15 @@ def compiled_or_as_is(fn, example: tuple, autocast, clear_grads, fullgraph: bool
 
 
 def _out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
-    """The out-of-memory error behind err, if any: torch.compile's backends may raise errors of
-    their own with what failed inside them as the cause (raise ... from)."""
+    """The out-of-memory error behind err, if any: torch.compile's backends raise errors of their
+    own with what failed inside them as the cause (raise ... from err), or only as the context
+    (Dynamo's BackendCompilerFailed is raised `from None`)."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, torch.OutOfMemoryError):
             return err
         seen.add(id(err))
-        err = err.__cause__
+        err = err.__cause__ or err.__context__
     return None
 
 
