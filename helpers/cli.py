@@ -248,7 +248,11 @@ def run(args) -> int:
     model = recipe.build_model(**model_config)
     teacher = None
     if recipe.distillation_type != "none":
-        from helpers.teacher import load_or_train_teacher
+        from helpers.teacher import TeacherError, load_or_train_teacher, teacher_path
+        if world > 1 and args.teacher_path is None and not teacher_path(profile).exists():
+            raise TeacherError(f"No teacher at {teacher_path(profile)}: under torchrun every process would train "
+                               f"one and save it there at once. Train it first in one process (`python -m helpers "
+                               f"teacher --profile {profile.name}`), then start torchrun again.")
         teacher = load_or_train_teacher(profile, path=args.teacher_path, train_if_missing=args.teacher_path is None,
                                         device=device).to_device(device)
     run_dir = run_dir_of(args)

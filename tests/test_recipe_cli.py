@@ -257,3 +257,14 @@ def test_batch_transform_carries_every_recipe_field_into_the_batch_augment():
             custom.smoothing, custom.num_classes) == (0.3, 0.6, 0.9, 0.4, 0.7, 0.2, 10)
     plain = Recipe.plain().batch_transform()
     assert plain.per_image is None and (plain.reprob, plain.mixup_alpha, plain.cutmix_alpha) == (0.0, 0.0, 0.0)
+
+
+def test_under_torchrun_a_missing_teacher_is_asked_for_before_any_process_trains_one(tmp_path, capsys, monkeypatch):
+    # Every process would train a teacher and save it at the same path (one rank's save racing
+    # another's load); one process trains it first instead.
+    monkeypatch.setattr(cli, "start_distributed", lambda: (0, 2, torch.device("cpu")))
+    monkeypatch.setattr("helpers.teacher.RUNS", tmp_path / "runs")  # no teacher there
+    assert cli.main(cli_args(tmp_path / "run", "--distillation-type", "hard")) == 2
+    err = capsys.readouterr().err
+    assert "under torchrun every process would train one" in err and "python -m helpers teacher --profile ci" in err
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing saved
