@@ -58,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def crossover_data(args) -> tuple:
+    """(train, val, seen): the training images, the held-out validation split, and the fixed
+    sample of training images whose accuracy shows over-fitting (as many as validation has)."""
+    train, val = train_validation_split(load_cifar10("train"), args.val_per_class, args.train_per_class)
+    seen = train.subset(torch.arange(0, len(train), max(1, len(train) // len(val)))[:len(val)])
+    return train, val, seen
+
+
 def run_one(name: str, seed: int, args, train, val, seen) -> dict:
     recipe = RECIPES[name]
     model_config = dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.heads, patch_size=args.patch)
@@ -107,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    train, val = train_validation_split(load_cifar10("train"), args.val_per_class, args.train_per_class)
-    seen = train.subset(torch.arange(0, len(train), max(1, len(train) // len(val)))[:len(val)])
+    train, val, seen = crossover_data(args)
     out = Path(args.results_dir)
     for seed in range(args.seeds):  # seed-major: a complete plain/full pair comes first
         for name in args.recipes:

@@ -1,6 +1,6 @@
 """The committed reference results are what this code trains: the first epoch of a committed cpu
-ablation run, trained again here the way the ablation trains it, gives the first record of its
-history. A change that alters training (data, split, augmentation, model, optimizer, seeding)
+ablation run or crossover run, trained again here the way its runner trains it, gives the first
+record of its history. A change that alters training (data, split, augmentation, model, optimizer, seeding)
 fails here, before the committed results that the notebooks show go stale unnoticed."""
 from dataclasses import asdict
 
@@ -28,19 +28,45 @@ def _stop(history):
 
 @pytest.mark.parametrize("variant", ["plain", "full"])
 def test_a_committed_cpu_ablation_run_is_what_this_code_trains(variant, tmp_path, one_thread):
-    committed = read_result(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
-    if committed["torch"].split("+")[0] != torch.__version__.split("+")[0]:  # never in CI, whose torch made them
-        pytest.skip(f"the committed runs used torch {committed['torch']}, this is {torch.__version__}: "
-                    f"its random streams and kernels give other numbers")
+    committed = committed_run(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
     profile, recipe = get_profile("cpu"), variants()[variant]
     assert "(x86_64, 1 threads)" in committed["device"]  # one thread, as here: the same sums in the same order
     assert committed["config"] == asdict(run_config(profile, recipe, 0, None, compile=False))
     with pytest.raises(FirstEpochDone) as done:
         run_variant(variant, recipe, profile, 0, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
                     device=torch.device("cpu"), progress=False, on_epoch=_stop)
-    now, then = done.value.args[0], committed["history"][0]
-    fix = (f"results/ablation/cpu/{variant}-seed0.json is no longer what this code trains: undo the change "
-           f"that altered training, or train the cpu ablation again (README, 'The ablation')")
+    assert_same_first_epoch(done.value.args[0], committed, f"results/ablation/cpu/{variant}-seed0.json",
+                            "train the cpu ablation again (README, 'The ablation')")
+
+
+@pytest.mark.parametrize("recipe", ["plain", "full"])
+def test_a_committed_crossover_run_is_what_this_code_trains(recipe, tmp_path, one_thread):
+    from benchmarks import crossover
+
+    committed = committed_run(RESULTS / "crossover" / f"{recipe}-seed0.json")
+    settings = committed["config"]
+    assert committed["threads"] == 1  # as here: the same sums in the same order
+    # One epoch of the same run: its learning rate is still warming up, which does not depend on
+    # the number of epochs.
+    argv = [f"--{key.replace('_', '-')}={settings[key]}" for key in crossover.RUN_SETTINGS if key != "epochs"]
+    args = crossover.parser().parse_args([*argv, "--epochs=1", f"--runs-dir={tmp_path}"])
+    run = crossover.run_one(recipe, 0, args, *crossover.crossover_data(args))
+    assert_same_first_epoch(run["history"][0], committed, f"results/crossover/{recipe}-seed0.json",
+                            "run `python -m benchmarks.crossover` again (its docstring has the commands)")
+
+
+def committed_run(path) -> dict:
+    """A committed result, or a skip where another torch would give other numbers anyway."""
+    committed = read_result(path)
+    if committed["torch"].split("+")[0] != torch.__version__.split("+")[0]:  # never in CI, whose torch made them
+        pytest.skip(f"the committed runs used torch {committed['torch']}, this is {torch.__version__}: "
+                    f"its random streams and kernels give other numbers")
+    return committed
+
+
+def assert_same_first_epoch(now: dict, committed: dict, name: str, again: str) -> None:
+    then = committed["history"][0]
+    fix = f"{name} is no longer what this code trains: undo the change that altered training, or {again}"
     assert now["train_loss"] == pytest.approx(then["train_loss"], abs=LOSS_TOLERANCE), fix
     assert now["val_loss"] == pytest.approx(then["val_loss"], abs=LOSS_TOLERANCE), fix
     assert abs(now["val_acc"] - then["val_acc"]) <= ACCURACY_TOLERANCE, fix
