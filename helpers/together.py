@@ -54,6 +54,7 @@ from helpers.files import save_atomically, write_csv_atomically, write_json_atom
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
 from helpers.regularization import DropPath
+from helpers.speed import sync
 from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NO_EVALUATION_IMAGES, CheckpointError, TrainConfig,
                            autocast_for, check_evaluation_batches,
                            distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
@@ -417,7 +418,8 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     linear = _linear_parameters(template) if mask_dtype != torch.float32 else set()  # under autocast only
 
     def train_forward(params, buffers, images):  # the template spells attention out: no warning to filter
-        params = {name: p.to(mask_dtype) if name in linear else p for name, p in params.items()}
+        if linear:
+            params = {name: p.to(mask_dtype) if name in linear else p for name, p in params.items()}
         return _vmapped_forward(template, params, buffers, images, per_model_images=True)
     if configs[0].compile and start_epoch < configs[0].epochs:
         example = _example_inputs(members[0], transforms[0], params, masks, device)
@@ -429,8 +431,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             if hasattr(member.train_batches, "set_epoch"):
                 member.train_batches.set_epoch(epoch)
         template.train()
-        if cuda:  # work still queued (the compile trial, the last evaluation) is not this epoch's
-            torch.cuda.synchronize(device)
+        sync(device)  # work still queued (the compile trial, the last evaluation) is not this epoch's
         started, loss_sum = time.perf_counter(), torch.zeros(m, device=device)
         for i, batches in enumerate(zip(*[member.train_batches for member in members])):
             step = epoch * steps_per_epoch + i

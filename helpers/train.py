@@ -23,6 +23,7 @@ from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
+from helpers.speed import sync
 
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
@@ -337,8 +338,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         if hasattr(train_batches, "set_epoch"):
             train_batches.set_epoch(epoch)
         network.train()
-        if device.type == "cuda":  # work still queued (the compile trial, the last evaluation) is not this epoch's
-            torch.cuda.synchronize(device)
+        sync(device)  # work still queued (the compile trial, the last evaluation) is not this epoch's
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
         bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not bars_wanted(talk))
         for i, (images, labels) in enumerate(bar):
