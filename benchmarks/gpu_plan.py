@@ -73,6 +73,7 @@ class Stage:
     dry_args: list[str] = field(default_factory=list)  # arguments for the dry run
     dry_env: dict = field(default_factory=dict)
     needs: tuple[str, ...] = ()  # stages that must be done before this one starts
+    gpu_env: dict = field(default_factory=dict)  # environment for a GPU window (the dry run's is dry_env)
 
 
 def _json(path: Path) -> dict | None:
@@ -273,7 +274,7 @@ DRY_TTA = ["--profile", "ci", "--cached-teacher", "--epochs"]
 # all GPU training takes) and bf16 autocast under vmap in the together stage (its tiny ViT is
 # cheap in bf16); the other stages stay eager in fp32: compiling costs tens of seconds per graph
 # on a CPU, and bf16 convolutions crawl on most CPUs.
-FP32 = {"DEIT_BF16_ON_CPU": "0"}
+FP32 = {"DEIT_PRECISION": "fp32"}
 STAGES = [
     Stage("throughput", "a: images/s of the seed pipeline, the model alone, ours, ours with the teacher",
           ["benchmarks/throughput.py"], ["throughput.json", "throughput_profile.txt"], 150,
@@ -326,6 +327,15 @@ STAGES = [
     Stage("time_to_accuracy_10min", "c: the same, sized to 10 minutes (or the time left)",
           ["benchmarks/time_to_accuracy.py"], ["time_to_accuracy_10min.json"], 620, _tta_args(10),
           DRY_TTA + ["2", "--time-limit-s", "0.001"], FP32, needs=("ablation",)),  # dry: stops after epoch 1
+    # GPUs without bf16 (a student's T4 or V100) train in fp16 with loss scaling (helpers.precision).
+    # The throughput benchmark in fp16 runs that path on CUDA (GradScaler with fused AdamW and
+    # torch.compile) and sets its speed beside bf16's on one GPU. Last: no target depends on it,
+    # and it fits the seconds a window has left.
+    Stage("throughput_fp16", "a in fp16 with loss scaling, the path of GPUs without bf16 (T4, V100)",
+          ["benchmarks/throughput.py"], ["throughput_fp16.json"], 120,
+          lambda plan: ["--output", str(plan.results / "throughput_fp16.json")],
+          ["--profile", "ci", "--batch-size", "100", "--steps", "2", "--warmup", "1", "--workers", "0"],
+          {"DEIT_PRECISION": "fp16"}, gpu_env={"DEIT_PRECISION": "fp16"}),
 ]
 
 
@@ -335,12 +345,12 @@ def stage_command(plan: Plan, stage: Stage) -> tuple[list[str], dict]:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            **({"DEIT_RUNS": plan.runs} if plan.runs else {})}
     if not plan.dry_run:
-        return [sys.executable, *stage.entry, *stage.gpu_args(plan)], {**env, "DEIT_PROFILE": "full"}
+        return [sys.executable, *stage.entry, *stage.gpu_args(plan)], {**env, "DEIT_PROFILE": "full", **stage.gpu_env}
     # The dry run keeps the GPU run's output arguments and swaps its sizes for tiny ones.
     outputs = [a for a in stage.gpu_args(plan) if a.startswith(str(plan.results))]
     flags = [a for a in stage.gpu_args(plan) if a in ("--output", "--trace", "--results-dir")]
     return ([sys.executable, *stage.entry, *stage.dry_args, *[x for pair in zip(flags, outputs) for x in pair]],
-            {**env, "DEIT_PROFILE": "ci", "DEIT_BF16_ON_CPU": "1", **stage.dry_env})
+            {**env, "DEIT_PROFILE": "ci", "DEIT_PRECISION": "bf16", **stage.dry_env})
 
 
 def gpu_name() -> str | None:

@@ -11,7 +11,7 @@
     python benchmarks/throughput.py --output results/throughput.json --trace results/throughput_profile.txt
 
 All rows use the same model (c+ its distilled version: one more token and head), batch size,
-optimizer and bf16 autocast (on CUDA); torch.compile
+optimizer and precision (helpers.precision: bf16 autocast on recent GPUs); torch.compile
 applies to b, c and c+ when --compile is on (default: on with a GPU). Compilation is timed on
 its own (`compile_s`) and never counts in a row's images/s. --trace saves a torch.profiler
 summary of rows c and c+: where a step's time goes, operator by operator.
@@ -36,8 +36,8 @@ from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.speed import (count_host_syncs, endless, operator_table, profiler_activities, profiler_failed,
                            starter_loader, sync, time_pipeline)
-from helpers.train import (TrainConfig, autocast_for, compiled_or_eager,
-                           make_optimizer, pick_device, train_step)
+from helpers.precision import autocast_for, grad_scaler_for, precision_name
+from helpers.train import TrainConfig, compiled_or_eager, make_optimizer, pick_device, train_step
 
 
 def profiler_summary(batches, prepare, step, device, steps: int = 5) -> str:
@@ -89,7 +89,7 @@ def main(argv=None):
     def trainer(loss_fn, compile_it, recipe=recipe, row=None):
         torch.manual_seed(0)
         model = recipe.build_model(**profile.vit_sizes).to(device)
-        optimizer = make_optimizer(model, config, config.scaled_lr, device)
+        optimizer, scaler = make_optimizer(model, config, config.scaled_lr, device), grad_scaler_for(device)
         network = model
         if compile_it:
             started = time.perf_counter()
@@ -98,7 +98,7 @@ def main(argv=None):
             compile_seconds[row] = time.perf_counter() - started
 
         def step(inputs, targets):
-            train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast)
+            train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast, scaler)
         return model, step
 
     rows = {}
@@ -144,7 +144,7 @@ def main(argv=None):
     a, b, c = speed["a seed pipeline"], speed["b model alone"], speed["c ours"]
     print(f"\nViT of profile {profile.name} at 32 px ({count_parameters(recipe.build_model(**profile.vit_sizes)):,} "
           f"parameters), batch {batch}, "
-          f"{'bf16 ' if gpu else ''}{'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
+          f"{precision_name(device)}, {'compiled' if use_compile else 'eager'}, on {provenance()['device']}\n")
     print(f"{'pipeline':24s} {'img/s':>10s} {'vs a':>7s} {'vs b':>7s} {'model share':>11s}")
     for name, value in speed.items():
         print(f"{name:24s} {value:10,.0f} {value / a:6.2f}x {value / b:6.2f}x {rows[name]['gpu_busy']:10.0%}")

@@ -114,15 +114,17 @@ def step_seconds(model, optimizer, batch_transform, loss_fn, batch_size: int, de
 
     from helpers.data import FULL_PER_CLASS
     from helpers.speed import sync
-    from helpers.train import autocast_for, train_step
+    from helpers.precision import autocast_for, grad_scaler_for
+    from helpers.train import train_step
 
     data = load_cifar10("train", n_per_class=min(FULL_PER_CLASS["train"], -(-batch_size * steps // 10)))
     loader = TensorBatches(data, batch_size, drop_last=True)
     batches, seconds = iter(loader.to(device)), []
+    autocast, scaler = autocast_for(device), grad_scaler_for(device)
     for _ in range(min(steps, len(loader))):
         started = time.perf_counter()
         inputs, targets = batch_transform(*next(batches))
-        train_step(model, optimizer, inputs, targets, loss_fn, clip_grad, autocast_for(device))
+        train_step(model, optimizer, inputs, targets, loss_fn, clip_grad, autocast, scaler)
         sync(device)
         seconds.append(time.perf_counter() - started)
     return seconds

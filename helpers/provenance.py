@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from helpers.constants import REPO
+from helpers.precision import precision_name
 
 
 
@@ -46,6 +47,7 @@ def provenance(command: str | None = None) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
         "cuda": torch.version.cuda,
+        "precision": precision_name("cuda" if gpu else "cpu"),  # one model's training (helpers.precision)
         "commit": git_commit(),
         "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

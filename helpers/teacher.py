@@ -28,7 +28,8 @@ from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
 from helpers.losses import FrozenTeacher
 from helpers.profiles import Profile, get_profile
-from helpers.train import TrainConfig, autocast_for, fit, pick_device
+from helpers.precision import autocast_for
+from helpers.train import TrainConfig, fit, pick_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -210,9 +211,10 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
 
     It trains through the course's one training loop (helpers.train.fit) with its own optimizer
     (SGD + Nesterov) and schedule; images sit on the device as uint8 and are cropped, flipped
-    and normalized there; on a GPU the model runs channels-last in bf16. `data` is (train, val,
-    test). record holds val_acc (the held-out validation images, final epoch) and test_acc,
-    seconds (training only: evaluation excluded), the per-epoch history and the device.
+    and normalized there; on a GPU the model runs channels-last under autocast
+    (helpers.precision). `data` is (train, val, test). record holds val_acc (the held-out
+    validation images, final epoch) and test_acc, seconds (training only: evaluation excluded),
+    the per-epoch history and the device.
     """
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]

@@ -53,10 +53,11 @@ from helpers.errors import make_folder
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
+from helpers.precision import autocast_dtype, autocast_for
 from helpers.regularization import DropPath
 from helpers.speed import sync
 from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NO_EVALUATION_IMAGES, CheckpointError, TrainConfig,
-                           autocast_for, check_evaluation_batches,
+                           check_evaluation_batches,
                            distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
                            run_identity, seed_everything, compiled_or_as_is, _stop_if_not_finite)
 
@@ -403,6 +404,10 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]
     drop_probs = [_drop_probs(model) for model in models]
     autocast = autocast_for(device)
+    if autocast_dtype(device) == torch.float16:  # fp16 needs loss scaling, which StackedAdamW does not do
+        warnings.warn(f"Models trained together use fp32 on {device}: fp16 would need loss scaling, which "
+                      f"the stacked optimizer does not do (bf16, on GPUs from Ampere on, needs none).")
+        autocast = torch.autocast(device.type, enabled=False)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
     masks = _DropPathMasks(drop_probs, device, mask_dtype)

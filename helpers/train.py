@@ -23,6 +23,7 @@ from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
+from helpers.precision import autocast_for, grad_scaler_for
 from helpers.speed import sync
 
 CHECKPOINT = "last.pt"
@@ -241,7 +242,7 @@ def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     return identity
 
 
-def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dict | None):
+def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metadata: dict | None):
     state = load_checkpoint(run_dir / CHECKPOINT)
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
     saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
@@ -261,6 +262,8 @@ def _restore(run_dir: Path, model, optimizer, config: TrainConfig, metadata: dic
         raise CheckpointError(f"{run_dir / CHECKPOINT} does not fit this model ({err}). "
                               f"Use a new run_dir for a different model.") from None
     optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):  # fp16's loss scale; none in a bf16 or fp32 run's checkpoint
+        scaler.load_state_dict(state["scaler"])
     return state["epoch"], state["history"]
 
 
@@ -315,7 +318,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0
     check_every = 50 if device.type == "cuda" else 1  # a NaN check waits for the GPU
 
-    start_epoch, history = 0, []
+    start_epoch, history, scaler = 0, [], grad_scaler_for(device)
     run_dir = Path(run_dir) if run_dir else None
     if run_dir and rank == 0:  # before any training: an epoch's work must find its checkpoint's folder
         make_folder(run_dir, "Choose another run folder (on the command line: --output-dir, or DEIT_RUNS)")
@@ -323,7 +326,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
-        start_epoch, history = _restore(run_dir, model, optimizer, config, metadata)
+        start_epoch, history = _restore(run_dir, model, optimizer, scaler, config, metadata)
         if start_epoch and log_epochs:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
 
@@ -348,7 +351,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
                 group["lr"] = lr
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             inputs, targets = (images, labels) if images.is_floating_point() else transform(images, labels)
-            loss = train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast)
+            loss = train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast, scaler)
             loss_sum += loss.detach()
             if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -367,8 +370,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
                   f"({record['seconds']:.0f} s)", flush=True)
         if run_dir and rank == 0:
             save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "epoch": epoch + 1, "history": history, "config": asdict(config),
-                             "metadata": metadata or {}}, run_dir / CHECKPOINT)
+                             "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
+                             "config": asdict(config), "metadata": metadata or {}}, run_dir / CHECKPOINT)
             write_json_atomically({"config": asdict(config), "metadata": metadata or {}, "history": history},
                                   run_dir / HISTORY)
             write_csv_atomically(history, run_dir / HISTORY_CSV)
@@ -377,33 +380,22 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     return history
 
 
-BF16_ON_CPU = "DEIT_BF16_ON_CPU"  # set to 1 to exercise the GPU's bf16 path on a CPU (the GPU plan's dry run)
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere,
-    unless DEIT_BF16_ON_CPU=1 asks for bf16 on the CPU too.
-
-    Notebooks: used in 04.
-    """
-    device = torch.device(device)
-    if device.type == "cpu" and os.environ.get(BF16_ON_CPU) == "1":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast) -> torch.Tensor:
+def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast, scaler) -> torch.Tensor:
     """One optimizer step; returns the loss (still on the device: reading it would wait for the GPU).
+    `autocast` and `scaler` come from helpers.precision (autocast_for, grad_scaler_for); the scaler
+    only acts in fp16, where it scales the loss and skips a step whose gradients overflowed.
 
     Notebooks: used in 04.
     """
     with autocast:
         loss = loss_fn(network(inputs), targets, inputs)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    scaler.scale(loss).backward()
     if clip_grad:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(network.parameters(), clip_grad)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return loss.detach()
 
 

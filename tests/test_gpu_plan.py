@@ -52,8 +52,9 @@ def test_a_stage_that_stops_part_way_ends_the_plan_so_the_next_window_goes_on_wi
 
 
 def test_the_ten_minute_run_comes_last_after_the_stages_a_window_can_decide():
+    """Only the fp16 check comes after it: it decides no target, so it may not delay it."""
     names = [s.name for s in gpu_plan.STAGES]
-    assert names[-1] == "time_to_accuracy_10min" and names.index("ablation") == len(names) - 2
+    assert names[-2:] == ["time_to_accuracy_10min", "throughput_fp16"] and names.index("ablation") == len(names) - 3
     needs = {s.name: s.needs for s in gpu_plan.STAGES if s.needs}
     assert needs == {"ablation": ("together",), "time_to_accuracy_10min": ("ablation",)}
 
@@ -228,9 +229,11 @@ def test_dry_run_runs_every_stage_on_the_cpu_and_archives_its_results(tmp_path, 
     assert len(throughput["images_per_second"]) == 4 and throughput["timings"]["c ours"]["images"] == 200
     assert "profiler" in (results / "throughput_profile.txt").read_text()
     for name in ("throughput", "teacher_full", "teacher_epochs", "teacher_long", "time_to_accuracy_3min",
-                 "time_to_accuracy_10min", "together"):
+                 "time_to_accuracy_10min", "together", "throughput_fp16"):
         record = json.loads((results / f"{name}.json").read_text())
-        assert {"device", "torch", "timm", "commit", "command", "date"} <= set(record), name
+        assert {"device", "torch", "timm", "commit", "command", "date", "precision"} <= set(record), name
+    assert json.loads((results / "throughput_fp16.json").read_text())["precision"] == "fp16"  # loss scaling's path
+    assert json.loads((results / "throughput.json").read_text())["precision"] == "fp32"  # the dry run's FP32
     together = json.loads((results / "together.json").read_text())
     assert [r["models"] for r in together["rows"]] == [1, 2]
     assert together["best_m"] == max(together["rows"], key=lambda r: r["images_per_s"])["models"]

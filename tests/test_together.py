@@ -419,7 +419,7 @@ def test_under_bf16_autocast_a_group_trains_in_the_dtypes_of_one_model(data, mon
     trainer's own cast its outputs, and the attention and MLP after them, would stay fp32 where one
     model's are bf16 (more memory and slower elementwise work on a GPU, and other numbers)."""
     from helpers import together
-    monkeypatch.setenv("DEIT_BF16_ON_CPU", "1")  # the GPU's bf16 autocast, on the CPU
+    monkeypatch.setenv("DEIT_PRECISION", "bf16")  # the GPU's bf16 autocast, on the CPU
     forward, dtypes = together._vmapped_forward, []
 
     def recording(*args, **kwargs):

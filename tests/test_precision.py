@@ -1,0 +1,124 @@
+"""Mixed precision per device (helpers.precision): bf16 from Ampere on, fp16 with loss scaling on
+older GPUs, fp32 elsewhere. fp16 is exercised on the CPU (DEIT_PRECISION=fp16), where PyTorch
+runs autocast and GradScaler the same way."""
+import copy
+import json
+
+import pytest
+import torch
+
+from helpers import precision, train
+from helpers.data import TensorBatches
+from helpers.models import build_vit
+from helpers.precision import PrecisionError, autocast_dtype, grad_scaler_for, precision_name
+from helpers.recipe import Recipe
+from helpers.together import fit_together
+from helpers.train import TrainConfig, make_optimizer, train_step
+from tests.test_train import InterruptAt, run, small_data, without_time  # noqa: F401 (a fixture)
+from tests.test_together import data, member, metrics, val_batches  # noqa: F401 (a fixture)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 0), torch.float16), ((7, 5), torch.float16),
+                                                  ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_a_gpu_gets_bf16_from_ampere_on_and_fp16_before(monkeypatch, capability, expected):
+    monkeypatch.delenv(precision.PRECISION, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert autocast_dtype(torch.device("cuda")) == expected
+
+
+def test_cpus_and_mps_train_in_fp32_unless_told(monkeypatch):
+    monkeypatch.delenv(precision.PRECISION, raising=False)
+    assert autocast_dtype("cpu") is None and autocast_dtype("mps") is None
+    assert precision_name("cpu") == "fp32" and not grad_scaler_for("cpu").is_enabled()
+    monkeypatch.setenv(precision.PRECISION, " FP16 ")
+    assert autocast_dtype("cpu") == torch.float16 and grad_scaler_for("cpu").is_enabled()
+    monkeypatch.setenv(precision.PRECISION, "bf16")
+    assert precision_name("cpu") == "bf16" and not grad_scaler_for("cpu").is_enabled()
+
+
+def test_an_unknown_precision_names_the_choices(monkeypatch):
+    monkeypatch.setenv(precision.PRECISION, "half")
+    with pytest.raises(PrecisionError, match="bf16, fp16, fp32, or unset it"):
+        autocast_dtype("cpu")
+
+
+def test_an_fp16_step_whose_gradients_overflow_is_skipped_and_the_scale_halved(monkeypatch):
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    torch.manual_seed(0)
+    model = build_vit(embed_dim=16, depth=1, num_heads=2)
+    config = TrainConfig(batch_size=8)
+    optimizer = make_optimizer(model, config, 1e-3, torch.device("cpu"))
+    images, labels = torch.randn(8, 3, 32, 32), torch.arange(8)
+
+    def step(scaler):
+        before = [p.detach().clone() for p in model.parameters()]
+        loss = train_step(model, optimizer, images, labels, lambda out, y, x: torch.nn.functional.cross_entropy(out, y),
+                          config.clip_grad, precision.autocast_for("cpu"), scaler)
+        return loss, any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+    huge = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)  # any fp16 gradient overflows
+    loss, changed = step(huge)
+    assert torch.isfinite(loss) and not changed and huge.get_scale() == 2.0 ** 39
+    usual = grad_scaler_for("cpu")
+    _, changed = step(usual)
+    assert changed and usual.get_scale() == 2.0 ** 16
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fp16_clips_the_true_gradients_not_the_scaled_ones(monkeypatch):
+    torch.manual_seed(0)
+    model = build_vit(embed_dim=16, depth=1, num_heads=2)
+    images, labels = torch.randn(8, 3, 32, 32), torch.arange(8)
+
+    def update(dtype, clip_grad):  # one SGD step's change of all weights
+        monkeypatch.setenv(precision.PRECISION, dtype)
+        trained = copy.deepcopy(model)
+        train_step(trained, torch.optim.SGD(trained.parameters(), lr=0.1), images, labels,
+                   lambda out, y, x: torch.nn.functional.cross_entropy(out, y), clip_grad,
+                   precision.autocast_for("cpu"), grad_scaler_for("cpu"))
+        return torch.cat([(a - b).flatten() for a, b in zip(trained.parameters(), model.parameters())])
+
+    free = update("fp32", None)
+    norm = free.norm().item() / 0.1  # the gradient's
+    # A limit 10 times the gradient's norm clips nothing, though 2^16 times the gradient exceeds it.
+    assert update("fp16", 10 * norm).norm().item() == pytest.approx(free.norm().item(), rel=0.02)
+    assert update("fp16", norm / 2).norm().item() == pytest.approx(free.norm().item() / 2, rel=0.02)
+
+
+def test_fp16_training_learns_like_fp32(small_data, monkeypatch):
+    monkeypatch.setenv(precision.PRECISION, "fp32")
+    _, full = run(small_data, epochs=3)
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    _, half = run(small_data, epochs=3)
+    assert without_time(half) != without_time(full)  # the matrix products did run in fp16
+    for a, b in zip(half, full):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
+    assert half[-1]["train_loss"] < half[0]["train_loss"]
+
+
+def test_an_fp16_run_resumes_with_its_loss_scale(small_data, tmp_path, monkeypatch):
+    """The scale adapts as a run trains (here it starts far too high and halves at every overflow);
+    a resumed run that started again from the initial scale would skip other steps."""
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    monkeypatch.setattr(train, "grad_scaler_for", lambda device: torch.amp.GradScaler("cpu", init_scale=2.0 ** 30))
+    _, straight = run(small_data, tmp_path / "straight")
+    saved = torch.load(tmp_path / "straight" / train.CHECKPOINT, weights_only=False)
+    assert saved["scaler"]["scale"] < 2.0 ** 30
+    with pytest.raises(KeyboardInterrupt):
+        run(small_data, tmp_path / "stopped", batches=InterruptAt(TensorBatches(small_data[0], 24), epoch=1, batch=2))
+    assert len(json.loads((tmp_path / "stopped" / "history.json").read_text())["history"]) == 1
+    _, resumed = run(small_data, tmp_path / "stopped")
+    assert without_time(resumed) == without_time(straight)
+
+
+def test_models_trained_together_use_fp32_where_one_model_would_use_fp16(data, monkeypatch):
+    """The stacked optimizer does no loss scaling, so a group does not train in fp16 without it."""
+    def group():
+        return fit_together([member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe(), 1, epochs=1)],
+                            val_batches(data), device="cpu")
+    monkeypatch.setenv(precision.PRECISION, "fp32")
+    in_fp32 = group()
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    with pytest.warns(UserWarning, match="use fp32 on cpu: fp16 would need loss scaling"):
+        asked_fp16 = group()
+    assert [metrics(h) for h in asked_fp16] == [metrics(h) for h in in_fp32]
