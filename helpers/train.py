@@ -8,6 +8,8 @@ cosine (notebook 04 shows the difference).
 """
 from __future__ import annotations
 
+import functools
+import gc
 import math
 import os
 import random
@@ -267,6 +269,41 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
     return state["epoch"], state["history"]
 
 
+class GPUMemoryError(CourseError, torch.OutOfMemoryError):
+    """A training run ran out of GPU memory; the message names smaller settings that fit. Still an
+    OutOfMemoryError, for callers that give a smaller run a try."""
+
+
+def explains_out_of_memory(fit):
+    """fit, with an out-of-memory error turned into one that names the fix: a laptop GPU of a few
+    GiB may not hold the full profile's batches of 512 images."""
+    @functools.wraps(fit)
+    def fit_or_explain(model, train_batches, val_batches, config: TrainConfig, **kwargs):
+        try:
+            return fit(model, train_batches, val_batches, config, **kwargs)
+        except GPUMemoryError:
+            raise
+        except torch.OutOfMemoryError as err:
+            what = str(err).splitlines()[0] if str(err) else "out of memory"
+        # Raised out of the except block, whose traceback holds the step's tensors: freed now.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            gpu = torch.cuda.get_device_properties(torch.cuda.current_device())
+            where = f"The GPU ({gpu.name}, {gpu.total_memory / 2 ** 30:.1f} GiB)"
+        else:
+            where = "The device"
+        half = max(1, config.batch_size // 2)
+        raise GPUMemoryError(
+            f"{where} ran out of memory training on batches of {config.batch_size} images ({what}). "
+            f"A run with a folder keeps its finished epochs. Close other programs that use the GPU, or train "
+            f"smaller: batches of {half} (command line: --batch-size {half}; the learning rate follows "
+            f"the batch size), or the cpu profile's smaller model and batches (restart Jupyter with "
+            f"DEIT_PROFILE=cpu).")
+    return fit_or_explain
+
+
+@explains_out_of_memory
 def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
         progress: bool = True, log_epochs: bool | None = None, device=None,

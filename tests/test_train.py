@@ -233,3 +233,27 @@ def test_progress_bars_answer_tqdms_own_switch(small_data, capfd, monkeypatch):
     assert "epoch 1/1" in one_epoch()
     monkeypatch.setenv("TQDM_DISABLE", "1")  # as benchmarks/notebook_check.py runs the notebooks
     assert "epoch 1/1" not in one_epoch()
+
+
+def test_running_out_of_gpu_memory_names_smaller_settings_and_keeps_finished_epochs(small_data, tmp_path):
+    from helpers.errors import CourseError
+
+    calls = []
+
+    def loss_that_runs_out(outputs, targets, images):  # the second epoch's third step needs too much
+        calls.append(1)
+        if len(calls) == len(TensorBatches(small_data[0], 24)) + 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nmore detail")
+        return classification_loss(outputs, targets, 0.1)
+
+    with pytest.raises(torch.OutOfMemoryError) as caught:  # still one, for callers that try smaller runs
+        run(small_data, tmp_path, loss_fn=loss_that_runs_out)
+    message = str(caught.value)
+    assert isinstance(caught.value, CourseError)
+    assert "batches of 24 images (CUDA out of memory. Tried to allocate 2.00 GiB.)" in message
+    assert "--batch-size 12" in message and "DEIT_PROFILE=cpu" in message and "more detail" not in message
+    assert caught.value.__context__ is None  # the failed step's tensors are not held by the error
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1  # the first epoch was kept
+    _, resumed = run(small_data, tmp_path)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert len(json.loads((tmp_path / "history.json").read_text())["history"]) == 3
