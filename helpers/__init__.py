@@ -13,10 +13,13 @@ def notebook_setup(seed: int = 0) -> Profile:
     import random
 
     import torch
+    from helpers.precision import describe_precision
     from helpers.profiles import describe
+    from helpers.train import pick_device
 
     profile = get_profile()
     print(describe(profile))
+    print(describe_precision(pick_device()))
     random.seed(seed)
     torch.manual_seed(seed)
     try:  # PNG figures: SVG bloats notebooks and diffs

@@ -70,3 +70,11 @@ def grad_scaler_for(device) -> torch.amp.GradScaler:
     """
     device = torch.device(device)
     return torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
+
+
+def describe_precision(device) -> str:
+    """One line for the top of a notebook: where training runs and in what precision."""
+    device = torch.device(device)
+    what = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling", "fp32": "fp32"}[precision_name(device)]
+    where = f"{device.type} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device.type
+    return f"Training on {where} in {what}; {PRECISION}=bf16, fp16 or fp32 changes it."

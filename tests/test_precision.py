@@ -122,3 +122,12 @@ def test_models_trained_together_use_fp32_where_one_model_would_use_fp16(data, m
     with pytest.warns(UserWarning, match="use fp32 on cpu: fp16 would need loss scaling"):
         asked_fp16 = group()
     assert [metrics(h) for h in asked_fp16] == [metrics(h) for h in in_fp32]
+
+
+def test_the_notebooks_say_where_training_runs_and_in_what(monkeypatch):
+    monkeypatch.delenv(precision.PRECISION, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    assert precision.describe_precision(torch.device("cuda")).startswith(
+        "Training on cuda (Tesla T4) in fp16 autocast with loss scaling; DEIT_PRECISION=")
+    assert precision.describe_precision("cpu").startswith("Training on cpu in fp32;")
