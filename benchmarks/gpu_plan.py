@@ -17,8 +17,8 @@ run made into one .tar.gz, paths relative to results/: `tar -xzf results.tar.gz 
 
 --dry-run runs the same stages at the CI profile's size (one to three epochs or steps, small
 batches) into a scratch folder, so that a GPU window meets only what differs on CUDA: the 3-minute
-run and the together stage compile and use bf16 autocast on the CPU, the others stay eager in
-fp32 (see FP32 below).
+run and the together stage compile and use bf16 autocast on the CPU, the fp16 stage uses fp16
+autocast with loss scaling, the others stay eager in fp32 (see FP32 below).
 """
 from __future__ import annotations
 
@@ -329,8 +329,8 @@ STAGES = [
           DRY_TTA + ["2", "--time-limit-s", "0.001"], FP32, needs=("ablation",)),  # dry: stops after epoch 1
     # GPUs without bf16 (a student's T4 or V100) train in fp16 with loss scaling (helpers.precision).
     # The throughput benchmark in fp16 runs that path on CUDA (GradScaler with fused AdamW and
-    # torch.compile) and sets its speed beside bf16's on one GPU. Last: no target depends on it,
-    # and it fits the seconds a window has left.
+    # torch.compile) and measures its speed. Last: no target depends on it, and it fits the
+    # seconds a window has left.
     Stage("throughput_fp16", "a in fp16 with loss scaling, the path of GPUs without bf16 (T4, V100)",
           ["benchmarks/throughput.py"], ["throughput_fp16.json"], 120,
           lambda plan: ["--output", str(plan.results / "throughput_fp16.json")],

@@ -7,7 +7,8 @@ tensor cores. fp16's narrow range flushes small gradients to zero, so the loss i
 large factor before backward and the gradients divided by it before clipping and the update
 (torch.amp.GradScaler; a step whose gradients overflowed is skipped and the factor halved).
 DeiT itself trained this way: fp16 autocast with timm's NativeScaler (facebookresearch/deit,
-engine.py, train_one_epoch). CPUs and Apple's mps train in fp32.
+engine.py, train_one_epoch). CPUs and Apple's mps train in fp32. (PyTorch's CUDA 13 builds start
+at the T4's sm_75; the P100 and V100 need a build that still includes theirs.)
 
 DEIT_PRECISION=bf16|fp16|fp32 overrides the choice on any device (the GPU plan's dry run uses
 bf16 on the CPU; the tests use fp16 there too).

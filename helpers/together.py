@@ -53,13 +53,13 @@ from helpers.errors import make_folder
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
-from helpers.precision import autocast_dtype, autocast_for
+from helpers.precision import autocast_for, grad_scaler_for
 from helpers.regularization import DropPath
 from helpers.speed import sync
-from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NO_EVALUATION_IMAGES, CheckpointError, TrainConfig,
-                           check_evaluation_batches,
-                           distributed, load_checkpoint, lr_at, param_groups, pick_device, prepare_eval,
-                           run_identity, seed_everything, compiled_or_as_is, _stop_if_not_finite)
+from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NAN_CHECK_EVERY, NO_EVALUATION_IMAGES, CheckpointError,
+                           TrainConfig, check_evaluation_batches, distributed, load_checkpoint, lr_at, param_groups,
+                           pick_device, prepare_eval, run_identity, seed_everything, compiled_or_as_is,
+                           _stop_if_not_finite)
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch's AdamW defaults, which make_optimizer uses
 
@@ -276,6 +276,7 @@ class StackedAdamW:
 
     def __init__(self, params: dict, decay: set[str]):
         self.params, self.decay, self.step_count = params, decay, 0
+        self.param_groups = [{"params": list(params.values())}]  # what torch.amp.GradScaler unscales
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
 
@@ -403,11 +404,8 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     steps_per_epoch = len(members[0].train_batches)
     schedules = [_lr_schedule(c, steps_per_epoch) for c in configs]
     drop_probs = [_drop_probs(model) for model in models]
-    autocast = autocast_for(device)
-    if autocast_dtype(device) == torch.float16:  # fp16 needs loss scaling, which StackedAdamW does not do
-        warnings.warn(f"Models trained together use fp32 on {device}: fp16 would need loss scaling, which "
-                      f"the stacked optimizer does not do (bf16, on GPUs from Ampere on, needs none).")
-        autocast = torch.autocast(device.type, enabled=False)
+    # fp16's loss scale is one for the group: an overflow in any model skips the step for all
+    autocast, scaler = autocast_for(device), grad_scaler_for(device)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
     masks = _DropPathMasks(drop_probs, device, mask_dtype)
@@ -418,7 +416,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
-        start_epoch, histories = _restore(run_dir, members, params, optimizer)
+        start_epoch, histories = _restore(run_dir, members, params, optimizer, scaler)
 
     linear = _linear_parameters(template) if mask_dtype != torch.float32 else set()  # under autocast only
 
@@ -446,18 +444,24 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
                 outputs = train_forward(params, masks.inputs(len(inputs[0])), inputs)
                 loss = torch.stack([losses[k](_model_outputs(outputs, k), targets[k], inputs[k]) for k in range(m)])
             optimizer.zero_grad()
-            loss.sum().backward()  # model k's parameters only see model k's loss
+            scaler.scale(loss.sum()).backward()  # model k's parameters only see model k's loss
+            scaler.unscale_(optimizer)  # fp16 only: clip the true gradients
             clip_per_model(params, [c.clip_grad for c in configs])
-            optimizer.step(lrs, [c.weight_decay for c in configs])
+            scaler.step(optimizer, lrs, [c.weight_decay for c in configs])
+            scaler.update()
             loss_sum += loss.detach().float()
-            if not cuda or i % 50 == 0 or i == steps_per_epoch - 1:  # a NaN check waits for the GPU
+            if i % NAN_CHECK_EVERY.get(device.type, 1) == 0 or i == steps_per_epoch - 1:
                 for k in range(m):
                     _stop_if_not_finite(loss[k], f"for {names[k]} at epoch {epoch + 1}, step {i + 1}", lrs[k], run_dir)
         trained = time.perf_counter() - started
         evaluated = evaluate_together(template, params, {}, val_batches, device, m)
         for k in range(m):
             record = {"epoch": epoch + 1, "train_loss": loss_sum[k].item() / steps_per_epoch, **evaluated[k],
-                      "lr": lrs[k], "seconds": time.perf_counter() - started, "train_seconds": trained, "together": m}
+                      "lr": lrs[k], "seconds": time.perf_counter() - started, "train_seconds": trained, "together": m,
+                      **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})}
+            # fp16 skips a step whose loss was not finite: the epoch's sum is what shows it (as in fit)
+            _stop_if_not_finite(torch.tensor(record["train_loss"]), f"for {names[k]} in a step of epoch {epoch + 1}",
+                                lrs[k], run_dir)
             _stop_if_not_finite(torch.tensor(record["val_loss"]), f"for {names[k]} after epoch {epoch + 1}",
                                 lrs[k], run_dir, what="validation loss")
             histories[k].append(record)
@@ -466,7 +470,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             print(f"epoch {epoch + 1}/{configs[0].epochs}: {m} models, val acc "
                   + " ".join(f"{h[-1]['val_acc']:.1f}" for h in histories) + f" ({trained:.0f} s)", flush=True)
         if run_dir:
-            _save(run_dir, members, names, params, optimizer, epoch + 1, histories)
+            _save(run_dir, members, names, params, optimizer, scaler, epoch + 1, histories)
     _copy_back(params, models)
     return histories
 
@@ -531,17 +535,18 @@ def _copy_back(params: dict, models: list[nn.Module]) -> None:
             p.copy_(params[name][k])
 
 
-def _save(run_dir: Path, members, names, params, optimizer, epoch: int, histories) -> None:
+def _save(run_dir: Path, members, names, params, optimizer, scaler, epoch: int, histories) -> None:
     identities = [run_identity(mb.config, mb.metadata) for mb in members]
-    save_atomically({"params": params, "optimizer": optimizer.state_dict(), "epoch": epoch, "names": names,
-                     "histories": histories, "identities": identities}, run_dir / CHECKPOINT)
+    save_atomically({"params": params, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                     "epoch": epoch, "names": names, "histories": histories, "identities": identities},
+                    run_dir / CHECKPOINT)
     for member, name, history in zip(members, names, histories):
         write_json_atomically({"config": asdict(member.config), "metadata": member.metadata or {},
                                "history": history}, run_dir / name / HISTORY)
         write_csv_atomically(history, run_dir / name / HISTORY_CSV)
 
 
-def _restore(run_dir: Path, members, params, optimizer):
+def _restore(run_dir: Path, members, params, optimizer, scaler):
     state = load_checkpoint(run_dir / CHECKPOINT, needs=("params", "optimizer", "epoch", "histories"))
     now = [run_identity(mb.config, mb.metadata) for mb in members]
     if state.get("identities") != now:
@@ -552,4 +557,6 @@ def _restore(run_dir: Path, members, params, optimizer):
         for name, p in params.items():
             p.copy_(state["params"][name])
     optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):  # fp16's loss scale
+        scaler.load_state_dict(state["scaler"])
     return state["epoch"], state["histories"]

@@ -269,6 +269,9 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
     return state["epoch"], state["history"]
 
 
+NAN_CHECK_EVERY = {"cuda": 50}  # steps between NaN checks of the loss: one waits for the GPU
+
+
 class GPUMemoryError(CourseError, torch.OutOfMemoryError):
     """A training run ran out of GPU memory; the message names smaller settings that fit. Still an
     OutOfMemoryError, for callers that give a smaller run a try."""
@@ -286,20 +289,22 @@ def explains_out_of_memory(fit):
         except torch.OutOfMemoryError as err:
             what = str(err).splitlines()[0] if str(err) else "out of memory"
         # Raised out of the except block, whose traceback holds the step's tensors: freed now.
+        model.zero_grad(set_to_none=True)
         gc.collect()
-        if torch.cuda.is_available():
+        device = torch.device(kwargs.get("device") or pick_device())
+        if device.type == "cuda":
             torch.cuda.empty_cache()
-            gpu = torch.cuda.get_device_properties(torch.cuda.current_device())
+            gpu = torch.cuda.get_device_properties(device)
             where = f"The GPU ({gpu.name}, {gpu.total_memory / 2 ** 30:.1f} GiB)"
         else:
-            where = "The device"
+            where = f"The {device.type} device"
         half = max(1, config.batch_size // 2)
         raise GPUMemoryError(
-            f"{where} ran out of memory training on batches of {config.batch_size} images ({what}). "
-            f"A run with a folder keeps its finished epochs. Close other programs that use the GPU, or train "
-            f"smaller: batches of {half} (command line: --batch-size {half}; the learning rate follows "
-            f"the batch size), or the cpu profile's smaller model and batches (restart Jupyter with "
-            f"DEIT_PROFILE=cpu).")
+            f"{where} ran out of memory in a run with batches of {config.batch_size} images ({what}). "
+            f"A run with a folder keeps its finished epochs. Close other programs that use the GPU, or "
+            f"train smaller: the cpu profile's smaller model and batches (restart Jupyter with "
+            f"DEIT_PROFILE=cpu; on the command line, --profile cpu), or with `python -m helpers train`, "
+            f"batches of {half} (--batch-size {half}; the learning rate follows the batch size).")
     return fit_or_explain
 
 
@@ -353,7 +358,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             return lr_at(step, total, warmup_steps, peak_lr, config.warmup_lr, config.min_lr)
     talk = progress and rank == 0
     log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0
-    check_every = 50 if device.type == "cuda" else 1  # a NaN check waits for the GPU
+    check_every = NAN_CHECK_EVERY.get(device.type, 1)
 
     start_epoch, history, scaler = 0, [], grad_scaler_for(device)
     run_dir = Path(run_dir) if run_dir else None
@@ -396,8 +401,12 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
                 _stop_if_not_finite(loss, f"at epoch {epoch + 1}, step {i + 1}", lr, run_dir)
         train_loss = all_reduce_sum([loss_sum.item() / steps_per_epoch], device)[0] / world
         trained = time.perf_counter() - started  # the loss's .item() waited for the GPU
+        # A step's loss that was not finite, whichever step: in fp16 its update was skipped, so the
+        # weights stay finite and the checks every check_every steps may not have seen it.
+        _stop_if_not_finite(torch.tensor(train_loss), f"in a step of epoch {epoch + 1}", lr, run_dir, what="loss")
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
-                  "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": trained}
+                  "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": trained,
+                  **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})}  # fp16: it adapts
         _stop_if_not_finite(torch.tensor(record["val_loss"]), f"on the validation images after epoch {epoch + 1}",
                             lr, run_dir, what="validation loss")
         history.append(record)

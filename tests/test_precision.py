@@ -15,7 +15,7 @@ from helpers.recipe import Recipe
 from helpers.together import fit_together
 from helpers.train import TrainConfig, make_optimizer, train_step
 from tests.test_train import InterruptAt, run, small_data, without_time  # noqa: F401 (a fixture)
-from tests.test_together import data, member, metrics, val_batches  # noqa: F401 (a fixture)
+from tests.test_together import data, member, metrics, one_by_one, val_batches  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 0), torch.float16), ((7, 5), torch.float16),
@@ -94,6 +94,24 @@ def test_fp16_training_learns_like_fp32(small_data, monkeypatch):
     for a, b in zip(half, full):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
     assert half[-1]["train_loss"] < half[0]["train_loss"]
+    assert half[-1]["loss_scale"] == 2.0 ** 16 and "loss_scale" not in full[-1]  # recorded where it acts
+
+
+def test_an_fp16_loss_that_was_not_finite_between_checks_stops_the_run_unsaved(small_data, tmp_path, monkeypatch):
+    """In fp16 the scaler skips that step's update, so the weights stay finite: on a GPU, where the
+    loss is read every 50 steps only, the epoch's summed loss is what shows it."""
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    monkeypatch.setattr(train, "NAN_CHECK_EVERY", {"cpu": 50})  # the GPU's rule, on the CPU
+    steps = []
+
+    def loss_once_nan(outputs, targets, images):
+        steps.append(1)
+        loss = torch.nn.functional.cross_entropy(outputs.float(), targets)
+        return loss * float("nan") if len(steps) == 2 else loss
+
+    with pytest.raises(FloatingPointError, match="in a step of epoch 1"):
+        run(small_data, tmp_path, loss_fn=loss_once_nan)
+    assert not (tmp_path / train.CHECKPOINT).exists()
 
 
 def test_an_fp16_run_resumes_with_its_loss_scale(small_data, tmp_path, monkeypatch):
@@ -111,17 +129,35 @@ def test_an_fp16_run_resumes_with_its_loss_scale(small_data, tmp_path, monkeypat
     assert without_time(resumed) == without_time(straight)
 
 
-def test_models_trained_together_use_fp32_where_one_model_would_use_fp16(data, monkeypatch):
-    """The stacked optimizer does no loss scaling, so a group does not train in fp16 without it."""
-    def group():
-        return fit_together([member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe(), 1, epochs=1)],
-                            val_batches(data), device="cpu")
-    monkeypatch.setenv(precision.PRECISION, "fp32")
-    in_fp32 = group()
+def test_models_trained_together_use_fp16_with_loss_scaling_like_one_model(data, tmp_path, monkeypatch):
+    """The group shares one loss scale (an overflow in any model would skip the step for all); none
+    overflows here, so each model trains as it does alone, to fp16's rounding."""
     monkeypatch.setenv(precision.PRECISION, "fp16")
-    with pytest.warns(UserWarning, match="use fp32 on cpu: fp16 would need loss scaling"):
-        asked_fp16 = group()
-    assert [metrics(h) for h in asked_fp16] == [metrics(h) for h in in_fp32]
+    members = [member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe(), 1, epochs=1)]
+    grouped = fit_together(members, val_batches(data), device="cpu", run_dir=tmp_path)
+    alone = one_by_one(data, [member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe(), 1, epochs=1)])
+    for group_history, own_history in zip(grouped, alone):
+        assert group_history[-1]["train_loss"] == pytest.approx(own_history[-1]["train_loss"], rel=1e-2)
+    monkeypatch.setenv(precision.PRECISION, "fp32")
+    in_fp32 = fit_together([member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe(), 1, epochs=1)],
+                           val_batches(data), device="cpu")
+    assert [metrics(h) for h in grouped] != [metrics(h) for h in in_fp32]  # fp16 did run
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["scaler"]["scale"] == 2.0 ** 16
+
+
+def test_a_group_skips_every_step_whose_scaled_gradients_overflow(data, monkeypatch):
+    from helpers import together
+    monkeypatch.setenv(precision.PRECISION, "fp16")
+    scalers = []
+    monkeypatch.setattr(together, "grad_scaler_for", lambda device: scalers.append(
+        torch.amp.GradScaler("cpu", init_scale=2.0 ** 60)) or scalers[-1])  # overflows for every step here
+    members = [member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe.plain(), 1, epochs=1)]
+    before = [copy.deepcopy(m.model.state_dict()) for m in members]
+    fit_together(members, val_batches(data), device="cpu")
+    steps = len(members[0].train_batches)
+    assert scalers[0].get_scale() == 2.0 ** (60 - steps)
+    for m, weights in zip(members, before):
+        assert all(torch.equal(v, m.model.state_dict()[k]) for k, v in weights.items())
 
 
 def test_the_notebooks_say_where_training_runs_and_in_what(monkeypatch):

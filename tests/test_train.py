@@ -250,7 +250,8 @@ def test_running_out_of_gpu_memory_names_smaller_settings_and_keeps_finished_epo
         run(small_data, tmp_path, loss_fn=loss_that_runs_out)
     message = str(caught.value)
     assert isinstance(caught.value, CourseError)
-    assert "batches of 24 images (CUDA out of memory. Tried to allocate 2.00 GiB.)" in message
+    assert message.startswith("The cpu device ran out of memory in a run with batches of 24 images "
+                              "(CUDA out of memory. Tried to allocate 2.00 GiB.)")
     assert "--batch-size 12" in message and "DEIT_PROFILE=cpu" in message and "more detail" not in message
     assert caught.value.__context__ is None  # the failed step's tensors are not held by the error
     assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 1  # the first epoch was kept
