@@ -341,3 +341,14 @@ def test_the_notebook_stage_records_each_failed_cell_and_goes_on_where_it_stoppe
     assert Plan(tmp_path, None, False).done(stage)
     out.write_text(json.dumps({**record, "complete": False}))  # cut short by the window's end: made again
     assert not Plan(tmp_path, None, False).done(stage)
+
+
+def test_on_a_gpu_only_the_fp16_stage_chooses_a_precision(tmp_path, monkeypatch):
+    """The others train in what the GPU picks (bf16 on the H100s and H200s of the windows)."""
+    monkeypatch.delenv("DEIT_PRECISION", raising=False)
+    plan = Plan(tmp_path, budget_s=480, dry_run=False)
+    chosen = {stage.name: gpu_plan.stage_command(plan, stage)[1].get("DEIT_PRECISION") for stage in gpu_plan.STAGES}
+    assert chosen.pop("throughput_fp16") == "fp16" and set(chosen.values()) == {None}
+    command, env = gpu_plan.stage_command(plan, next(s for s in gpu_plan.STAGES if s.name == "throughput_fp16"))
+    assert command[1:] == ["benchmarks/throughput.py", "--output", str(tmp_path / "throughput_fp16.json")]
+    assert env["DEIT_PROFILE"] == "full"
