@@ -1,16 +1,20 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def test_two_processes_with_gloo_agree_on_the_weights(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: both ranks skip the same overflowed steps
+def test_two_processes_with_gloo_agree_on_the_weights(tmp_path, precision):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(WORKER), str(tmp_path)], capture_output=True, text=True, timeout=300)
+         str(WORKER), str(tmp_path)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DEIT_PRECISION": precision})
     assert result.returncode == 0, result.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     for name, weight in r0["state"].items():
@@ -25,3 +29,4 @@ def test_two_processes_with_gloo_agree_on_the_weights(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.csv", "history.json", "last.pt"]
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert all(torch.equal(v, r0["state"][k]) for k, v in saved["model"].items())
+    assert ("loss_scale" in r0["history"][-1]) == (precision == "fp16") == bool(saved["scaler"])
