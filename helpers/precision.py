@@ -73,6 +73,12 @@ def grad_scaler_for(device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
 
 
+def loss_scale_record(scaler: torch.amp.GradScaler) -> dict:
+    """An epoch record's loss scale, in fp16 only (it adapts as training goes: a run that overflows
+    all the time shows it shrinking); empty where the scaler is a pass-through."""
+    return {"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {}
+
+
 def describe_precision(device) -> str:
     """One line for the top of a notebook: where training runs and in what precision."""
     device = torch.device(device)

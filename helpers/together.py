@@ -53,7 +53,7 @@ from helpers.errors import make_folder
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
-from helpers.precision import autocast_for, grad_scaler_for
+from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.regularization import DropPath
 from helpers.speed import sync
 from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NAN_CHECK_EVERY, NO_EVALUATION_IMAGES, CheckpointError,
@@ -406,6 +406,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     drop_probs = [_drop_probs(model) for model in models]
     # fp16's loss scale is one for the group: an overflow in any model skips the step for all
     autocast, scaler = autocast_for(device), grad_scaler_for(device)
+    check_every = NAN_CHECK_EVERY.get(device.type, 1)
     with autocast:  # DropPath's masks have the activations' dtype: bf16 under autocast
         mask_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
     masks = _DropPathMasks(drop_probs, device, mask_dtype)
@@ -450,15 +451,16 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             scaler.step(optimizer, lrs, [c.weight_decay for c in configs])
             scaler.update()
             loss_sum += loss.detach().float()
-            if i % NAN_CHECK_EVERY.get(device.type, 1) == 0 or i == steps_per_epoch - 1:
+            if i % check_every == 0 or i == steps_per_epoch - 1:
                 for k in range(m):
                     _stop_if_not_finite(loss[k], f"for {names[k]} at epoch {epoch + 1}, step {i + 1}", lrs[k], run_dir)
         trained = time.perf_counter() - started
         evaluated = evaluate_together(template, params, {}, val_batches, device, m)
+        scale = loss_scale_record(scaler)  # one for the group
         for k in range(m):
             record = {"epoch": epoch + 1, "train_loss": loss_sum[k].item() / steps_per_epoch, **evaluated[k],
                       "lr": lrs[k], "seconds": time.perf_counter() - started, "train_seconds": trained, "together": m,
-                      **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})}
+                      **scale}
             # fp16 skips a step whose loss was not finite: the epoch's sum is what shows it (as in fit)
             _stop_if_not_finite(torch.tensor(record["train_loss"]), f"for {names[k]} in a step of epoch {epoch + 1}",
                                 lrs[k], run_dir)

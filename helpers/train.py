@@ -25,7 +25,7 @@ from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
-from helpers.precision import autocast_for, grad_scaler_for
+from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.speed import sync
 
 CHECKPOINT = "last.pt"
@@ -406,7 +406,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         _stop_if_not_finite(torch.tensor(train_loss), f"in a step of epoch {epoch + 1}", lr, run_dir, what="loss")
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
                   "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": trained,
-                  **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})}  # fp16: it adapts
+                  **loss_scale_record(scaler)}
         _stop_if_not_finite(torch.tensor(record["val_loss"]), f"on the validation images after epoch {epoch + 1}",
                             lr, run_dir, what="validation loss")
         history.append(record)
