@@ -6,6 +6,7 @@
     python -m helpers data extract PATH/cifar10-jpeg.tar.xz           # unpack the image folders
     python -m helpers data check                                     # decode once, fill the cache
     python -m helpers notebooks                                      # re-execute and store the notebooks
+    python -m helpers prepare --profile cpu                          # before a class: train all, rehearse
     python -m helpers readme                                         # README's result tables from results/
     torchrun --nproc_per_node=4 -m helpers train --profile full      # several GPUs
 
@@ -17,7 +18,7 @@ import importlib
 import sys
 
 COMMANDS = {"train": "helpers.cli", "teacher": "helpers.teacher", "ablate": "helpers.ablate",
-            "data": "helpers.data", "notebooks": "helpers.notebooks",
+            "data": "helpers.data", "notebooks": "helpers.notebooks", "prepare": "helpers.prepare",
             "readme": "helpers.readme_results"}
 
 

@@ -454,10 +454,20 @@ def main(argv=None) -> int:
     if args.command == "extract":
         print(extract_archive(args.archive, args.dest))
     else:
-        for split in SPLITS:
-            found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
+        for split, found in check_data().items():
             print(split, found)
-            if found != full:
-                raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
-                                f"{data_root()} is incomplete. Copy or extract it again.")
     return 0
+
+
+def check_data() -> dict[str, int]:
+    """Load both splits without downloading (filling the cache): {split: images}, or DataError
+    naming the fix when the copy is missing or incomplete. Commands that need all of CIFAR-10
+    call it before any long work."""
+    sizes = {}
+    for split in SPLITS:
+        found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
+        if found != full:
+            raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
+                            f"{data_root()} is incomplete. Copy or extract it again.")
+        sizes[split] = found
+    return sizes

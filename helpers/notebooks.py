@@ -14,12 +14,12 @@ keeps those lines equal to what the notebooks' code uses directly).
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from helpers.constants import NOTEBOOKS
+from helpers.errors import CourseError, reports_errors
 
 TAG = "Notebooks:"  # the docstring line naming the notebooks that use a helper
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -103,6 +103,21 @@ def notebooks_using() -> dict[str, list[str]]:
     return users
 
 
+class NotebookPathError(CourseError, ValueError):
+    """A path given as a notebook is not a notebook file."""
+
+
+def notebook_files(paths) -> list[Path]:
+    """The notebooks named, or every numbered one in notebooks/ when none is."""
+    paths = list(paths) or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+    wrong = [p for p in paths if not Path(p).is_file() or Path(p).suffix != ".ipynb"]
+    if wrong:
+        raise NotebookPathError(f"{wrong[0]} is not a notebook file (.ipynb); give a path such as "
+                                "notebooks/00_the_problem.ipynb.")
+    return [Path(p) for p in paths]
+
+
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
@@ -110,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks to run (default: every one in notebooks/)")
-    paths = parser.parse_args(argv).paths or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
-    wrong = [p for p in paths if not p.is_file() or p.suffix != ".ipynb"]
-    if wrong:
-        print(f"error: {wrong[0]} is not a notebook file (.ipynb).", file=sys.stderr)
-        return 2
+    paths = notebook_files(parser.parse_args(argv).paths)
     with tempfile.TemporaryDirectory(prefix="deit-notebook-runs-") as runs:
         os.environ["DEIT_RUNS"] = runs  # the kernels inherit it
         for path in paths:

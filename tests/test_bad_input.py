@@ -147,11 +147,13 @@ def test_a_stray_world_size_without_torchrun_names_the_fix(monkeypatch):
         cli.start_distributed()
 
 
-def test_the_notebooks_command_names_a_file_that_is_not_a_notebook(tmp_path, capsys):
-    from helpers import notebooks
+@pytest.mark.parametrize("command", [["notebooks"], ["prepare", "--profile", "ci"]])
+def test_the_notebook_commands_name_a_file_that_is_not_a_notebook(tmp_path, capsys, command):
+    from helpers.__main__ import main
     (tmp_path / "notes.md").write_text("# not a notebook")
-    assert notebooks.main([str(tmp_path / "notes.md")]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'notes.md'} is not a notebook file (.ipynb).\n"
+    assert main([*command, str(tmp_path / "notes.md")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'notes.md'} is not a notebook file (.ipynb); give a "
+                                       "path such as notebooks/00_the_problem.ipynb.\n")
 
 
 def test_a_cache_made_from_an_incomplete_copy_is_rebuilt_when_the_copy_is_completed(tmp_path, few_images):

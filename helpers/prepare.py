@@ -1,0 +1,150 @@
+"""Prepare a class: run the notebooks once in a profile, so that no cell trains on stage.
+
+    python -m helpers prepare --profile cpu                  # the day before, on the class's machine
+    python -m helpers prepare --profile cpu notebooks/03_distillation.ipynb
+
+Every training run in the notebooks is checkpointed under the runs folder, and a finished run
+returns at once. So the first pass trains what the notebooks train (on 2 CPU cores in the cpu
+profile, about 40 minutes; README, For instructors) and leaves it there; stopped and started
+again, it goes on where it was. The second pass, the rehearsal, runs each notebook again as the
+class will see it and times every cell. A file it writes under the runs folder means a cell
+trained again, and the run is named. The executed notebooks are saved in
+runs/<profile>/notebooks/, to open if something goes wrong live.
+
+The data are checked before any kernel starts: a missing or incomplete copy stops it at once,
+with the fix. `--output FILE` keeps the timings as JSON with provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from helpers.constants import RUNS
+from helpers.errors import make_folder, reports_errors
+
+SLOW_CELLS = 3  # the rehearsal's slowest cells, per notebook, in the report
+
+
+def first_line(cell) -> str:
+    """What a cell is, in one line: its first line that is not an nbval marker."""
+    lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("# NBVAL")]
+    return lines[0][:70] if lines else ""
+
+
+def execute_timed(path: Path, save_to: Path, cell_timeout_s: float | None, progress: bool) -> dict:
+    """Run one notebook top to bottom in the environment's profile and save the executed copy;
+    {"seconds", "cells": [{"cell", "seconds", "line"}], "error"?}."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from tqdm import tqdm
+
+    nb = nbformat.read(path, as_version=4)
+    started, cells = {}, []
+    bar = tqdm(total=sum(c.cell_type == "code" for c in nb.cells), desc=path.stem, unit="cell",
+               disable=not progress, leave=False)
+
+    def on_start(cell, cell_index, **_):
+        started[cell_index] = time.perf_counter()
+
+    def on_done(cell, cell_index, **_):
+        cells.append({"cell": cell_index, "seconds": round(time.perf_counter() - started[cell_index], 1),
+                      "line": first_line(cell)})
+        bar.update()
+
+    # --log-level: not the kernel's start-up warnings (a local kernel over TCP) between the progress bars
+    client = NotebookClient(nb, timeout=cell_timeout_s, kernel_name="python3", on_cell_execute=on_start,
+                            extra_arguments=["--log-level=ERROR"],
+                            on_cell_executed=on_done, resources={"metadata": {"path": str(path.parent)}})
+    record, start = {}, time.perf_counter()
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:  # the copy keeps the traceback
+        record["error"] = str(err).strip().splitlines()[-1][:200]
+    finally:
+        bar.close()
+    record.update(seconds=round(time.perf_counter() - start, 1), cells=cells)
+    nbformat.write(nb, save_to)
+    return record
+
+
+def files_under(folder: Path, leave_out: Path) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime_ns)} of every file under `folder`, except under `leave_out`."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and leave_out not in p.parents}
+
+
+def runs_written(before: dict, after: dict) -> list[str]:
+    """The run folders (a file's parent) where a file appeared or changed between two snapshots."""
+    return sorted({str(Path(name).parent) for name, stamp in after.items() if before.get(name) != stamp})
+
+
+def report_line(name: str, first: dict, live: dict) -> str:
+    slow = sorted(live["cells"], key=lambda c: -c["seconds"])[:SLOW_CELLS]
+    slowest = "; ".join(f"cell {c['cell']} {c['seconds']:.0f} s ({c['line']})" for c in slow)
+    problems = ([f"RAISED: {live['error']}"] if "error" in live else []) + (
+        [f"TRAINED AGAIN: {', '.join(live['retrained'])}"] if live["retrained"] else [])
+    return (f"{name:<22} {first['seconds']:>9.0f} s {live['seconds']:>7.0f} s   "
+            + " | ".join(problems or [slowest]))
+
+
+def main(argv=None) -> int:
+    from helpers.profiles import PROFILES
+    from helpers.cli import output_file, positive_float
+
+    parser = argparse.ArgumentParser(prog="python -m helpers prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
+    parser.add_argument("--profile", choices=sorted(PROFILES), required=True,
+                        help="the profile the class will use (start Jupyter with the same DEIT_PROFILE)")
+    parser.add_argument("--cell-timeout-s", type=positive_float, default=None,
+                        help="stop a cell after this long (default: no limit; the first pass trains)")
+    parser.add_argument("--output", type=output_file, help="also write the timings here as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over each notebook's cells")
+    return prepare(parser.parse_args(argv))
+
+
+@reports_errors
+def prepare(args) -> int:
+    from helpers.data import check_data
+    from helpers.files import write_json_atomically
+    from helpers.notebooks import notebook_files
+    from helpers.profiles import ENV_VAR
+
+    notebooks = notebook_files(args.notebooks)
+    os.environ[ENV_VAR] = args.profile  # the kernels inherit it
+    sizes = check_data()
+    copies = make_folder(RUNS / args.profile / "notebooks", "Set DEIT_RUNS to a folder that can be written")
+    print(f"Profile {args.profile}; data: {sizes['train']:,} training and {sizes['test']:,} test images; "
+          f"runs in {RUNS}; executed copies in {copies}", flush=True)
+    run = lambda path: execute_timed(path.absolute(), copies / path.name, args.cell_timeout_s, not args.no_progress)
+
+    first = {}
+    for path in notebooks:
+        first[path.stem] = run(path)
+        print(f"first pass, {path.stem}: {first[path.stem]['seconds']:.0f} s"
+              + (f", raised: {first[path.stem]['error']}" if "error" in first[path.stem] else ""), flush=True)
+    live = {}
+    for path in notebooks:
+        before = files_under(RUNS, copies)
+        live[path.stem] = run(path)
+        live[path.stem]["retrained"] = runs_written(before, files_under(RUNS, copies))
+
+    print(f"\n{'notebook':<22} {'first pass':>11} {'live':>9}   slowest cells live (or what went wrong)")
+    for name in first:
+        print(report_line(name, first[name], live[name]))
+    ready = not any("error" in r or r["retrained"] for r in live.values())
+    print(f"\nReady: in the rehearsal no cell trained and none raised. For the class, start Jupyter with "
+          f"{ENV_VAR}={args.profile}" + (f" and DEIT_RUNS={RUNS}" if os.environ.get("DEIT_RUNS") else "") + "."
+          if ready else
+          "\nNOT READY: see the rows above; the executed copies show each error.")
+    if args.output:
+        from helpers.provenance import provenance
+        write_json_atomically({"benchmark": "prepare", "profile": args.profile, "ready": ready,
+                               "notebooks": {name: {"first_pass": first[name], "live": live[name]} for name in first},
+                               **provenance()}, args.output)
+    return 0 if ready else 1
