@@ -5,6 +5,7 @@
     python -m helpers ablate --profile cpu                           # the ablation (resumable)
     python -m helpers data extract PATH/cifar10-jpeg.tar.xz           # unpack the image folders
     python -m helpers data check                                     # decode once, fill the cache
+    python -m helpers data download                                  # online: torchvision's copy, if none is found
     python -m helpers notebooks                                      # re-execute and store the notebooks
     python -m helpers prepare --profile cpu                          # before a class: train all, rehearse
     python -m helpers readme                                         # README's result tables from results/

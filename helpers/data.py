@@ -75,7 +75,7 @@ def _extract_command(root: Path) -> str:
 def _how_to_fix(root: Path) -> str:
     return (
         f"Put CIFAR-10 in {root} in one of these layouts:\n"
-        f"  {root}/cifar-10-batches-py/...          (torchvision's format; load_cifar10(download=True) makes it when online)\n"
+        f"  {root}/cifar-10-batches-py/...          (torchvision's format; `python -m helpers data download` makes it when online)\n"
         f"  {root}/cifar10-jpeg/train/<class>/*.jpg  and .../test/<class>/*.jpg  (image folders)\n"
         f"or point the environment variable {DATA_ENV} at the folder that holds them, e.g.\n"
         f"  export {DATA_ENV}=/path/to/data\n"
@@ -441,7 +441,7 @@ def extract_archive(archive, dest=None) -> Path:
 
 @reports_errors
 def main(argv=None) -> int:
-    """`python -m helpers data extract ARCHIVE | check`."""
+    """`python -m helpers data extract ARCHIVE | check | download`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers data", description="CIFAR-10 data tools")
@@ -450,22 +450,24 @@ def main(argv=None) -> int:
     ex.add_argument("archive")
     ex.add_argument("--dest", default=None, help=f"default: ${DATA_ENV}, else the repo's data/")
     sub.add_parser("check", help="load both splits (building the cache), print their sizes, fail if incomplete")
+    sub.add_parser("download", help=f"when online and no copy is found: torchvision's (170 MB) into ${DATA_ENV}, "
+                                    "else the repo's data/; then as check")
     args = parser.parse_args(argv)
     if args.command == "extract":
         print(extract_archive(args.archive, args.dest))
     else:
-        for split, found in check_data().items():
+        for split, found in check_data(download=args.command == "download").items():
             print(split, found)
     return 0
 
 
-def check_data() -> dict[str, int]:
-    """Load both splits without downloading (filling the cache): {split: images}, or DataError
-    naming the fix when the copy is missing or incomplete. Commands that need all of CIFAR-10
-    call it before any long work."""
+def check_data(download: bool = False) -> dict[str, int]:
+    """Load both splits (filling the cache): {split: images}, or DataError naming the fix when the
+    copy is missing or incomplete. Commands that need all of CIFAR-10 call it before any long
+    work; only `download=True` fetches a missing copy."""
     sizes = {}
     for split in SPLITS:
-        found, full = len(load_cifar10(split, download=False)), 10 * FULL_PER_CLASS[split]
+        found, full = len(load_cifar10(split, download=download)), 10 * FULL_PER_CLASS[split]
         if found != full:
             raise DataError(f"The {split} split holds {found:,} images, not CIFAR-10's {full:,}: the copy in "
                             f"{data_root()} is incomplete. Copy or extract it again.")

@@ -5,7 +5,7 @@
 
 Every training run in the notebooks is checkpointed under the runs folder, and a finished run
 returns at once. So the first pass trains what the notebooks train (on 2 CPU cores in the cpu
-profile, about 40 minutes; README, For instructors) and leaves it there; stopped and started
+profile, 40 minutes: results/prepare_cpu.json) and leaves it there; stopped and started
 again, it goes on where it was. The second pass, the rehearsal, runs each notebook again as the
 class will see it and times every cell. A file it writes under the runs folder means a cell
 trained again, and the run is named. The executed notebooks are saved in
@@ -61,8 +61,10 @@ def execute_timed(path: Path, save_to: Path, cell_timeout_s: float | None, progr
     record, start = {}, time.perf_counter()
     try:
         client.execute()
-    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:  # the copy keeps the traceback
-        record["error"] = str(err).strip().splitlines()[-1][:200]
+    except CellExecutionError as err:  # the executed copy keeps the traceback
+        record["error"] = f"{err.ename}: {err.evalue}"[:200]
+    except (CellTimeoutError, DeadKernelError) as err:
+        record["error"] = str(err).strip().splitlines()[0][:200]
     finally:
         bar.close()
     record.update(seconds=round(time.perf_counter() - start, 1), cells=cells)
@@ -83,13 +85,16 @@ def runs_written(before: dict, after: dict) -> list[str]:
     return sorted({str(Path(name).parent) for name, stamp in after.items() if before.get(name) != stamp})
 
 
-def report_line(name: str, first: dict, live: dict) -> str:
-    slow = sorted(live["cells"], key=lambda c: -c["seconds"])[:SLOW_CELLS]
-    slowest = "; ".join(f"cell {c['cell']} {c['seconds']:.0f} s ({c['line']})" for c in slow)
+def live_summary(live: dict, slowest: int = SLOW_CELLS) -> str:
+    """What went wrong in a notebook's rehearsal, else its slowest cells."""
     problems = ([f"RAISED: {live['error']}"] if "error" in live else []) + (
         [f"TRAINED AGAIN: {', '.join(live['retrained'])}"] if live["retrained"] else [])
-    return (f"{name:<22} {first['seconds']:>9.0f} s {live['seconds']:>7.0f} s   "
-            + " | ".join(problems or [slowest]))
+    slow = sorted(live["cells"], key=lambda c: -c["seconds"])[:slowest]
+    return " | ".join(problems) or "; ".join(f"cell {c['cell']} {c['seconds']:.0f} s ({c['line']})" for c in slow)
+
+
+def report_line(name: str, first: dict, live: dict) -> str:
+    return f"{name:<22} {first['seconds']:>9.0f} s {live['seconds']:>7.0f} s   {live_summary(live)}"
 
 
 def main(argv=None) -> int:

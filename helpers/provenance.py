@@ -36,6 +36,24 @@ def git_commit() -> str:
         return "unknown"
 
 
+def command_line(argv: list[str], main_module: str | None) -> str:
+    """The command as typed, as near as sys.argv and the main module's name tell:
+    `python -m helpers ablate ...` rather than `__main__.py ablate ...`."""
+    if main_module:
+        first = f"python -m {main_module.removesuffix('.__main__')}"
+    elif argv[0] == "-c":
+        first = "python -c (inline code)"
+    else:
+        first = Path(argv[0]).name
+    return " ".join([first, *argv[1:]])
+
+
+def main_module_name() -> str | None:
+    """The module `python -m` ran, or None for a script or inline code."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec else None
+
+
 def provenance(command: str | None = None) -> dict:
     import timm
     import torchvision
@@ -49,7 +67,7 @@ def provenance(command: str | None = None) -> dict:
         "cuda": torch.version.cuda,
         "precision": precision_name("cuda" if gpu else "cpu"),  # one model's training (helpers.precision)
         "commit": git_commit(),
-        "command": command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "command": command or command_line(sys.argv, main_module_name()),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -73,14 +73,34 @@ def notebooks_block(results_dir: Path = RESULTS) -> str:
     notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
     table = markdown_table(["notebook", *(heading for _, heading in NOTEBOOK_CHECKS)],
                            [[name, *(notebook_cell(r, name) for r in records)] for name in notebooks])
-    sources = [f"`results/{name}`: {r['device']}, torch {r['torch']}, commit {r['commit']}, {r['date'][:10]}"
-               for (name, _), r in zip(NOTEBOOK_CHECKS, records) if r]
+    sources = [source(name, r) for (name, _), r in zip(NOTEBOOK_CHECKS, records) if r]
     return table + "\n\n" + ("; ".join(sources) + "." if sources else "No record yet.") + "\n"
+
+
+def source(name: str, record: dict) -> str:
+    """Where a record in results/ came from, in one line."""
+    return f"`results/{name}`: {record['device']}, torch {record['torch']}, commit {record['commit']}, {record['date'][:10]}"
+
+
+def prepare_block(results_dir: Path = RESULTS, name: str = "prepare_cpu.json") -> str:
+    """`python -m helpers prepare`'s record: each notebook's first pass, and its rehearsal."""
+    from helpers.files import read_result
+    from helpers.prepare import live_summary
+    if not (results_dir / name).exists():
+        return "No record yet.\n"
+    record = read_result(results_dir / name)
+    rows = [[notebook, f"{passes['first_pass']['seconds']:.0f} s", f"{passes['live']['seconds']:.0f} s",
+             live_summary(passes["live"], slowest=1).replace("|", "/")]
+            for notebook, passes in record["notebooks"].items()]
+    verdict = ("ready: in the rehearsal no cell trained and none raised" if record["ready"]
+               else "**not ready**: see the last column")
+    return (markdown_table(["notebook", "first pass (trains)", "live (rehearsal)", "slowest cell live"], rows)
+            + f"\n\n{record['profile']} profile, {verdict}. {source(name, record)}.\n")
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
     """Block name -> the function that writes it."""
-    return {"notebooks": lambda: notebooks_block(results_dir),
+    return {"notebooks": lambda: notebooks_block(results_dir), "prepare-cpu": lambda: prepare_block(results_dir),
             "ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
             "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
             **{block_name(folder): (lambda folder=folder: crossover_block(results_dir / folder.relative_to(RESULTS)))

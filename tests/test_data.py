@@ -97,6 +97,25 @@ def test_no_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
     assert err.value.__suppress_context__  # one error for the student, not a chained urllib traceback
 
 
+def test_the_download_command_fails_offline_with_the_fix(tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable (simulated)")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    assert data.main(["download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: CIFAR-10 is not in {tmp_path} and downloading it failed")
+    assert "python -m helpers data extract" in err
+
+
+def test_the_download_command_only_checks_a_copy_that_is_there(monkeypatch, capsys):
+    def no_download(root):
+        raise AssertionError("downloaded although a copy was there")
+    monkeypatch.setattr(data, "_download", no_download)
+    assert data.main(["download"]) == 0
+    assert capsys.readouterr().out == "train 50000\ntest 10000\n"
+
+
 def test_mistyped_environment_variable_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("DEIT_DATA", str(tmp_path / "typo"))
     with pytest.raises(DataError, match="does not exist. Fix the path"):

@@ -82,3 +82,12 @@ def test_each_helper_names_the_notebooks_that_use_it():
                 if tag:
                     tagged[f"{module}.{name}"] = sorted(set(re.findall(r"\b\d\d\b", tag.group(1))))
     assert tagged == used
+
+
+def test_a_result_records_its_command_as_it_was_typed():
+    from helpers.provenance import command_line
+    assert command_line(["/r/helpers/__main__.py", "ablate", "--profile", "cpu"], "helpers.__main__") == \
+        "python -m helpers ablate --profile cpu"
+    assert command_line(["/r/benchmarks/teacher.py", "--save"], "benchmarks.teacher") == "python -m benchmarks.teacher --save"
+    assert command_line(["benchmarks/teacher.py", "--save"], None) == "teacher.py --save"
+    assert command_line(["-c"], None) == "python -c (inline code)"

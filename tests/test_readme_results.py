@@ -10,7 +10,7 @@ def test_readme_tables_match_the_committed_results():
     text = readme_results.README.read_text()
     names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
     crossovers = {readme_results.block_name(folder) for folder in readme_results.SETTINGS}
-    assert {"notebooks", "ablation-cpu", *crossovers} <= set(names)
+    assert {"notebooks", "prepare-cpu", "ablation-cpu", *crossovers} <= set(names)
     assert readme_results.rewrite(text, readme_results.blocks()) == text, \
         "README.md's result tables are stale: run python -m helpers readme"
 
@@ -76,3 +76,19 @@ def test_notebooks_block_says_which_cells_raised_and_what_was_not_run(tmp_path):
     assert "| 05_ablations | not run yet | not run yet |" in block
     assert "`results/notebooks_cpu.json`: cpu (x86_64, 2 threads), torch 2.14.1, commit abc1234, 2026-11-28." in block
     assert readme_results.notebooks_block(tmp_path / "none").endswith("No record yet.\n")
+
+
+def test_prepare_block_shows_each_notebooks_live_time_and_what_went_wrong(tmp_path):
+    cells = [{"cell": 3, "seconds": 0.4, "line": "import torch"}, {"cell": 9, "seconds": 12.6, "line": "plot(results)"}]
+    record = {"profile": "cpu", "ready": False,
+              "notebooks": {"00_the_problem": {"first_pass": {"seconds": 230.2}, "live": {"seconds": 20.5, "cells": cells, "retrained": []}},
+                            "03_distillation": {"first_pass": {"seconds": 1100.0},
+                                                "live": {"seconds": 300.0, "cells": cells, "retrained": ["cpu/teacher"]}}},
+              "device": "cpu (x86_64, 2 threads)", "torch": "2.14.1", "commit": "abc1234", "date": "2026-11-28T10:00:00+00:00"}
+    (tmp_path / "prepare_cpu.json").write_text(json.dumps(record))
+    block = readme_results.prepare_block(tmp_path)
+    assert "| 00_the_problem | 230 s | 20 s | cell 9 13 s (plot(results)) |" in block
+    assert "| 03_distillation | 1100 s | 300 s | TRAINED AGAIN: cpu/teacher |" in block
+    assert block.endswith("cpu profile, **not ready**: see the last column. `results/prepare_cpu.json`: cpu (x86_64, "
+                          "2 threads), torch 2.14.1, commit abc1234, 2026-11-28.\n")
+    assert readme_results.prepare_block(tmp_path / "none") == "No record yet.\n"
