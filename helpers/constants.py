@@ -6,7 +6,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"  # the default; DEIT_DATA names another folder (helpers.data.data_root)
-RUNS = Path(os.environ.get("DEIT_RUNS") or REPO / "runs")  # checkpoints; DEIT_RUNS moves them (dry runs)
+RUNS_ENV = "DEIT_RUNS"
+RUNS = Path(os.environ.get(RUNS_ENV) or REPO / "runs")  # checkpoints; DEIT_RUNS moves them (dry runs)
 RESULTS = REPO / "results"  # committed reference results
 NOTEBOOKS = REPO / "notebooks"
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from helpers.constants import CLASSES, DATA as REPO_DATA
-from helpers.errors import CourseError, reports_errors
+from helpers.errors import CourseError, make_folder, reports_errors
 from helpers.files import save_atomically
 
 DATA_ENV = "DEIT_DATA"
@@ -456,6 +456,8 @@ def main(argv=None) -> int:
     if args.command == "extract":
         print(extract_archive(args.archive, args.dest))
     else:
+        if args.command == "download":  # asked for by name, so a new DEIT_DATA folder is no typo
+            make_folder(data_root(), f"Set {DATA_ENV} to a folder that can be written")
         for split, found in check_data(download=args.command == "download").items():
             print(split, found)
     return 0

@@ -101,10 +101,10 @@ def test_the_download_command_fails_offline_with_the_fix(tmp_path, monkeypatch, 
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable (simulated)")
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setenv("DEIT_DATA", str(tmp_path))
+    monkeypatch.setenv("DEIT_DATA", str(tmp_path / "new"))  # a folder to make: named on purpose
     assert data.main(["download"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: CIFAR-10 is not in {tmp_path} and downloading it failed")
+    assert err.startswith(f"error: CIFAR-10 is not in {tmp_path / 'new'} and downloading it failed")
     assert "python -m helpers data extract" in err
 
 
