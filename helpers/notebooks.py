@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from helpers.constants import NOTEBOOKS
+from helpers.constants import NOTEBOOKS, RUNS_ENV
 from helpers.errors import CourseError, reports_errors
 
 TAG = "Notebooks:"  # the docstring line naming the notebooks that use a helper
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks to run (default: every one in notebooks/)")
     paths = notebook_files(parser.parse_args(argv).paths)
     with tempfile.TemporaryDirectory(prefix="deit-notebook-runs-") as runs:
-        os.environ["DEIT_RUNS"] = runs  # the kernels inherit it
+        os.environ[RUNS_ENV] = runs  # the kernels inherit it
         for path in paths:
             print(f"{path.name}: {execute(path):.0f} s", flush=True)
     return 0

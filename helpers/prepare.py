@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from helpers.constants import RUNS, RUNS_ENV
@@ -100,8 +101,8 @@ def files_under(folder: Path, leave_out: Path) -> dict[str, tuple[int, int]]:
     """{relative path: (size, mtime_ns)} of every file under `folder`, except under `leave_out`."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and leave_out not in p.parents}
+    stats = {p: p.stat() for p in folder.rglob("*") if p.is_file() and leave_out not in p.parents}
+    return {str(p.relative_to(folder)): (st.st_size, st.st_mtime_ns) for p, st in stats.items()}
 
 
 def runs_written(before: dict, after: dict) -> list[str]:
@@ -146,7 +147,7 @@ def prepare(args) -> int:
     from helpers.profiles import ENV_VAR
 
     notebooks = notebook_files(args.notebooks)
-    same_name = sorted({p.stem for p in notebooks if [q.stem for q in notebooks].count(p.stem) > 1})
+    same_name = sorted(stem for stem, n in Counter(p.stem for p in notebooks).items() if n > 1)
     if same_name:
         raise NotebookPathError(f"Two notebooks are called {same_name[0]}: their results and copies would mix. "
                                 "Name each notebook once (two of the same name: prepare them in two calls).")
