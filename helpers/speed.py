@@ -138,20 +138,24 @@ def count_host_syncs(batches, prepare, step, device, steps: int = 3) -> int | No
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def _posterize_at_least_one_bit(transform) -> None:
-    """Clamp the posterize ops of timm's RandAugment inside `transform` to >= 1 bit, so that
-    Pillow 13 cannot crash them (notebook 01); nothing outside this transform is changed, and the
-    cost per image is the same."""
+def _posterize_at_least_one_bit(img, bits, **kwargs):
+    """timm's posterize op with its bits clamped to >= 1, so that Pillow 13 cannot crash it
+    (notebook 01). Defined at module level: DataLoader workers started by spawn (macOS, Windows)
+    receive the transform pickled, and a function defined inside another cannot be pickled."""
     from PIL import ImageOps
+    return ImageOps.posterize(img, max(1, int(bits)))
+
+
+def _clamp_posterize(transform) -> None:
+    """Give the posterize ops of timm's RandAugment inside `transform` the clamped version;
+    nothing outside this transform is changed, and the cost per image is the same."""
     from timm.data.auto_augment import RandAugment
 
-    def posterize(img, bits, **kwargs):
-        return ImageOps.posterize(img, max(1, int(bits)))
     for step in getattr(transform, "transforms", []):
         if isinstance(step, RandAugment):
             for op in step.ops:
                 if op.name.startswith("Posterize"):
-                    op.aug_fn = posterize
+                    op.aug_fn = _posterize_at_least_one_bit
 
 
 def starter_loader(train, batch_size: int, workers: int):
@@ -165,7 +169,7 @@ def starter_loader(train, batch_size: int, workers: int):
     from helpers.data import CIFAR10Dataset
 
     transform = starter_transforms()[0]
-    _posterize_at_least_one_bit(transform)
+    _clamp_posterize(transform)
     dataset = CIFAR10Dataset(train, transform=transform)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=torch.cuda.is_available(),

@@ -238,6 +238,17 @@ def test_starter_loader_clamps_posterize_in_its_own_transform_only():
         assert op.aug_fn(img, 0).size == img.size  # 0 bits: Pillow 13 alone would raise
 
 
+def test_starter_loader_works_with_workers_started_by_spawn():
+    # macOS and Windows start DataLoader workers by spawn, which pickles the dataset and its
+    # transform: a clamped posterize defined inside a function could not be pickled there.
+    from helpers.speed import starter_loader
+    loader, _ = starter_loader(load_cifar10("test", n_per_class=1), 2, 0)
+    spawned = torch.utils.data.DataLoader(loader.dataset, batch_size=2, num_workers=1,
+                                          multiprocessing_context="spawn")
+    images, labels = next(iter(spawned))
+    assert images.shape == (2, 3, 32, 32) and labels.shape == (2,)
+
+
 def test_batch_transform_carries_every_recipe_field_into_the_batch_augment():
     from helpers.augment import RandAugmentConfig
     from helpers.batch_randaugment import BatchRandAugment
