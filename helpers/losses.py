@@ -174,8 +174,6 @@ class DistillationLoss:
     def __call__(self, outputs, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
             return distillation_loss("none", outputs, targets, **self.options)
-        if next(self.teacher.parameters()).device != images.device:
-            self.teacher.to_device(images.device)
         return distillation_loss(self.kind, outputs, targets, self.teacher(images), **self.options)
 
     def __repr__(self) -> str:
@@ -204,6 +202,8 @@ class FrozenTeacher(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.model.eval()  # also if someone called .train() on the inner model directly
+        if next(self.parameters()).device != images.device:  # it follows its inputs, once per move
+            self.to_device(images.device)
         if images.is_cuda:  # cuDNN's fastest convolutions want NHWC (channels-last) tensors
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():

@@ -196,6 +196,15 @@ def test_teacher_never_changes_while_the_student_trains(cifar_train_small):
     assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
 
 
+
+def test_teacher_follows_the_device_of_its_inputs():
+    # A teacher a distilled run moved to the GPU must still answer a notebook cell's CPU tensor,
+    # and the reverse; "meta" stands in for a second device on a CPU-only machine.
+    frozen = teach.FrozenTeacher(teach.build_teacher(TINY_TEACHER))
+    assert frozen(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    out = frozen(torch.zeros(2, 3, 32, 32, device="meta"))
+    assert out.device.type == "meta" and all(p.device.type == "meta" for p in frozen.parameters())
+
 # --- The teacher's architecture and checkpoint ---------------------------------------------------
 
 def test_full_teacher_is_timm_resnet18_with_a_32px_stem():
