@@ -68,12 +68,17 @@ class LiveCurves:
 
     def __init__(self, title: str | None = None, others: dict | None = None):
         self.title, self.others = title, dict(others or {})
+        self._display = None
 
     def __call__(self, history: list[dict]) -> None:
-        from IPython.display import clear_output, display
-        clear_output(wait=True)
+        from IPython.display import display
         fig = plot_histories({**self.others, "this run": history}, title=self.title)
-        display(fig)
+        # One figure updated in place: clearing the cell's output would also erase what the run
+        # printed above it (the time estimate, "resumed from", a compile fallback's warning).
+        if self._display is None:
+            self._display = display(fig, display_id=True)
+        else:
+            self._display.update(fig)
         plt.close(fig)
 
 

@@ -79,3 +79,27 @@ def test_a_notebook_prints_the_problem_under_the_cell_that_drew_it(tmp_path):
     assert any(WARNING in t and "covers data" in t for t in text)
     assert any("image/png" in o.get("data", {}) for o in cells[1]["outputs"])  # still drawn
     assert not any(WARNING in "".join(o.get("text", "")) for o in cells[2]["outputs"])
+
+
+def test_live_curves_update_one_figure_and_keep_what_the_cell_printed(tmp_path):
+    """A training cell prints its estimate (and any warning) before the first epoch: redrawing the
+    curves after every epoch must not erase it, and the cell ends with one figure, the last."""
+    import nbformat
+
+    from helpers.notebooks import execute
+
+    path = tmp_path / "live.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from helpers.plots import LiveCurves\n"
+                                  "print('estimated time: 1 min')\n"
+                                  "live = LiveCurves('a run')\n"
+                                  "history = []\n"
+                                  "for epoch in range(1, 4):\n"
+                                  "    history.append(dict(epoch=epoch, train_loss=2.0 / epoch, val_loss=2.1 / epoch,\n"
+                                  "                        val_acc=10.0 * epoch))\n"
+                                  "    live(history)"),
+    ]), path)
+    execute(path, timeout=120)
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert any("estimated time: 1 min" in "".join(o.get("text", "")) for o in outputs)
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
