@@ -58,7 +58,7 @@ from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
-from helpers.stats import format_estimate, mean_and_se, paired_difference
+from helpers.stats import format_estimate, holm_rejections, mean_and_se, paired_difference
 from helpers.train import TrainConfig, evaluate, pick_device
 
 RESULTS = ALL_RESULTS / "ablation"
@@ -360,6 +360,13 @@ def contributions(results: list[dict]) -> list[dict]:
     for name in DISTILLATION:
         rows.append({"ingredient": name, "added": diff(f"full+{name}", "full"), "removed": None,
                      "paper_removed": None, "paper_converged": None})
+    # Holm's correction over the table's distinct comparisons, marked on every cell that shows one
+    tests = paired_tests(rows)
+    holm = dict(zip((t["pair"] for t in tests), holm_rejections([t["p"] for t in tests])))
+    for row in rows:
+        for d in (row["added"], row["removed"]):
+            if d is not None:
+                d.update(holm=holm[d["pair"]], tests_in_table=len(tests))
     return rows
 
 
@@ -383,8 +390,10 @@ def contributions_footnote(rows: list[dict]) -> str:
     """The line under a contributions table; it notes the last ingredient's double row if shown."""
     last = INGREDIENTS[-1][0]
     twice = any(r["ingredient"] == last and r["added"] and r["removed"] for r in rows)
+    tests = max((d["tests_in_table"] for r in rows for d in (r["added"], r["removed"]) if d), default=0)
     return ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
             "* distinguishable from zero (paired t-test, 5 %, each test on its own); "
+            + (f"† still so after Holm's correction for the table's {tests} distinct tests; " if tests else "")
             + (f"{last}: added and removed are one comparison (full vs {cumulative_name(len(INGREDIENTS) - 2)}), "
                "shown twice; " if twice else "")
             + "paper: DeiT-B on ImageNet, Table 8 (arXiv 2012.12877v2)")
@@ -398,9 +407,12 @@ def summary_cells(row: dict) -> tuple[str, ...]:
 
 def contribution_cells(row: dict) -> tuple[str, ...]:
     """One contributions() row as text, in CONTRIBUTIONS_HEADER's order; * marks a difference
-    distinguishable from zero (paired t, 5 %)."""
+    distinguishable from zero (paired t, 5 %), † one that stays so after Holm's correction."""
     def cell(d):
-        return "-" if d is None else format_estimate(d["mean"], d["se"], signed=True) + ("*" if d["distinguishable"] else " ")
+        if d is None:
+            return "-"
+        marks = ("*" if d["distinguishable"] else "") + ("†" if d["holm"] else "")
+        return format_estimate(d["mean"], d["se"], signed=True) + f"{marks:2s}"
     paper = "-" if row["paper_removed"] is None else (
         "did not train" if row["paper_converged"] is False else f"{row['paper_removed']:+.1f}")
     return row["ingredient"], cell(row["added"]), cell(row["removed"]), paper

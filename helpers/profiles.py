@@ -111,6 +111,7 @@ def describe(profile: Profile) -> str:
         "default: a GPU was found" if profile.name == "full" else "default: no GPU found")
     return (
         f"Profile: {profile.name} ({source}) - {profile.description}.\n"
-        f"To change it, restart the kernel with {ENV_VAR}=ci, cpu or full in the environment, "
-        f"e.g. `{ENV_VAR}=cpu jupyter lab`."
+        f"To change it, start Jupyter with {ENV_VAR}=ci, cpu or full in its environment "
+        f"(`{ENV_VAR}=cpu jupyter lab`), or put `%env {ENV_VAR}=cpu` in a cell above this one "
+        f"and run the notebook again from the top (restarting the kernel alone does not change it)."
     )

@@ -5,7 +5,8 @@ augmentation where they sample and augment alike, the same initial weights where
 model shape): the differences per seed remove much of the seed-to-seed noise that two
 independent means would carry. "Distinguishable from zero" means a two-sided paired t-test
 rejects a zero mean difference at the 5 % level (Student's t with n - 1 degrees of freedom),
-each test on its own: nothing here adjusts for making many of them.
+each test on its own. An ablation table makes many such tests, so holm_rejections says which
+of them still hold when the whole table must keep its chance of any false claim under 5 %.
 """
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ def paired_difference(a: dict, b: dict) -> dict | None:
             p = 2 * stats.t.sf(abs(t), df=len(seeds) - 1)
             row.update(t=t, p=float(p), distinguishable=bool(p < SIGNIFICANCE))
     return row
+
+
+def holm_rejections(p_values: list[float | None], level: float = SIGNIFICANCE) -> list[bool]:
+    """Which of m tests reject at `level` under Holm's step-down correction (Holm 1979, "A simple
+    sequentially rejective multiple test procedure"): the k-th smallest p (k = 0, 1, ...) must
+    be below level / (m - k), and the first one that is not stops the rejections. This keeps
+    the chance of any false rejection among the m below `level`. A None (no test) is not counted.
+    """
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    rejected = [False] * len(p_values)
+    for k, (p, i) in enumerate(tested):
+        if p >= level / (len(tested) - k):
+            break
+        rejected[i] = True
+    return rejected
 
 
 def critical_t(n: int, level: float = SIGNIFICANCE) -> float:

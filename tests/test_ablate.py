@@ -134,6 +134,23 @@ def test_contributions_are_paired_differences_with_a_t_test():
     assert removed["mean"] == pytest.approx(-0.1) and not removed["distinguishable"]
     assert rows["mixup"]["paper_removed"] == pytest.approx(3.1)  # Table 8: 81.8 -> 78.7
     assert rows["cutmix"]["added"] is None and rows["label-smoothing"]["paper_removed"] is None
+    # two tests in this table: Holm keeps the first (p < 0.05 / 2), and the cells say which is which
+    assert added["holm"] and not removed["holm"] and added["tests_in_table"] == 2
+    assert ablate.contribution_cells(rows["randaugment"])[1].endswith("*†")
+    assert ablate.contribution_cells(rows["mixup"])[2].endswith("  ")
+    assert "† still so after Holm's correction for the table's 2 distinct tests" in \
+        ablate.contributions_footnote(list(rows.values()))
+
+
+def test_holm_steps_down_and_stops_at_the_first_test_it_keeps():
+    from helpers.stats import holm_rejections
+    # m = 3: 0.01 < 0.05/3, 0.02 < 0.05/2, 0.04 < 0.05/1; Bonferroni (0.05/3 each) would keep only the first
+    assert holm_rejections([0.04, 0.01, 0.02]) == [True, True, True]
+    # 0.03 >= 0.05/3 stops it: 0.045 is not rejected although it is below 0.05
+    assert holm_rejections([0.001, 0.03, 0.045, 0.04]) == [True, False, False, False]
+    # a comparison without a test (one seed) is neither rejected nor counted in m
+    assert holm_rejections([0.02, None, 0.03]) == [True, False, True]
+    assert holm_rejections([]) == []
 
 
 def test_the_last_ingredients_added_and_removed_are_one_test_and_the_footnote_says_so():
