@@ -393,7 +393,8 @@ def contributions_footnote(rows: list[dict]) -> str:
     tests = max((d["tests_in_table"] for r in rows for d in (r["added"], r["removed"]) if d), default=0)
     return ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
             "* distinguishable from zero (paired t-test, 5 %, each test on its own); "
-            + (f"† still so after Holm's correction for the table's {tests} distinct tests; " if tests else "")
+            + (f"† still so after Holm's correction for the table's {tests} distinct test{'s' * (tests > 1)}; "
+               if tests else "")
             + (f"{last}: added and removed are one comparison (full vs {cumulative_name(len(INGREDIENTS) - 2)}), "
                "shown twice; " if twice else "")
             + "paper: DeiT-B on ImageNet, Table 8 (arXiv 2012.12877v2)")

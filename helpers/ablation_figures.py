@@ -28,13 +28,30 @@ def reference_results(profile: Profile) -> tuple[list[dict], str]:
         results = load_results(name)
         if results:
             seeds = len({r["seed"] for r in results})
-            epochs = " or ".join(f"{e:,}" for e in sorted({r["config"]["epochs"] for r in results}))
-            images = " or ".join(f"{n:,}" for n in sorted({r["train_images"] for r in results}))
+            images, epochs = _sizes(results)
             return results, (f"the committed {name}-profile reference ablation (results/ablation/{name}/: "
                              f"{len(results)} runs of {len({r['variant'] for r in results})} variants, up to "
                              f"{seeds} seeds, {epochs} epochs each, {images} training images; {made_where(results)})")
     return [], (f"no reference ablation committed yet for this profile (results/ablation/"
                 f"{'full or cpu' if profile.name == 'full' else 'cpu'}/ is empty)")
+
+
+def figure_source(results: list[dict]) -> str:
+    """A figure title's line on which runs it shows, e.g. "committed cpu-profile reference runs:
+    4,000 training images, 60 epochs".
+
+    Notebooks: used in 05.
+    """
+    profiles = " and ".join(sorted({r["profile"] for r in results}))
+    images, epochs = _sizes(results)
+    return f"committed {profiles}-profile reference runs: {images} training images, {epochs} epochs"
+
+
+def _sizes(results: list[dict]) -> tuple[str, str]:
+    """The runs' training-set sizes and epoch counts, as text ("4,000", "60" or "60 or 100")."""
+    def listed(values):
+        return " or ".join(f"{v:,}" for v in sorted(values))
+    return listed({r["train_images"] for r in results}), listed({r["config"]["epochs"] for r in results})
 
 
 def made_where(results: list[dict]) -> str:
@@ -86,12 +103,16 @@ def plot_validation_curves(results: list[dict], names: list[str], ax=None, title
     """
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     by_family = {f: [n for n in names if family_of(n) == f] for f in FAMILIES}
-    for name in names:
+    # The full recipe among leave-one-out or distilled variants is their baseline: black, and drawn
+    # last so that no band hides it.
+    baseline = "full" if "full" in names and any(family_of(n) != "cumulative" for n in names) else None
+    for name in sorted(names, key=lambda n: n == baseline):
         runs = [r for r in results if r["variant"] == name]
         if not runs:
             continue
         members = by_family[family_of(name)]
-        colour = FAMILIES[family_of(name)](0.35 + 0.6 * members.index(name) / max(1, len(members) - 1))
+        colour = "black" if name == baseline else \
+            FAMILIES[family_of(name)](0.35 + 0.6 * members.index(name) / max(1, len(members) - 1))
         plot_band(ax, runs, "val_acc", colour, f"{name} ({seeds_label(len(runs))})")
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -140,8 +140,9 @@ def reference_teacher(results: list[dict]) -> dict | None:
     return first
 
 
-def plot_token_similarity(similarities: dict):
-    """Cosine(CLS, DIST) per layer for one or more students: {name: token_similarity(...)}.
+def plot_token_similarity(similarities: dict, source: str = ""):
+    """Cosine(CLS, DIST) per layer for one or more students: {name: token_similarity(...)};
+    `source` says in the title which students these are (e.g. helpers.profiles.figure_label).
 
     Notebooks: used in 03.
     """
@@ -154,7 +155,7 @@ def plot_token_similarity(similarities: dict):
     ax.set_xticks(range(depth + 2), ["input+pos"] + [str(i) for i in range(1, depth + 1)] + ["norm"])
     lowest = min(min(sims) for sims in similarities.values())
     ax.set(xlabel="after block", ylabel="cosine(CLS, DIST)", ylim=(min(-0.1, lowest - 0.05), 1.05),
-           title="How similar are the two tokens, layer by layer?")
+           title="How similar are the two tokens, layer by layer?" + (f"\n{source}" if source else ""))
     ax.axhline(0.93, color="gray", ls=":", lw=1)
     ax.text(0, 0.95, "paper, output layer (ImageNet): 0.93", fontsize=7, color="gray")
     ax.legend(fontsize=8)
@@ -162,8 +163,9 @@ def plot_token_similarity(similarities: dict):
     return fig
 
 
-def plot_head_reports(reports: dict):
-    """Grouped bars: accuracy and agreement with the teacher per head, for each student.
+def plot_head_reports(reports: dict, source: str = ""):
+    """Grouped bars: accuracy and agreement with the teacher per head, for each student;
+    `source` as in plot_token_similarity, above both panels.
 
     Notebooks: used in 03.
     """
@@ -182,5 +184,7 @@ def plot_head_reports(reports: dict):
     teacher_acc = next(iter(reports.values()))["teacher"]["accuracy"]
     axes[0].axhline(teacher_acc, color="gray", ls=":", lw=1, label=f"teacher {teacher_acc:.1f}%")
     axes[0].legend(fontsize=8)
+    if source:
+        fig.suptitle(source, fontsize=10)
     fig.tight_layout()
     return fig

@@ -37,7 +37,8 @@ def check_ranking(prediction, results: list[dict]) -> bool:
         print("Not checkable yet: these results have no leave-one-out runs.")
         return False
     if prediction is None or sorted(prediction) != sorted(costs):
-        print(f"Not yet: list each of {sorted(costs)} once, most important first.")
+        print(f"Not yet: list each of {sorted(costs)} once, the one whose removal costs most first "
+              f"(cost: full minus full without it; a negative cost means removing it helps).")
         return False
     wrong = misordered_pairs(list(prediction), results)
     if not wrong:

@@ -103,17 +103,18 @@ def check_soft_distillation_term(fn) -> bool:
 
 # --- Exercise 3: the DIST head on the teacher's mistakes -----------------------------------------
 
-MISTAKES_QUESTION = """Take the test images that the teacher classifies WRONGLY. Compared with the CLS head,
-what does the DIST head of a hard-distilled student do on them?
-  a) It is right more often than the CLS head: two heads correct each other's mistakes.
-  b) It repeats the teacher's wrong class more often than the CLS head does: it was trained to
-     imitate the teacher's decisions, mistakes included.
-  c) It predicts a uniform distribution: the teacher's mistakes cancel out in training.
-  d) Exactly what the CLS head predicts: both heads read the same final features."""
+MISTAKES_QUESTION = """In hard distillation, take a training image on which the teacher's decision is WRONG
+(it differs from the label). What is the DIST head trained to output on it, and so what should
+you expect of the DIST head, against the CLS head, on the test images the teacher gets wrong?
+  a) The true label, like the CLS head: the dataset's labels are the targets of both heads.
+  b) The teacher's wrong class: so expect the DIST head to repeat the teacher's mistakes more
+     often than the CLS head does (a prediction to check, not a guarantee).
+  c) A uniform distribution: the teacher's mistakes cancel out in training.
+  d) Whatever the CLS head outputs: both heads read the same final features."""
 
 _MISTAKES_HINTS = {
-    "a": "the DIST head never sees the true labels in training: its only target is the teacher's decision, "
-         "mistakes included (a barely trained CI student may still show anything).",
+    "a": "look at the hard-distillation loss of exercise 1: the DIST head's only target is the "
+         "teacher's decision, mistakes included; the labels reach it only through the shared layers.",
     "c": "hard distillation gives the DIST head one definite class per image, never a uniform target.",
     "d": "the two heads read different tokens (positions 0 and 1), which stay different to the end.",
 }
@@ -125,6 +126,7 @@ def check_mistakes_question(answer) -> bool:
     Notebooks: used in 03.
     """
     return check_choice(answer, "b", "the DIST head is trained to copy the teacher's decisions, mistakes "
-                                     "included. (That measures copying; whether the CNN's inductive bias "
-                                     "helps the student is for accuracy to show.)",
+                                     "included. Check the prediction in the lines printed above: a barely "
+                                     "trained student may not show it yet. (Copying is not the CNN's "
+                                     "inductive bias helping the student: that is for accuracy to show.)",
                         _MISTAKES_HINTS)

@@ -138,8 +138,13 @@ def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: 
 
 
 def _duration(minutes: float) -> str:
-    """'12.5 min', or seconds under a minute (a ci run would read '0.0 min')."""
-    return f"{minutes:.1f} min" if minutes >= 1 else f"{max(1, round(minutes * 60))} s"
+    """'12.5 min'; seconds under a minute (a ci run would read '0.0 min'), hours from 2 h, days
+    from 2 days (a full-profile ablation on a laptop reads '48.8 days', not '70332.2 min')."""
+    if minutes < 1:
+        return f"{max(1, round(minutes * 60))} s"
+    if minutes < 120:
+        return f"{minutes:.1f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 2 * 24 * 60 else f"{minutes / 60 / 24:.1f} days"
 
 
 def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1, *,
@@ -150,7 +155,7 @@ def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, run
     For another model than the profile's ViT: rate(profile, device) -> seconds per image and
     epochs(profile) (helpers.teacher.estimated_teacher_time does this for the CNN teacher).
 
-    Notebooks: used in 00, 02, 03, 04.
+    Notebooks: used in 00, 02, 03, 04, 05.
     """
     from helpers.profiles import PROFILES
 

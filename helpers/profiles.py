@@ -105,6 +105,15 @@ def smoke_test_label(profile: Profile) -> str:
     return f"{profile.name}-profile run (one seed: a single draw, not a reference result)."
 
 
+def figure_label(profile: Profile) -> str:
+    """A few words for a figure's title: whose run it shows and what it is worth.
+
+    Notebooks: used in 03.
+    """
+    worth = "a smoke test, not evidence" if profile.name == "ci" else "one seed"
+    return f"this notebook's run, profile {profile.name}: {worth}"
+
+
 def describe(profile: Profile) -> str:
     """One paragraph for the top of every notebook: what runs and how to change it."""
     source = f"set by {ENV_VAR}" if os.environ.get(ENV_VAR) else (

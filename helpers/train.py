@@ -377,6 +377,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = autocast_for(device)
     if config.compile and start_epoch < config.epochs:
+        if log_epochs:  # compiling shows no progress bar: say why nothing moves yet
+            print("Compiling the model with torch.compile before the first epoch...", flush=True)
         network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0].to(device), autocast)
     for epoch in range(start_epoch, config.epochs):
         seed_everything((config.seed * 1000 + epoch) * 1000 + rank)  # copies differ across ranks

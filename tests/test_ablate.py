@@ -265,9 +265,13 @@ def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_r
                run("full", 0, [11, 30]), run("full", 1, [13, 32]),
                run("full-random-erasing", 0, [9, 25]), run("full-random-erasing", 1, [9, 29])]
     ax = ablation_figures.plot_validation_curves(results, ["plain", "full", "full-random-erasing", "full-mixup"])
-    assert [line.get_label() for line in ax.get_lines()] == ["plain (2 seeds)", "full (2 seeds)",
-                                                           "full-random-erasing (2 seeds)"]
+    # the full recipe is the leave-one-out runs' baseline: drawn last, on top, in black
+    assert [line.get_label() for line in ax.get_lines()] == ["plain (2 seeds)", "full-random-erasing (2 seeds)",
+                                                           "full (2 seeds)"]
+    assert ax.get_lines()[-1].get_color() == "black" and ax.get_lines()[0].get_color() != "black"
     assert list(ax.get_lines()[0].get_ydata()) == [11, 22]  # the mean over seeds
+    alone = ablation_figures.plot_validation_curves(results, ["plain", "full"])  # no baseline among cumulatives
+    assert alone.get_lines()[-1].get_color() != "black"
     assert len(ax.collections) == 3  # one ± s.e. band per variant
     assert_readable(ax)
     one_seed = ablation_figures.plot_validation_curves(results[:1], ["plain"])

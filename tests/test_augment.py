@@ -547,7 +547,7 @@ def test_notebook_01_quotes_the_starter_code_literally():
     from pathlib import Path
 
     cells = json.loads((Path(__file__).parents[1] / "notebooks" / "01_augmentation.ipynb").read_text())["cells"]
-    text = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## 1. The seed's pipeline"))
+    text = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## 1. The starter pipeline"))
     quoted = [line.strip() for block in re.findall(r"```python\n(.*?)```", text, re.S)
               for line in block.splitlines() if line.strip()]
     source = {line.strip() for f in (A.starter_transforms, A.starter_mixup)

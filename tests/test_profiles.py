@@ -83,3 +83,6 @@ def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkey
     here, smaller = (rates[p.name] * p.train_size * teacher.TEACHERS[p.name].epochs / 60 for p in (cpu, ci))
     assert f"about {here:.1f} min" in line and here == 3.0
     assert f"smaller profiles - ci: about {round(smaller * 60)} s." in line and smaller < 1
+    # long runs in hours, very long ones in days: 51 runs x 0.003 s x 4,000 x 60 = 612 min = 10.2 h
+    assert "about 10.2 h" in profile_runs.estimated_time(cpu, device="cpu", runs=51)
+    assert "about 3.5 days" in profile_runs.estimated_time(cpu, device="cpu", runs=420)  # 5,040 min
