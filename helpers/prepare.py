@@ -5,7 +5,7 @@
 
 Every training run in the notebooks is checkpointed under the runs folder, and a finished run
 returns at once. So the first pass trains what the notebooks train (on 2 CPU cores in the cpu
-profile, 40 minutes: results/prepare_cpu.json) and leaves it there; Ctrl-C interrupts the
+profile, about 35 minutes: results/prepare_cpu.json) and leaves it there; Ctrl-C interrupts the
 running cell, and the same command goes on where it stopped. The second pass, the rehearsal,
 runs each notebook again as the class will see it and times every cell. A file it writes under
 the runs folder means a cell trained again, and the run is named. The executed notebooks are
