@@ -366,7 +366,7 @@ def contributions(results: list[dict]) -> list[dict]:
     for row in rows:
         for d in (row["added"], row["removed"]):
             if d is not None:
-                d.update(holm=holm[d["pair"]], tests_in_table=len(tests))
+                d.update(holm=holm[d["pair"]], tests_in_table=sum(t["p"] is not None for t in tests))
     return rows
 
 
@@ -393,7 +393,7 @@ def contributions_footnote(rows: list[dict]) -> str:
     tests = max((d["tests_in_table"] for r in rows for d in (r["added"], r["removed"]) if d), default=0)
     return ("points of final validation accuracy, mean ± s.e. of the paired differences over seeds; "
             "* distinguishable from zero (paired t-test, 5 %, each test on its own); "
-            + (f"† still so after Holm's correction for the table's {tests} distinct test{'s' * (tests > 1)}; "
+            + (f"† still so after Holm's correction over the whole ablation table's {tests} distinct test{'s' * (tests > 1)}; "
                if tests else "")
             + (f"{last}: added and removed are one comparison (full vs {cumulative_name(len(INGREDIENTS) - 2)}), "
                "shown twice; " if twice else "")

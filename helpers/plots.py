@@ -67,16 +67,18 @@ class LiveCurves:
     """
 
     def __init__(self, title: str | None = None, others: dict | None = None):
+        from IPython.display import display
         self.title, self.others = title, dict(others or {})
-        self._display = None
+        # One figure updated in place, in a slot made now: above the lines the run prints per
+        # epoch, and without clearing the cell's output, which would also erase what was printed
+        # before it (the time estimate, "resumed from", a compile fallback's warning).
+        self._display = display(display_id=True)
 
     def __call__(self, history: list[dict]) -> None:
         from IPython.display import display
         fig = plot_histories({**self.others, "this run": history}, title=self.title)
-        # One figure updated in place: clearing the cell's output would also erase what the run
-        # printed above it (the time estimate, "resumed from", a compile fallback's warning).
-        if self._display is None:
-            self._display = display(fig, display_id=True)
+        if self._display is None:  # outside Jupyter there is no slot to update
+            display(fig)
         else:
             self._display.update(fig)
         plt.close(fig)

@@ -56,7 +56,7 @@ from helpers.models import set_fused_attention
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.regularization import DropPath
 from helpers.speed import sync
-from helpers.train import (CHECKPOINT, HISTORY, HISTORY_CSV, NAN_CHECK_EVERY, NO_EVALUATION_IMAGES, CheckpointError,
+from helpers.train import (CHECKPOINT, COMPILE_NOTICE, HISTORY, HISTORY_CSV, NAN_CHECK_EVERY, NO_EVALUATION_IMAGES, CheckpointError,
                            TrainConfig, check_evaluation_batches, distributed, load_checkpoint, lr_at, param_groups,
                            pick_device, prepare_eval, run_identity, seed_everything, compiled_or_as_is,
                            _stop_if_not_finite)
@@ -426,6 +426,8 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
             params = {name: p.to(mask_dtype) if name in linear else p for name, p in params.items()}
         return _vmapped_forward(template, params, buffers, images, per_model_images=True)
     if configs[0].compile and start_epoch < configs[0].epochs:
+        if log_epochs:
+            print(COMPILE_NOTICE, flush=True)
         example = _example_inputs(members[0], transforms[0], params, masks, device)
         train_forward = compiled_or_as_is(train_forward, example, autocast, optimizer.zero_grad, fullgraph=True)
 

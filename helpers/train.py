@@ -152,6 +152,7 @@ def evaluate(model: nn.Module, batches, device=None) -> dict:
     return {"val_loss": loss_sum / count, "val_acc": 100.0 * correct / count}
 
 
+COMPILE_NOTICE = "Compiling with torch.compile before the first epoch..."  # it shows no progress bar
 COMPILE_FALLBACK = "torch.compile is not usable here"  # the warning's start, for callers that check
 
 
@@ -377,8 +378,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = autocast_for(device)
     if config.compile and start_epoch < config.epochs:
-        if log_epochs:  # compiling shows no progress bar: say why nothing moves yet
-            print("Compiling the model with torch.compile before the first epoch...", flush=True)
+        if log_epochs:
+            print(COMPILE_NOTICE, flush=True)
         network = compiled_or_eager(network, transform(*next(iter(train_batches)))[0].to(device), autocast)
     for epoch in range(start_epoch, config.epochs):
         seed_everything((config.seed * 1000 + epoch) * 1000 + rank)  # copies differ across ranks

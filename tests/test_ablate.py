@@ -138,11 +138,15 @@ def test_contributions_are_paired_differences_with_a_t_test():
     assert added["holm"] and not removed["holm"] and added["tests_in_table"] == 2
     assert ablate.contribution_cells(rows["randaugment"])[1].endswith("*†")
     assert ablate.contribution_cells(rows["mixup"])[2].endswith("  ")
-    assert "† still so after Holm's correction for the table's 2 distinct tests" in \
+    assert "† still so after Holm's correction over the whole ablation table's 2 distinct tests" in \
         ablate.contributions_footnote(list(rows.values()))
+    # a comparison with one shared seed has no test, so Holm's count leaves it out
+    partial = {r["ingredient"]: r for r in ablate.contributions(_results(
+        {"plain": [50.0, 60.0, 70.0], "+randaugment": [52.0, 62.1, 71.9], "full": [80.0], "full-mixup": [80.5]}))}
+    assert partial["mixup"]["removed"]["p"] is None and partial["randaugment"]["added"]["tests_in_table"] == 1
 
 
-def test_holm_steps_down_and_stops_at_the_first_test_it_keeps():
+def test_holm_steps_down_and_stops_at_the_first_test_it_cannot_reject():
     from helpers.stats import holm_rejections
     # m = 3: 0.01 < 0.05/3, 0.02 < 0.05/2, 0.04 < 0.05/1; Bonferroni (0.05/3 each) would keep only the first
     assert holm_rejections([0.04, 0.01, 0.02]) == [True, True, True]
@@ -150,6 +154,7 @@ def test_holm_steps_down_and_stops_at_the_first_test_it_keeps():
     assert holm_rejections([0.001, 0.03, 0.045, 0.04]) == [True, False, False, False]
     # a comparison without a test (one seed) is neither rejected nor counted in m
     assert holm_rejections([0.02, None, 0.03]) == [True, False, True]
+    assert holm_rejections([0.03, 0.03]) == [False, False]  # a tie: 0.03 >= 0.05/2 stops it at the first
     assert holm_rejections([]) == []
 
 

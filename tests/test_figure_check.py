@@ -97,9 +97,14 @@ def test_live_curves_update_one_figure_and_keep_what_the_cell_printed(tmp_path):
                                   "for epoch in range(1, 4):\n"
                                   "    history.append(dict(epoch=epoch, train_loss=2.0 / epoch, val_loss=2.1 / epoch,\n"
                                   "                        val_acc=10.0 * epoch))\n"
+                                  "    print(f'epoch {epoch} done')\n"
                                   "    live(history)"),
     ]), path)
     execute(path, timeout=120)
     outputs = json.loads(path.read_text())["cells"][0]["outputs"]
-    assert any("estimated time: 1 min" in "".join(o.get("text", "")) for o in outputs)
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    texts = ["".join(o.get("text", "")) for o in outputs]
+    figures = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
+    assert any("estimated time: 1 min" in t for t in texts)
+    assert len(figures) == 1  # one figure, updated in place
+    # the figure sits where LiveCurves was made, above the epoch lines, which do not push it down
+    assert figures[0] < next(i for i, t in enumerate(texts) if "epoch 1 done" in t)
