@@ -40,6 +40,13 @@ def profile_data(profile: Profile, train_per_class: int | None = None):
     return train, val, load_cifar10("test", n_per_class=profile.test_per_class)
 
 
+def compiles_by_default(profile: Profile, device) -> bool:
+    """Whether a notebook's run uses torch.compile unless told: on a CUDA GPU, where compiling
+    (tens of seconds) pays for itself over a cpu- or full-profile run; not for the ci profile's
+    few epochs, and not on a CPU, where compiling takes longer than it saves at these sizes."""
+    return torch.device(device).type == "cuda" and profile.name != "ci"
+
+
 def train_in_profile(name: str, model=None, profile: Profile | None = None, *, recipe=None,
                      teacher=None, batch_transform=None, loss_fn=None, run_dir=None, device=None,
                      train_per_class: int | None = None, num_replicas: int = 1, rank: int = 0,
@@ -56,12 +63,14 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     augmentation and loss (distilling from `teacher`) are used; explicit arguments win.
     Without one: the profile's plain ViT, shuffled batches, normalization only. The data sits
     on the training device. Checkpoints go to runs/<profile>/<name>: running the cell again
-    resumes, or returns a finished run's history at once.
+    resumes, or returns a finished run's history at once. It compiles where compiles_by_default
+    says so, unless `compile` is passed.
 
     Notebooks: used in 00, 02, 03, 04.
     """
     profile = profile or get_profile()
     device = device or pick_device()
+    config_overrides.setdefault("compile", compiles_by_default(profile, device))
     if recipe is not None:
         config_overrides.setdefault("smoothing", recipe.smoothing)
     config = profile_config(profile, **config_overrides)
@@ -148,10 +157,11 @@ def _duration(minutes: float) -> str:
 
 
 def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, runs: int = 1, *,
-                   rate=None, epochs=None, what: str = "training time", compiled: bool = False) -> str:
+                   rate=None, epochs=None, what: str = "training time", compiled: bool | None = None) -> str:
     """One line for the top of a training cell: how long `runs` trainings will take here in this
     profile, from a measured rate, and what the smaller profiles would cost instead. The rate is
-    timed eagerly; compiled=True says so, for a run that will use torch.compile.
+    timed eagerly; compiled=True says so, for a run that will use torch.compile (default: as
+    train_in_profile decides, compiles_by_default).
     For another model than the profile's ViT: rate(profile, device) -> seconds per image and
     epochs(profile) (helpers.teacher.estimated_teacher_time does this for the CNN teacher).
 
@@ -160,6 +170,7 @@ def estimated_time(profile: Profile, recipe=None, device=None, teacher=None, run
     from helpers.profiles import PROFILES
 
     device = torch.device(device) if device else pick_device()
+    compiled = compiles_by_default(profile, device) if compiled is None else compiled
 
     rate = rate or (lambda p, d: seconds_per_image(p, recipe, d, teacher))
     epochs = epochs or (lambda p: p.epochs)

@@ -176,7 +176,8 @@ def estimated_teacher_time(profile=None, device=None) -> str:
     Notebooks: used in 03.
     """
     return estimated_time(_profile(profile), device=device, rate=teacher_seconds_per_image,
-                          epochs=lambda p: TEACHERS[p.name].epochs, what="the teacher's training time")
+                          epochs=lambda p: TEACHERS[p.name].epochs, what="the teacher's training time",
+                          compiled=False)  # the teacher trains eagerly
 
 
 def first_steps_profile(profile=None, steps: int = 20, device=None, rows: int = 30) -> str:

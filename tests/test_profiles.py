@@ -86,3 +86,28 @@ def test_time_estimates_scale_the_measured_rate_by_images_epochs_and_runs(monkey
     # long runs in hours, very long ones in days: 51 runs x 0.003 s x 4,000 x 60 = 612 min = 10.2 h
     assert "about 10.2 h" in profile_runs.estimated_time(cpu, device="cpu", runs=51)
     assert "about 3.5 days" in profile_runs.estimated_time(cpu, device="cpu", runs=420)  # 5,040 min
+
+
+def test_notebook_runs_compile_on_a_gpu_outside_the_ci_profile(monkeypatch):
+    from helpers import profile_runs
+    from helpers.profile_runs import compiles_by_default
+    assert compiles_by_default(get_profile("full"), "cuda") and compiles_by_default(get_profile("cpu"), "cuda:0")
+    assert not compiles_by_default(get_profile("ci"), "cuda")  # 3 epochs would not repay the compile
+    assert not any(compiles_by_default(get_profile(p), "cpu") for p in ("ci", "cpu", "full"))
+    # train_in_profile hands fit that default, and an explicit compile wins over it
+    seen = []
+
+    def fake_fit(model, train, val, config, **kwargs):
+        seen.append(config.compile)
+        raise StopIteration
+    monkeypatch.setattr(profile_runs, "fit", fake_fit)
+    monkeypatch.setattr(profile_runs, "compiles_by_default", lambda profile, device: True)
+    for explicit in ({}, {"compile": False}):
+        with pytest.raises(StopIteration):
+            profile_runs.train_in_profile("x", profile=get_profile("ci"), device="cpu", **explicit)
+    assert seen == [True, False]
+    # the estimate says the run compiles exactly when the run will
+    rate = dict(rate=lambda p, d: 0.001)
+    assert "Timed without torch.compile" in profile_runs.estimated_time(get_profile("ci"), device="cpu", **rate)
+    monkeypatch.setattr(profile_runs, "compiles_by_default", lambda profile, device: False)
+    assert "torch.compile" not in profile_runs.estimated_time(get_profile("ci"), device="cpu", **rate)
