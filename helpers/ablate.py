@@ -363,10 +363,11 @@ def contributions(results: list[dict]) -> list[dict]:
     # Holm's correction over the table's distinct comparisons, marked on every cell that shows one
     tests = paired_tests(rows)
     holm = dict(zip((t["pair"] for t in tests), holm_rejections([t["p"] for t in tests])))
+    tested = sum(t["p"] is not None for t in tests)
     for row in rows:
         for d in (row["added"], row["removed"]):
             if d is not None:
-                d.update(holm=holm[d["pair"]], tests_in_table=sum(t["p"] is not None for t in tests))
+                d.update(holm=holm[d["pair"]], tests_in_table=tested)
     return rows
 
 

@@ -69,8 +69,7 @@ def collect_predictions(student, teacher, arrays, batch_size: int = 500, device=
     """
     device = torch.device(device) if device else next(student.parameters()).device
     was_training = student.training
-    student.eval()
-    teacher.to(device)
+    student.eval()  # the teacher (a FrozenTeacher) moves to the images' device by itself
     parts = {"cls": [], "dist": [], "teacher": [], "labels": []}
     for images, labels in eval_batches(arrays, batch_size):
         images = images.to(device)
