@@ -156,6 +156,14 @@ def test_holm_steps_down_and_stops_at_the_first_test_it_cannot_reject():
     assert holm_rejections([0.02, None, 0.03]) == [True, False, True]
     assert holm_rejections([0.03, 0.03]) == [False, False]  # a tie: 0.03 >= 0.05/2 stops it at the first
     assert holm_rejections([]) == []
+    assert holm_rejections([0.05]) == [False]  # one test: Holm is the t-test itself, which needs p below 0.05
+
+
+def test_estimates_are_printed_with_two_decimals_a_sign_when_asked_and_no_se_when_none():
+    from helpers.stats import format_estimate
+    assert format_estimate(52.0, 2.0 / 3 ** 0.5) == "52.00 ± 1.15"
+    assert format_estimate(2.0, 0.0577, signed=True) == "+2.00 ± 0.06"
+    assert format_estimate(-0.1, None, signed=True) == "-0.10"
 
 
 def test_the_last_ingredients_added_and_removed_are_one_test_and_the_footnote_says_so():

@@ -103,6 +103,8 @@ def test_sizes_and_rates_below_their_range_are_refused_by_the_parser(tmp_path, c
 def test_the_recipe_checks_its_ranges_from_python_too():
     with pytest.raises(ValueError, match="drop_path must lie in"):
         Recipe(drop_path=1.5)
+    with pytest.raises(ValueError, match="drop_path must lie in"):
+        Recipe(drop_path=1.0)  # every block dropped: refused now, not when the model is built
     with pytest.raises(ValueError, match="distillation_kl must be"):
         Recipe(distillation_kl="sum")
     edges = Recipe.plain().but(mixup=0.0, drop_path=0.0, smoothing=0.0)  # the edges are allowed

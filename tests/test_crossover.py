@@ -91,6 +91,8 @@ def test_the_crossover_epoch_is_where_full_stays_ahead_by_two_standard_errors():
     # epoch 2 is 3.46 s.e. ahead: enough for 2 s.e., not for the paired t-test's 4.30 (3 seeds, 5 %)
     from helpers.stats import critical_t
     assert critical_t(3) == pytest.approx(4.303, abs=1e-3) and critical_t(30) == pytest.approx(2.045, abs=1e-3)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        critical_t(1)  # one seed has no spread, so no t-test
     assert crossover_epoch({"plain": plain, "full": full}, threshold=critical_t(3))["epoch"] == 3
     assert stretch_crossover([first, second], threshold=critical_t(3)) == 3  # s.e. 0: ahead at any bar
     assert stretch_crossover([{**second, "se": 1.5}], threshold=critical_t(3)) is None  # 5.0 < 4.3 x 1.5

@@ -120,6 +120,53 @@ def test_soft_term_is_zero_when_student_copies_teacher():
     assert shifted == pytest.approx(0.0, abs=1e-6)  # softmax ignores a constant shift
 
 
+def test_alpha_weighs_the_teacher_term_from_0_to_1():
+    cls, dist, teacher, labels = small_case()
+    def hard(alpha):
+        return losses.distillation_loss("hard", (cls, dist), labels, teacher, alpha=alpha).item()
+    assert hard(0.0) == pytest.approx(ce(cls.tolist(), [0, 2]), rel=1e-5)
+    assert hard(1.0) == pytest.approx(ce(dist.tolist(), [1, 0]), rel=1e-5)  # the teacher alone
+    soft = losses.distillation_loss("soft", (cls, dist), labels, teacher, alpha=0.3)
+    assert soft.item() == pytest.approx(0.7 * ce(cls.tolist(), [0, 2]) + 0.3 * 9.0 * kl_by_hand(dist, teacher, 3.0) / 6,
+                                        rel=1e-5)
+
+
+def smoothed_ce(rows, targets, eps):
+    """Cross-entropy against (1 - eps) one-hot + eps / K, by hand."""
+    total = 0.0
+    for r, t in zip(rows, targets):
+        logp = log_softmax(r)
+        total -= (1 - eps) * logp[t] + eps / len(r) * sum(logp)
+    return total / len(rows)
+
+
+def identity_teacher(k=3):
+    """A teacher whose logits are its input: give it the teacher logits as the "images"."""
+    linear = torch.nn.Linear(k, k)
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(k)), linear.bias.zero_()
+    return linear
+
+
+def test_distillation_loss_module_uses_every_option_it_is_given():
+    cls, dist, teacher, labels = small_case()
+    loss_fn = losses.DistillationLoss(identity_teacher(), "soft", alpha=0.3, tau=2.0, smoothing=0.2,
+                                      kl_reduction="batchmean")
+    want = 0.7 * smoothed_ce(cls.tolist(), [0, 2], 0.2) + 0.3 * 4.0 * kl_by_hand(dist, teacher, 2.0) / 2
+    assert loss_fn((cls, dist), labels, teacher).item() == pytest.approx(want, rel=1e-5)
+    plain = losses.DistillationLoss(None, "none", smoothing=0.2)
+    assert plain(cls, labels, None).item() == pytest.approx(smoothed_ce(cls.tolist(), [0, 2], 0.2), rel=1e-5)
+
+
+def test_a_plain_module_given_as_teacher_is_frozen():
+    teacher = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 3)).train()
+    cls, dist, _, labels = small_case()
+    dist.requires_grad_(True)
+    losses.DistillationLoss(teacher, "hard")((cls, dist), labels, torch.randn(2, 3) + 5).backward()
+    assert dist.grad is not None and all(p.grad is None for p in teacher.parameters())
+    assert not teacher.training and torch.equal(teacher[0].running_mean, torch.zeros(3))  # no batch statistics
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda c, d, t, y: losses.distillation_loss("medium", (c, d), y, t), "kind must be one of"),
     (lambda c, d, t, y: losses.distillation_loss("hard", c, y, t), "distilled=True"),
@@ -300,6 +347,25 @@ def test_token_similarity_and_head_logits():
     assert model.training and cls.shape == dist.shape == (4, 10)
 
 
+def test_token_similarity_runs_in_eval_mode_ends_after_the_norm_and_keeps_the_mode():
+    torch.manual_seed(0)
+    model = build_vit(distilled=True, drop_path_rate=0.5, **TINY_STUDENT)  # in train mode drop path is random
+    x = torch.randn(4, 3, 32, 32)
+    sims = distill.token_similarity(model, x)
+    assert model.training and distill.token_similarity(model, x) == sims
+    with torch.no_grad():
+        features = model.eval().forward_features(x)
+    after_norm = F.cosine_similarity(features[:, 0], features[:, 1], dim=-1).mean().item()
+    assert sims[-1] == pytest.approx(after_norm, abs=1e-5)
+
+
+def test_head_logits_are_the_cls_and_dist_heads_of_the_model():
+    torch.manual_seed(0)
+    model, x = build_vit(distilled=True, **TINY_STUDENT).train(), torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(distill.head_logits(model, x), model(x))  # train mode: (cls, dist)
+
+
 def test_head_report_and_teacher_mistakes():
     labels = torch.tensor([0, 1, 2, 0])
     onehot = lambda idx: F.one_hot(torch.tensor(idx), 3).float() * 5  # noqa: E731
@@ -314,6 +380,33 @@ def test_head_report_and_teacher_mistakes():
     assert mistakes["cls"] == {"copies_teacher": 50.0, "correct": 50.0}
 
 
+def test_average_of_logits_and_average_of_softmax_can_disagree():
+    # CLS is sure of class 1 (softmax ~1); DIST prefers class 0 by 6 logits (softmax ~0.998):
+    # logits sum to [6, 0, 0] -> class 0, softmax sums to about [1.0, 1.0 + 5e-5, 0] -> class 1.
+    preds = {"labels": torch.tensor([1]), "teacher": torch.tensor([[1.0, 0.0, 0.0]]),
+             "cls": torch.tensor([[0.0, 10.0, 0.0]]), "dist": torch.tensor([[6.0, -10.0, 0.0]])}
+    report = distill.head_report(preds)
+    assert report["average of logits"] == {"accuracy": 0.0, "agrees_with_teacher": 100.0}
+    assert report["average of softmax"] == {"accuracy": 100.0, "agrees_with_teacher": 0.0}
+
+
+def test_collect_predictions_gives_both_heads_and_the_teacher_on_normalized_images():
+    from helpers.augment import normalize
+    from helpers.data import CIFAR10Arrays
+
+    torch.manual_seed(0)
+    arrays = CIFAR10Arrays(torch.randint(0, 256, (7, 32, 32, 3), dtype=torch.uint8), torch.arange(7) % 10)
+    student = build_vit(distilled=True, **TINY_STUDENT).train()
+    teacher = losses.FrozenTeacher(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
+    preds = distill.collect_predictions(student, teacher, arrays, batch_size=3)  # batches of 3, 3, 1
+    assert student.training  # the caller's mode is restored
+    x = normalize(arrays.images.permute(0, 3, 1, 2))
+    with torch.no_grad():
+        cls, dist = student(x)
+        torch.testing.assert_close((preds["cls"], preds["dist"], preds["teacher"]), (cls, dist, teacher(x)))
+    assert torch.equal(preds["labels"], arrays.labels)
+
+
 def test_reference_teacher_is_the_one_the_distilled_runs_recorded():
     teacher = {"test_acc": 49.55, "epochs": 15, "config": {"layers": [1, 1, 1, 1]}}
     runs = [{"variant": "plain", "teacher": None}, {"variant": "full+hard-distillation", "teacher": teacher},
@@ -321,6 +414,9 @@ def test_reference_teacher_is_the_one_the_distilled_runs_recorded():
     assert distill.reference_teacher(runs)["test_acc"] == 49.55
     assert distill.reference_teacher(runs[:1]) is None and distill.reference_teacher([]) is None
     other = dict(teacher, test_acc=60.0)
+    with pytest.raises(ValueError, match="different teachers"):
+        distill.reference_teacher(runs + [{"variant": "full+hard-distillation", "teacher": other}])
+    other = dict(teacher, config={"layers": [2, 2, 2, 2]})  # same accuracy, another teacher
     with pytest.raises(ValueError, match="different teachers"):
         distill.reference_teacher(runs + [{"variant": "full+hard-distillation", "teacher": other}])
 

@@ -34,6 +34,24 @@ def test_deit_tiny_shape():
     assert model.tokens(torch.zeros(2, 3, 32, 32)).shape == (2, 65, 192)
 
 
+def test_init_is_truncated_normal_std_002_with_zero_biases():
+    # ViT/DeiT: tokens, position embeddings and linear weights ~ N(0, 0.02^2), linear biases 0
+    torch.manual_seed(0)
+    model = build_vit(distilled=True)
+    tokens = torch.cat([model.cls_token.flatten(), model.dist_token.flatten(), model.pos_embed.flatten()])
+    assert tokens.std().item() == pytest.approx(0.02, rel=0.05)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4 * 12 + 2  # qkv, proj, fc1, fc2 per block, and both heads
+    for m in linears:
+        assert m.weight.std().item() == pytest.approx(0.02, rel=0.1) and not m.bias.any()
+
+
+def test_num_classes_sets_the_heads():
+    model = build_vit(num_classes=7, distilled=True, embed_dim=24, depth=1, num_heads=2)
+    cls, dist = model.train()(torch.randn(2, 3, 32, 32))
+    assert cls.shape == dist.shape == (2, 7)
+
+
 def outputs_and_gradients(model, x):
     model.zero_grad()
     out = model(x)

@@ -54,6 +54,22 @@ def test_model_and_loss_follow_the_recipe():
     assert model.blocks[-1].drop_path.drop_prob == pytest.approx(0.1)
     with pytest.raises(ValueError, match="needs a teacher"):
         distilled.loss_fn(None)
+    def rates(recipe):
+        return [b.drop_path.drop_prob for b in recipe.build_model(embed_dim=16, depth=4, num_heads=2).blocks]
+    assert rates(Recipe(drop_path=0.3)) == pytest.approx([0.0, 0.1, 0.2, 0.3]) and rates(Recipe.plain()) == [0.0] * 4
+
+
+def test_loss_fn_carries_every_distillation_setting():
+    from helpers.losses import distillation_loss
+    torch.manual_seed(0)
+    teacher, images = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 10)), torch.randn(4, 3, 2, 2)
+    outputs, labels = (torch.randn(4, 10), torch.randn(4, 10)), torch.tensor([0, 1, 2, 3])
+    # distinct non-default values, so that a dropped or swapped setting cannot pass
+    recipe = Recipe(distillation_type="soft", distillation_alpha=0.3, distillation_tau=2.0,
+                    distillation_kl="batchmean", smoothing=0.2)
+    want = distillation_loss("soft", outputs, labels, teacher(images).detach(), alpha=0.3, tau=2.0, smoothing=0.2,
+                             kl_reduction="batchmean")
+    assert torch.allclose(recipe.loss_fn(teacher)(outputs, labels, images), want)
 
 
 def test_repeated_augmentation_repeats_each_image_three_times():
@@ -62,6 +78,17 @@ def test_repeated_augmentation_repeats_each_image_three_times():
     assert len(order) == 30 and order.bincount(minlength=30).max() == 3
     assert torch.equal(order[0::3], order[1::3])
     assert len(Recipe(repeated_aug=False).train_batches(data, 5).indices().unique()) == 30
+
+
+def test_train_batches_follow_the_seed_and_rank_and_drop_the_last_partial_batch():
+    data = load_cifar10("test", n_per_class=3)
+    plain = Recipe.plain()
+    assert [len(x) for x, _ in plain.train_batches(data, batch_size=7)] == [7] * 4  # 30 images: 2 dropped
+    first = plain.train_batches(data, 5, seed=0).indices()
+    assert torch.equal(plain.train_batches(data, 5, seed=0).indices(), first)
+    assert not torch.equal(plain.train_batches(data, 5, seed=1).indices(), first)
+    halves = [plain.train_batches(data, 5, num_replicas=2, rank=r).indices().tolist() for r in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == list(range(30))  # each process its own half
 
 
 def cli_args(out, *extra):
@@ -174,8 +201,11 @@ def test_comparable_recipe_ignores_only_settings_the_run_does_not_use():
     older = {k: v for k, v in Recipe.plain().as_dict().items() if k != "distillation_kl"}
     older.update(distillation_alpha=0.5, distillation_tau=1.0)
     assert comparable_recipe(older) == Recipe.plain().comparable()
+    older_soft = {k: v for k, v in Recipe(distillation_type="soft").as_dict().items() if k != "distillation_kl"}
+    assert comparable_recipe(older_soft) == Recipe(distillation_type="soft").comparable()  # numel, the default
     hard = Recipe(distillation_type="hard")
     assert hard.but(distillation_tau=1.0).comparable() == hard.comparable()
+    assert hard.but(distillation_kl="batchmean").comparable() == hard.comparable()
     assert hard.but(distillation_alpha=0.3).comparable() != hard.comparable()
     soft = Recipe(distillation_type="soft")
     assert soft.but(distillation_tau=1.0).comparable() != soft.comparable()
@@ -268,6 +298,7 @@ def test_batch_transform_carries_every_recipe_field_into_the_batch_augment():
             custom.smoothing, custom.num_classes) == (0.3, 0.6, 0.9, 0.4, 0.7, 0.2, 10)
     plain = Recipe.plain().batch_transform()
     assert plain.per_image is None and (plain.reprob, plain.mixup_alpha, plain.cutmix_alpha) == (0.0, 0.0, 0.0)
+    assert t.crop_flip and custom.crop_flip and plain.crop_flip  # even the plain baseline crops and flips
 
 
 def test_under_torchrun_a_missing_teacher_is_asked_for_before_any_process_trains_one(tmp_path, capsys, monkeypatch):

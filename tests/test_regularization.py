@@ -1,5 +1,6 @@
 """Stochastic depth, label smoothing and repeated augmentation, checked against timm (notebook 02)."""
 import itertools
+import math
 from collections import Counter
 
 import pytest
@@ -130,6 +131,9 @@ def test_record_kept_paths_sees_the_drops():
     last = kept[:, -2:].float().mean().item()
     assert 0.3 < last < 0.7  # the last block keeps about half
     assert record_kept_paths(model.eval(), images).all()
+    # timm's ViT too; it puts an Identity where the rate is 0, so its first block has no DropPath
+    timm_vit = TimmViT(img_size=32, patch_size=8, embed_dim=24, depth=4, num_heads=2, drop_path_rate=0.5)
+    assert record_kept_paths(timm_vit.train(), images).shape == (64, 6)
     with pytest.raises(ValueError, match="drop_path_rate"):
         record_kept_paths(torch.nn.Linear(3, 3), torch.randn(2, 3))
 
@@ -144,13 +148,14 @@ def test_smoothed_targets_equal_timm_mixup_target():
     assert ours[0, 0].item() == pytest.approx(0.91) and ours[0, 1].item() == pytest.approx(0.01)
 
 
-def test_label_smoothing_loss_equals_torch_and_timm():
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+def test_label_smoothing_loss_equals_torch_and_timm(smoothing):
     torch.manual_seed(0)
     logits, labels = torch.randn(32, 10) * 3, torch.randint(0, 10, (32,))
-    ours = label_smoothing_cross_entropy(logits, labels, 0.1)
-    assert torch.allclose(ours, torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, labels), atol=1e-6)
-    assert torch.allclose(ours, TimmLabelSmoothingCE(0.1)(logits, labels), atol=1e-6)
-    assert torch.allclose(LabelSmoothingCrossEntropy(0.1)(logits, labels), ours)
+    ours = label_smoothing_cross_entropy(logits, labels, smoothing)
+    assert torch.allclose(ours, torch.nn.CrossEntropyLoss(label_smoothing=smoothing)(logits, labels), atol=1e-6)
+    assert torch.allclose(ours, TimmLabelSmoothingCE(smoothing)(logits, labels), atol=1e-6)
+    assert torch.allclose(LabelSmoothingCrossEntropy(smoothing)(logits, labels), ours)
     assert not torch.allclose(ours, F.cross_entropy(logits, labels), atol=1e-3)
 
 
@@ -182,8 +187,8 @@ def _all_ranks(n, world, **kwargs):
     return [RepeatedAugSampler(n, num_replicas=world, rank=r, **kwargs) for r in range(world)]
 
 
-@pytest.mark.parametrize("world", [1, 2, 4])
-@pytest.mark.parametrize("n", [7, 100, 600])
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [7, 100, 256, 600])  # 256: exactly DeiT's rounding; 3 does not divide it
 def test_sampler_matches_timm_index_for_index(world, n):
     for shuffle, epoch, round_to in itertools.product([True, False], [0, 5], [0, 256]):
         for rank in range(world):
@@ -232,6 +237,29 @@ def test_set_epoch_reshuffles_and_seed_offsets():
     assert second != first
     assert list(RepeatedAugSampler(100, seed=1)) == second  # the generator is seeded with seed + epoch
     assert list(RepeatedAugSampler(9, shuffle=False, num_repeats=3)) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_without_repeats_the_sampler_is_torchs_distributed_sampler(world):
+    from torch.utils.data.distributed import DistributedSampler
+
+    for shuffle, epoch in itertools.product([True, False], [0, 3]):
+        for rank in range(world):  # 7 images: the last ranks wrap around to the start, as torch pads
+            ours = RepeatedAugSampler(7, num_replicas=world, rank=rank, num_repeats=1, shuffle=shuffle)
+            theirs = DistributedSampler(range(7), num_replicas=world, rank=rank, shuffle=shuffle)
+            ours.set_epoch(epoch), theirs.set_epoch(epoch)
+            assert list(ours) == list(theirs)
+
+
+def test_sampler_takes_world_size_and_rank_from_torch_distributed(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 4)
+    monkeypatch.setattr(dist, "get_rank", lambda: 2)
+    sampler = RepeatedAugSampler(100, num_replicas=None, rank=None)
+    assert (sampler.num_replicas, sampler.rank) == (4, 2)
+    assert list(sampler) == list(RepeatedAugSampler(100, num_replicas=4, rank=2))
 
 
 def test_sampler_accepts_a_dataset_and_drives_a_dataloader():
@@ -307,6 +335,15 @@ def test_ece_takes_logits_and_one_bin_is_the_global_gap():
     confidence, predicted = probs.max(1)
     global_gap = abs(float((predicted == labels).float().mean() - confidence.mean()))
     assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(global_gap, abs=1e-6)
+
+
+def test_logits_between_0_and_1_are_still_logits():
+    # Rows in [0, 1] that do not sum to 1 are not probabilities: their softmax maxima are
+    # sigmoid(0.1) (class 0, wrong) and sigmoid(0.5) (class 1, right).
+    scores, labels = torch.tensor([[0.9, 0.8], [0.1, 0.6]]), torch.tensor([1, 1])
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    gap = abs(0.5 - (sigmoid(0.1) + sigmoid(0.5)) / 2)
+    assert expected_calibration_error(scores, labels, bins=1) == pytest.approx(gap, abs=1e-6)
 
 
 def test_reliability_bins_are_closed_on_the_right():
