@@ -64,6 +64,13 @@ def test_random_crop_flip_reproducible_and_padding_zero_only_flips():
         assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
 
 
+def test_crop_offsets_cover_every_shift_evenly_and_half_the_images_flip():
+    offsets, flips = A.crop_flip_choices(9000, padding=4, generator=gen(0))
+    counts = torch.bincount(offsets.flatten(), minlength=9)
+    assert len(counts) == 9 and (counts - 2000).abs().max() < 200  # 0..8, each 1/9 of 2 x 9000 draws
+    assert abs(flips.float().mean().item() - 0.5) < 0.02
+
+
 def test_normalize_matches_torchvision():
     x = noise_images(4)
     expected = T.Normalize(MEAN, STD)(x.float() / 255)
@@ -190,6 +197,13 @@ def test_switch_lambda_distributions_and_frequency_match_timm():
     assert ks_statistic(ours["cutmix"], corrected) < 0.06
 
 
+def test_switch_prob_is_the_share_of_cutmix_batches_when_both_are_on():
+    g = gen(0)
+    methods = [A.draw_mix(32, 32, mixup_alpha=0.8, cutmix_alpha=0.3, switch_prob=0.2, generator=g).method
+               for _ in range(2000)]
+    assert abs(methods.count("cutmix") / 2000 - 0.2) < 0.03 and "none" not in methods
+
+
 def test_mix_prob_zero_and_alpha_zero_leave_images_alone():
     x, labels = A.normalize(noise_images(4)), torch.arange(4)
     out, targets, info = A.mix_batch(x, labels, 10, prob=0.0, smoothing=0.1, generator=gen())
@@ -277,6 +291,18 @@ def test_random_erasing_redraws_boxes_that_do_not_fit():
     assert (boxes[:, 0] + boxes[:, 2]).max() <= 32 and (boxes[:, 1] + boxes[:, 3]).max() <= 32
 
 
+def test_erasing_boxes_from_given_draws_are_the_ones_worked_out_by_hand():
+    # A 32 x 16 image, two attempts per image. Draws u = 1, v = 1: area 512 / 3, aspect 1 / 0.3, so
+    # h = round(sqrt(568.9)) = 24 and w = round(sqrt(51.2)) = 7; v = 0 swaps them (w = 24 > 16: no fit).
+    f64 = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    erase = f64(0.1, 0.9, 0.0)  # p = 0.25: the second image is not erased
+    area = f64([1.0, 1.0], [0.5, 0.5], [1.0, 1.0])
+    aspect = f64([0.0, 1.0], [0.5, 0.5], [0.0, 0.0])  # the first fits at its second attempt, the third never
+    top, left = f64(0.999, 0.5, 0.5), f64(0.999, 0.5, 0.5)  # near 1: the box ends at the far edges
+    boxes = A.boxes_from_draws((erase, area, aspect, top, left), 32, 16, p=0.25)
+    assert boxes.tolist() == [[8, 9, 24, 7], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
 def test_random_erasing_single_image_and_errors():
     img = A.normalize(noise_images(1))[0]
     assert A.random_erase(img, p=1.0, generator=gen()).shape == img.shape
@@ -298,6 +324,11 @@ def test_parse_rand_augment_strings():
     for bad in ("augmix-m9", "rand-q3", "rand-m"):
         with pytest.raises(ValueError, match="rand-m9-mstd0.5-inc1"):
             A.parse_rand_augment(bad)
+
+
+def test_only_an_mstd_above_100_means_uniform_magnitudes():
+    assert A.parse_rand_augment("rand-mstd100").mstd == 100.0  # timm's rule: mstd > 100
+    assert math.isinf(A.parse_rand_augment("rand-mstd100.5").mstd)
 
 
 def cifar_like_image(seed=0, size=32):
@@ -427,6 +458,23 @@ def test_deit_train_and_eval_transforms_at_32px():
     assert out.shape == (3, 32, 32) and out.dtype == torch.float32
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)
     torch.testing.assert_close(A.eval_transform()(img), A.normalize(x)[0])
+
+
+def test_deit_train_transform_normalizes_and_erases_with_its_own_reprob():
+    img = Image.new("RGB", (32, 32), (200, 100, 50))
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    colour, pad = (torch.tensor([200.0, 100.0, 50.0]).view(3, 1, 1) / 255 - mean) / std, -mean / std
+
+    def untouched(out):  # every pixel is the image's colour or the crop's zero padding, normalized
+        return (((out - colour).abs().amax(0) < 1e-5) | ((out - pad).abs().amax(0) < 1e-5)).all()
+    torch.manual_seed(0)  # torchvision's crop and flip draw from the global generator
+    plain = A.deit_train_transform(rand_augment=None, reprob=0.0)
+    for _ in range(5):
+        out = plain(img)
+        assert untouched(out)
+        torch.testing.assert_close(out[:, 16, 16], colour[:, 0, 0])  # a shift of at most 4 keeps the centre
+    erasing = A.deit_train_transform(rand_augment=None, reprob=1.0, generator=gen(0))
+    assert not any(untouched(erasing(img)) for _ in range(20))
 
 
 def test_batch_augment_outputs_and_reproducibility():

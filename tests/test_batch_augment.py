@@ -146,3 +146,47 @@ def test_a_group_leaves_the_labels_of_a_model_without_soft_targets_untouched():
 def test_label_smoothing_out_of_range_is_refused_when_the_transform_is_made():
     with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
         BatchAugment(smoothing=1.5)
+
+
+def test_negative_padding_is_refused_when_the_transform_is_made():
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        BatchAugment(padding=-1)
+
+
+@pytest.mark.parametrize("reprob", [0.25, 0.0])
+def test_the_transform_is_the_pieces_of_helpers_augment_drawing_in_order(reprob):
+    """The path training takes (draw, then apply): crop + flip, normalize, erasing, mixing, from
+    one generator in this order; without erasing, nothing is drawn for it."""
+    images, labels = batches(1, 6)
+    transform = BatchAugment(reprob=reprob, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    methods = set()
+    for _ in range(8):  # MixUp and CutMix batches
+        x, targets = transform(images[0], labels[0])
+        expected = A.normalize(A.random_crop_flip(images[0], generator=g))
+        if reprob:
+            expected = A.random_erase(expected, p=reprob, generator=g)
+        expected, expected_targets, info = A.mix_batch(expected, labels[0], 10, generator=g)
+        assert torch.equal(x, expected) and torch.equal(targets, expected_targets)
+        methods.add(info.method)
+    assert methods == {"mixup", "cutmix"}
+
+
+def test_without_mixing_or_smoothing_the_targets_are_the_int_labels():
+    images, labels = batches(1, 4)
+    transform = BatchAugment(mix_prob=0.0, smoothing=0.0, generator=torch.Generator().manual_seed(0))
+    _, targets = transform(images[0], labels[0])
+    assert targets.dtype == torch.long and torch.equal(targets, labels[0])
+
+
+def test_a_model_without_crop_joins_a_group_of_another_padding():
+    images, labels = batches(2, 4)
+    make = lambda: [BatchAugment(generator=torch.Generator().manual_seed(0)),  # noqa: E731
+                    BatchAugment(crop_flip=False, padding=2, generator=torch.Generator().manual_seed(1))]
+    assert sharing_groups(make()) == [[0, 1]]
+    assert_identical(each_alone(make(), images, labels), together(make(), images, labels))
+
+
+def test_randaugment_hooks_with_other_fill_colours_apply_apart():
+    hooks = [BatchRandAugment.from_string(Recipe().aa, fill=fill) for fill in ((0, 0, 0), (255, 255, 255))]
+    assert sharing_groups([BatchAugment(per_image=hook) for hook in hooks]) == [[0], [1]]

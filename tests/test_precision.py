@@ -36,6 +36,16 @@ def test_cpus_and_mps_train_in_fp32_unless_told(monkeypatch):
     assert precision_name("cpu") == "bf16" and not grad_scaler_for("cpu").is_enabled()
 
 
+def test_autocast_computes_in_the_chosen_dtype_and_fp32_even_inside_another_autocast(monkeypatch):
+    a = torch.randn(4, 4)
+    monkeypatch.setenv(precision.PRECISION, "bf16")
+    with precision.autocast_for("cpu"):
+        assert (a @ a).dtype == torch.bfloat16
+    monkeypatch.setenv(precision.PRECISION, "fp32")
+    with torch.autocast("cpu", dtype=torch.bfloat16), precision.autocast_for("cpu"):
+        assert (a @ a).dtype == torch.float32
+
+
 def test_an_unknown_precision_names_the_choices(monkeypatch):
     monkeypatch.setenv(precision.PRECISION, "half")
     with pytest.raises(PrecisionError, match="bf16, fp16, fp32, or unset it"):

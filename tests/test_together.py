@@ -175,6 +175,28 @@ def test_different_epochs_are_refused(data):
                      val_batches(data), device="cpu")
 
 
+def test_different_batch_sizes_or_numbers_of_batches_are_refused(data):
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain(), 1, batch_size=2 * BATCH)],
+                     val_batches(data), device="cpu")
+    fewer = member(data, Recipe.plain(), 1)
+    fewer.train_batches = TensorBatches(load_cifar10("train", n_per_class=4), BATCH)
+    with pytest.raises(ValueError, match=r"same number of \(full\) batches"):
+        fit_together([member(data, Recipe.plain(), 0), fewer], val_batches(data), device="cpu")
+
+
+def test_an_interrupted_group_leaves_each_model_with_its_last_saved_weights(data, tmp_path):
+    members = [member(data, Recipe.plain(), k) for k in range(2)]
+    members[0].train_batches = InterruptAt(members[0].train_batches, epoch=1, batch=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit_together(members, val_batches(data), device="cpu", run_dir=tmp_path)
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert saved["epoch"] == 1
+    for k, mb in enumerate(members):
+        for name, p in mb.model.named_parameters():
+            assert torch.equal(p, saved["params"][name][k]), f"model {k}, {name}"
+
+
 def test_drop_path_under_vmap_in_bf16_rounds_as_one_models_drop_path():
     # bf16 is the GPU's training precision; the equivalence tests above run in float32
     from torch.func import functional_call, vmap

@@ -1,3 +1,5 @@
+import contextlib
+import copy
 import json
 import math
 
@@ -8,8 +10,8 @@ import torch.nn.functional as F
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
 from helpers.losses import classification_loss
-from helpers.train import (CheckpointError, TrainConfig, fit, lr_at,
-                           param_groups)
+from helpers.train import (CheckpointError, TrainConfig, evaluate, fit, lr_at, make_optimizer,
+                           param_groups, train_step)
 
 TINY = dict(embed_dim=16, depth=1, num_heads=2)
 
@@ -75,6 +77,45 @@ def test_no_weight_decay_on_norms_biases_tokens_and_positions():
     assert {names[id(p)] for p in decay["params"]} == {n for n, p in model.named_parameters() if n not in skipped}
     assert all(p.ndim == 2 or p.ndim == 4 for p in decay["params"])
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+
+
+def test_no_weight_decay_on_the_distillation_token():
+    model = build_vit(**TINY, distilled=True)
+    decay, no_decay = param_groups(model, 0.05)
+    assert any(p is model.dist_token for p in no_decay["params"])
+    assert not any(p is model.dist_token for p in decay["params"])
+
+
+def test_adamw_decays_only_weight_matrices_by_lr_times_the_configs_decay():
+    torch.manual_seed(0)
+    model = build_vit(**TINY)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = make_optimizer(model, TrainConfig(weight_decay=0.3), 2e-3, torch.device("cpu"))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # Adam's own update is 0: only the decoupled decay acts
+    optimizer.step()
+    for n, p in model.named_parameters():
+        factor = 1 - 2e-3 * 0.3 if p.ndim > 1 and n not in ("cls_token", "pos_embed") else 1.0
+        torch.testing.assert_close(p.detach(), before[n] * factor, msg=n)
+
+
+def test_a_step_is_minus_lr_times_the_gradient_and_clip_grad_zero_or_none_clip_nothing():
+    torch.manual_seed(0)
+    model = build_vit(**TINY)
+    images, labels = torch.randn(4, 3, 32, 32), torch.arange(4)
+    F.cross_entropy(model(images), labels).backward()
+    grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+    model.zero_grad()
+
+    def update(clip_grad):  # one SGD step's change of all weights
+        trained = copy.deepcopy(model)
+        train_step(trained, torch.optim.SGD(trained.parameters(), lr=0.1), images, labels,
+                   lambda out, y, x: F.cross_entropy(out, y), clip_grad, contextlib.nullcontext(),
+                   torch.amp.GradScaler("cpu", enabled=False))
+        return torch.cat([(a - b).flatten() for a, b in zip(trained.parameters(), model.parameters())])
+    for clip_grad in (None, 0.0):  # fit: `if clip_grad:`, as helpers.together's clip_per_model
+        torch.testing.assert_close(update(clip_grad), -0.1 * grad)
+    torch.testing.assert_close(update(grad.norm().item() / 4), -0.1 * grad / 4)
 
 
 def test_classification_loss_matches_hard_and_smoothed_ce():
@@ -151,6 +192,13 @@ def test_nan_loss_stops_with_a_clear_message(small_data):
     with pytest.raises(FloatingPointError, match="loss became nan at epoch 1, step 1.*Lower the learning rate") as err:
         run(small_data, batch_transform=poison)
     assert "checkpoint" not in str(err.value)  # nothing was saved yet, so none is named
+
+
+def test_an_infinite_loss_stops_the_run_too(small_data):
+    def infinite(outputs, targets, images):
+        return F.cross_entropy(outputs, targets) * math.inf
+    with pytest.raises(FloatingPointError, match="loss became inf at epoch 1, step 1"):
+        run(small_data, loss_fn=infinite)
 
 
 def test_float_batches_from_a_dataloader_are_used_as_they_are(small_data):
@@ -258,3 +306,17 @@ def test_running_out_of_gpu_memory_names_smaller_settings_and_keeps_finished_epo
     _, resumed = run(small_data, tmp_path)
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     assert len(json.loads((tmp_path / "history.json").read_text())["history"]) == 3
+
+
+def test_evaluate_averages_over_images_not_batches_and_leaves_eval_mode_on():
+    # Float "images" pass through unnormalized; a Flatten + identity Linear makes them the logits.
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(3)), model[1].bias.zero_()
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    labels = torch.tensor([0, 2, 2])  # the second image is wrong
+    batches = [(logits[:2], labels[:2]), (logits[2:], labels[2:])]  # batches of 2 and 1
+    by_hand = sum(-torch.log_softmax(row, 0)[y].item() for row, y in zip(logits, labels)) / 3
+    result = evaluate(model.train(), batches)
+    assert result["val_loss"] == pytest.approx(by_hand, rel=1e-6)
+    assert result["val_acc"] == pytest.approx(200 / 3) and not model.training
