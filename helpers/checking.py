@@ -18,8 +18,9 @@ def attempt(fn, *args):
 
 
 def check_choice(answer, right: str, praise: str, hints: dict) -> bool:
-    """A multiple-choice answer "a" to "d": `praise` when right, the chosen option's hint when not."""
-    choice = str(answer).strip().lower().rstrip(")") if answer is not None else ""
+    """A multiple-choice answer "a" to "d" (any case; "b", "b)", "(b)" and "b." alike): `praise`
+    when right, the chosen option's hint when not."""
+    choice = str(answer).strip().lower().strip("().") if answer is not None else ""
     if choice not in ("a", "b", "c", "d"):
         return report(False, f'answer with one of "a", "b", "c" or "d", not {answer!r}.')
     return report(True, praise) if choice == right else report(False, hints[choice])

@@ -13,6 +13,18 @@ def _removal_costs(results: list[dict]) -> dict[str, dict]:
     return {r["ingredient"]: r["removed"] for r in contributions(results) if r["removed"] is not None}
 
 
+def _names(answer) -> list[str] | None:
+    """`answer` as a list of names, or None unless it is a list (tuple, set) of strings (a None
+    among the names would make sorted() raise instead of the checker giving a hint)."""
+    if isinstance(answer, str):
+        return None
+    try:
+        names = list(answer)
+    except TypeError:
+        return None
+    return names if all(isinstance(name, str) for name in names) else None
+
+
 def misordered_pairs(prediction: list[str], results: list[dict]) -> list[tuple[str, str]]:
     """Pairs (a, b) with a ranked above b although removing b costs distinguishably more than
     removing a (paired over seeds: (full - b) - (full - a) = val(full-a) - val(full-b))."""
@@ -36,11 +48,12 @@ def check_ranking(prediction, results: list[dict]) -> bool:
     if not costs:
         print("Not checkable yet: these results have no leave-one-out runs.")
         return False
-    if prediction is None or sorted(prediction) != sorted(costs):
+    names = _names(prediction)
+    if names is None or sorted(names) != sorted(costs):
         print(f"Not yet: list each of {sorted(costs)} once, the one whose removal costs most first "
               f"(cost: full minus full without it; a negative cost means removing it helps).")
         return False
-    wrong = misordered_pairs(list(prediction), results)
+    wrong = misordered_pairs(names, results)
     if not wrong:
         print("Correct: no pair in your order is contradicted by the data (ingredients whose costs are "
               "within noise of each other may come in either order).")
@@ -66,10 +79,11 @@ def check_within_noise(answer, results: list[dict]) -> bool:
         print("Not checkable yet: with one seed per variant there is no measure of noise.")
         return False
     truth = sorted(within_noise(results))
-    if answer is None:
+    names = _names(answer)
+    if names is None:
         print("Not yet: give a list of ingredient names (an empty list if the test tells every one from zero).")
         return False
-    if sorted(answer) == truth:
+    if sorted(names) == truth:
         print(f"Correct! {truth or 'none'}: a difference the seeds cannot tell from zero is not evidence.")
         return True
     print(f"Not yet: look at each 'removed' value without a *. (Names: {list(INGREDIENT_NAMES)}.)")

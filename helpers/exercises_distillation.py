@@ -19,13 +19,14 @@ def _cases(seed: int = 0):
     return cls, dist, labels, teacher
 
 
-def _as_float(got) -> tuple[float | None, str | None]:
+def _as_float(got, reduce: str) -> tuple[float | None, str | None]:
+    """The student's loss as a float, or a not-yet message that says how to `reduce` it to one."""
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         return float(got), None
     if isinstance(got, (int, float)):
         return float(got), None
     shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-    return None, f"return one number (a 0-dim tensor), not {shape}; average over the batch."
+    return None, f"return one number (a 0-dim tensor), not {shape}; {reduce}."
 
 
 def _close(a: float, b: float) -> bool:
@@ -41,10 +42,10 @@ def check_hard_distillation_loss(fn) -> bool:
     """
     for seed in (0, 1):
         cls, dist, labels, teacher = _cases(seed)
-        got, failure = attempt(fn, cls, dist, labels, teacher)
+        got, failure = attempt(fn, cls.clone(), dist.clone(), labels.clone(), teacher.clone())  # fn may change them
         if failure:
             return report(False, failure)
-        got, failure = _as_float(got)
+        got, failure = _as_float(got, "average over the batch")
         if failure:
             return report(False, failure)
         ce_cls = F.cross_entropy(cls, labels).item()
@@ -75,10 +76,10 @@ def check_soft_distillation_term(fn) -> bool:
     """
     for seed, tau in ((0, 3.0), (1, 1.5)):
         _, dist, _, teacher = _cases(seed)
-        got, failure = attempt(fn, dist, teacher, tau)
+        got, failure = attempt(fn, dist.clone(), teacher.clone(), tau)  # copies: `logits /= tau` is fine
         if failure:
             return report(False, failure)
-        got, failure = _as_float(got)
+        got, failure = _as_float(got, "sum the KL over every element and divide by batch x classes")
         if failure:
             return report(False, failure)
         want = soft_distillation_term(dist, teacher, tau).item()

@@ -53,8 +53,10 @@ def check_warmup_cosine(fn) -> bool:
             except (TypeError, ValueError):
                 return report(False, f"return the learning rate as a number, not {type(got).__name__}.")
             want = lr_at(step, total, warmup, peak, warmup_lr, min_lr)
-            if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12 * peak):
-                return report(False, f"with {run}, step {step} should have lr {want:.6g}, not {got:.6g}; "
+            # float32 arithmetic (torch.cos of a tensor) is right to about 1e-7 of the peak; every
+            # mistake in _schedule_hint is off by far more somewhere in the run
+            if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6 * peak):
+                return report(False, f"with {run}, step {step} should have lr {want:.8g}, not {got:.8g}; "
                               + _schedule_hint(step, got, total, warmup, peak, warmup_lr, min_lr))
     return report(True, f"equal to helpers.train.lr_at (the schedule helpers.train.fit uses) at every "
                         f"step of {len(_SCHEDULE_CASES)} runs.")

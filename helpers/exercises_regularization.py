@@ -39,7 +39,7 @@ def check_drop_path_schedule(fn) -> bool:
             return report(False, "these are survival probabilities; return drop rates (1 - survival).")
         if all(math.isclose(g, w, abs_tol=1e-6) for g, w in zip(got, reversed(want))):
             return report(False, "the schedule is reversed: the first block must be dropped least.")
-        if depth > 1 and not math.isclose(got[-1], max_rate, abs_tol=1e-6):
+        if all(math.isclose(g, max_rate * i / depth, abs_tol=1e-6) for i, g in enumerate(got)):
             return report(False, f"the last block's rate should be max_rate={max_rate}, not {got[-1]:.4g}; "
                                   "divide by depth - 1, not depth.")
         return report(False, f"for depth={depth}, max_rate={max_rate} expected "
@@ -106,7 +106,7 @@ def check_expected_calibration_error(fn) -> bool:
     """
     probs, labels = _calibration_case()
     for bins in (15, 5):
-        got, failure = attempt(fn, probs, labels, bins)
+        got, failure = attempt(fn, probs.clone(), labels.clone(), bins)  # copies: fn may change them
         if failure:
             return report(False, failure)
         got, failure = _as_number(got)

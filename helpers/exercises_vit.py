@@ -75,21 +75,28 @@ def check_block_forward(block_class) -> bool:
             return report(False, f"its weights do not fit helpers.models.Block; keep the parts as given "
                                  f"({_PARTS}).\n{str(err).splitlines()[0]}")
         x = torch.randn(2, 5, dim, generator=generator)
+        got, failure = attempt(student.eval(), x.clone())  # with autograd on, as in training
+        if failure:
+            return report(False, failure)
         with torch.no_grad():
-            got, failure = attempt(student.eval(), x.clone())
-            if failure:
-                return report(False, failure)
             want = reference(x)
             if not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
                 return report(False, f"for tokens of shape {tuple(x.shape)} return a tensor of the same "
                                      f"shape, not {shape}.")
-            if torch.allclose(got, want, rtol=1e-4, atol=1e-5):
-                continue
-            for mistake, hint in _MISTAKES:
-                if torch.allclose(got, mistake(reference, x), rtol=1e-4, atol=1e-5):
-                    return report(False, hint)
-        return report(False, f"for dim={dim}, {heads} heads the output differs from "
-                             f"helpers.models.Block's by up to {(got - want).abs().max().item():.3g}. "
-                             f"The block is x = x + attn(norm1(x)), then x + mlp(norm2(x)).")
+            if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+                for mistake, hint in _MISTAKES:
+                    if torch.allclose(got, mistake(reference, x), rtol=1e-4, atol=1e-5):
+                        return report(False, hint)
+                return report(False, f"for dim={dim}, {heads} heads the output differs from "
+                                     f"helpers.models.Block's by up to {(got - want).abs().max().item():.3g}. "
+                                     f"The block is x = x + attn(norm1(x)), then x + mlp(norm2(x)).")
+        # Right values can still fail to train: x += ... overwrites a tensor a LayerNorm saved.
+        _, failure = attempt(lambda: got.sum().backward())
+        if failure and "inplace" in failure:
+            return report(False, "the values are right, but the residual is added in place (x += ...), "
+                                 "which overwrites a tensor that autograd saved, so training would fail. "
+                                 "Write x = x + attn(norm1(x)).")
+        if failure:
+            return report(False, f"the values are right, but backpropagating through the block fails: {failure}")
     return report(True, "your block computes what helpers.models.Block (and timm's Block) computes.")

@@ -298,3 +298,13 @@ def test_figures_show_mean_and_standard_error_bands_and_flag_the_papers_failed_r
     notes = [t.get_text() for t in ax.texts]
     assert notes.count("paper: did not train") == 2  # random erasing and stochastic depth
     assert_readable(ax)  # among the labels: hard-, soft- and soft-distillation-batchmean
+
+
+def test_ablation_checkers_answer_a_list_with_holes_instead_of_raising(capsys):
+    results = _results({"full": [80.0, 81.0, 82.0], "full-mixup": [70.0, 71.1, 71.9],
+                        "full-random-erasing": [81.5, 79.0, 82.8]})
+    assert not exercises_ablation.check_ranking(["mixup", None, None], results)
+    assert "list each of" in capsys.readouterr().out
+    for answer in (["random-erasing", None], "random-erasing"):
+        assert not exercises_ablation.check_within_noise(answer, results)
+        assert "give a list of ingredient names" in capsys.readouterr().out

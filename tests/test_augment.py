@@ -547,12 +547,13 @@ def test_sample_ops_are_the_draws_that_rand_augment_applies():
     assert signs == {-1, 1}
 
 
-def _sampler(config, rng, replace=True, clip=True, use_p=True):
+def _sampler(config, rng, replace=True, clip=True, use_p=True, ceiling=None, slots=None):
     """A from-scratch sampler with switchable mistakes (the draws in helpers' order when right)."""
     pool = A.OPS_INCREASING if config.inc else A.OPS_STANDARD
     names = None if replace else rng.sample(pool, config.n)
+    ceiling = config.mmax if ceiling is None else ceiling
     draws = []
-    for slot in range(config.n):
+    for slot in range(config.n if slots is None else slots):
         name = rng.choice(pool) if replace else names[slot]
         if use_p and rng.random() >= config.p:
             continue
@@ -560,7 +561,7 @@ def _sampler(config, rng, replace=True, clip=True, use_p=True):
             m = rng.uniform(0.0, config.m)
         else:
             m = rng.gauss(config.m, config.mstd) if config.mstd > 0 else config.m
-        draws.append((name, max(0.0, min(m, config.mmax)) if clip else m, -1 if rng.random() < 0.5 else 1))
+        draws.append((name, max(0.0, min(m, ceiling)) if clip else m, -1 if rng.random() < 0.5 else 1))
     return draws
 
 
@@ -602,3 +603,32 @@ def test_notebook_01_quotes_the_starter_code_literally():
               for line in inspect.getsource(f).splitlines()}
     assert any(line.startswith("evaluation = create_transform(") for line in quoted)
     assert [line for line in quoted if line not in source] == []
+
+
+def test_smooth_one_hot_checker_survives_in_place_labels_and_shows_the_wrong_row(capsys):
+    from helpers.exercises_augment import check_smooth_one_hot
+
+    def unsqueezes_labels(labels, k, eps):  # right values, but it reshapes the caller's labels
+        labels.unsqueeze_(1)
+        return torch.full((len(labels), k), eps / k).scatter_(1, labels, 1 - eps + eps / k)
+
+    check_smooth_one_hot(unsqueezes_labels)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+    def first_label_everywhere(labels, k, eps):  # row 0 is right, the others are not
+        return A.smooth_one_hot(labels[:1].repeat(len(labels)), k, eps)
+
+    check_smooth_one_hot(first_label_everywhere)
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet.") and "row 1 =" in out
+
+
+def test_sampler_checker_wants_config_mmax_and_names_replacement_only_when_it_can_show(capsys):
+    from helpers.exercises_augment import check_rand_augment_sampler
+
+    check_rand_augment_sampler(lambda c, rng: _sampler(c, rng, ceiling=10.0))  # clips at 10, not config.mmax
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet.") and "clip the noisy magnitude to [0, mmax]" in out
+    check_rand_augment_sampler(lambda c, rng: _sampler(c, rng, slots=c.n - 1))  # one slot short
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet.") and "with replacement" not in out

@@ -487,3 +487,21 @@ def test_teacher_trains_through_fit_with_sgd_and_its_own_schedule(cifar_train_sm
     assert seen["lrs"] == pytest.approx([peak / 20, peak, peak * 80 / 80, peak / 80])
     assert len(record["history"]) == TINY_TEACHER.epochs and record["val_size"] == 50
     assert record["seconds"] == pytest.approx(sum(r["train_seconds"] for r in record["history"]))
+
+
+def test_soft_term_checker_accepts_in_place_temperature_and_names_the_right_reduction(capsys):
+    def divides_in_place(d, t, tau):  # right value; it divides the caller's logits by tau
+        d /= tau
+        t /= tau
+        return F.kl_div(F.log_softmax(d, -1), F.softmax(t, -1), reduction="sum") * tau**2 / d.numel()
+
+    assert ex.check_soft_distillation_term(divides_in_place)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+    def per_element(d, t, tau):
+        return F.kl_div(F.log_softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="none") * tau**2
+
+    assert not ex.check_soft_distillation_term(per_element)
+    out = capsys.readouterr().out
+    assert "average over the batch" not in out and "batch x classes" in out
+    assert ex.check_mistakes_question("(b)")

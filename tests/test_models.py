@@ -179,3 +179,23 @@ def test_block_checker_explains_parts_it_cannot_copy(capsys):
 
     assert not check_block_forward(Renamed)
     assert "keep the parts as given" in capsys.readouterr().out
+
+
+def in_place_residuals(self, x):
+    x += self.attn(self.norm1(x))
+    x += self.mlp(self.norm2(x))
+    return x
+
+
+def in_place_second_residual(self, x):
+    x = x + self.attn(self.norm1(x))
+    x += self.mlp(self.norm2(x))
+    return x
+
+
+@pytest.mark.parametrize("forward", [in_place_residuals, in_place_second_residual])
+def test_block_checker_rejects_in_place_residuals_that_break_the_backward_pass(forward, capsys):
+    # The values are right, but x += overwrites a tensor a LayerNorm saved for backward: training fails.
+    assert not check_block_forward(student_block(forward))
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: ") and "x = x + " in out and "in place" in out

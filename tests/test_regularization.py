@@ -417,3 +417,27 @@ def test_calibration_checker(capsys):
                         (lambda probs, labels, bins=15: (0.2, 0.1), "one number")]:
         assert not ex.check_expected_calibration_error(wrong)
         assert hint in capsys.readouterr().out
+
+
+def test_schedule_checker_says_depth_minus_1_only_to_who_divided_by_depth(capsys):
+    assert not ex.check_drop_path_schedule(lambda d, p: [int(p * i / (d - 1)) for i in range(d)])  # rounds to 0
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet") and "depth - 1" not in out and "expected" in out
+
+
+@pytest.mark.parametrize("answer", ["(b)", "b."])
+def test_choice_checkers_accept_the_letter_however_it_is_written(answer, capsys):
+    assert ex.check_mask_question(answer)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+def test_calibration_checker_compares_with_the_ece_of_the_inputs_it_gave(capsys):
+    probs, labels = ex._calibration_case()
+    right = expected_calibration_error(probs, labels, 15)
+
+    def clamps_in_place(probs, labels, bins=15):  # a wrong answer that also changes the caller's probs
+        probs.clamp_(0, 0.5)
+        return expected_calibration_error(probs, labels, bins)
+
+    assert not ex.check_expected_calibration_error(clamps_in_place)
+    assert f"expected {right:.4f}" in capsys.readouterr().out

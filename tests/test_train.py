@@ -320,3 +320,30 @@ def test_evaluate_averages_over_images_not_batches_and_leaves_eval_mode_on():
     result = evaluate(model.train(), batches)
     assert result["val_loss"] == pytest.approx(by_hand, rel=1e-6)
     assert result["val_acc"] == pytest.approx(200 / 3) and not model.training
+
+
+def test_schedule_checker_accepts_a_schedule_computed_in_float32(capsys):
+    from helpers.exercises_fast import check_warmup_cosine
+
+    def with_torch_cos(step, total_steps, warmup_steps, peak, warmup_lr, min_lr):
+        if step < warmup_steps:
+            return warmup_lr + (peak - warmup_lr) * step / warmup_steps
+        progress = torch.tensor((step - warmup_steps) / max(1, total_steps - warmup_steps))  # float32
+        return min_lr + (peak - min_lr) * 0.5 * (1 + torch.cos(math.pi * progress))
+    assert check_warmup_cosine(with_torch_cos)
+    assert capsys.readouterr().out.startswith("Correct!")
+
+
+def test_schedule_checker_prints_two_different_rates(capsys):
+    import re
+
+    from helpers.exercises_fast import check_warmup_cosine
+
+    def pi_is_3_1416(step, total_steps, warmup_steps, peak, warmup_lr, min_lr):  # a small error, at first
+        if step < warmup_steps:
+            return warmup_lr + (peak - warmup_lr) * step / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(3.1416 * progress))
+    assert not check_warmup_cosine(pi_is_3_1416)
+    want, got = re.search(r"should have lr (\S+), not (\S+);", capsys.readouterr().out).groups()
+    assert want != got
