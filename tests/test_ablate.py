@@ -102,6 +102,44 @@ def test_the_result_is_the_final_epoch_not_the_best_one(tmp_path, monkeypatch):
     assert ablate.load_results("ci", tmp_path / "r")[0]["final_val_acc"] == 50.0
 
 
+def test_a_result_records_its_share_of_a_group_the_test_size_and_its_teacher_without_history(tmp_path):
+    from types import SimpleNamespace
+    profile, recipe = get_profile("ci"), ablate.variants()["full+hard-distillation"]
+    history = [{"epoch": 1, "val_acc": 40.0, "test_acc": 39.0, "seconds": 3.0},
+               {"epoch": 2, "val_acc": 50.0, "test_acc": 48.0, "seconds": 5.0}]
+    teacher = SimpleNamespace(info={"test_acc": 60.0, "history": [{"epoch": 1}]})
+    config = ablate.run_config(profile, recipe, 0, None, compile=False)
+    result = ablate.write_result("full+hard-distillation", recipe, profile, 0, config, history, teacher=teacher,
+                                 results_dir=tmp_path, wall_clock_s=10.0, together=4)
+    # a group of 4 trained for 8 s of epochs in 10 s of wall clock: a quarter of each is this run's
+    assert (result["train_seconds"], result["wall_clock_seconds_this_session"], result["together"]) == (2.0, 2.5, 4)
+    assert (result["test_images"], result["val_images"]) == (profile.test_size, profile.val_size)
+    assert result["teacher"] == {"test_acc": 60.0}
+
+
+def test_a_finished_run_is_reused_only_with_the_same_epochs_and_batch_size(tmp_path):
+    config = ablate.run_config(get_profile("ci"), Recipe(), 0, None, compile=False)
+    ablate.check_same_epochs({"config": {"epochs": config.epochs, "batch_size": config.batch_size}}, config, tmp_path)
+    with pytest.raises(SystemExit, match="trained with batch_size 64, not 100"):
+        ablate.check_same_epochs({"config": {"epochs": config.epochs, "batch_size": 64}}, config, tmp_path)
+
+
+def test_a_runs_config_has_its_seed_budget_and_its_recipes_label_smoothing():
+    ci = get_profile("ci")
+    config = ablate.run_config(ci, Recipe(), 2, 7, compile=False)
+    assert (config.seed, config.epochs, config.smoothing) == (2, 7, 0.1)  # DeiT smooths by 0.1
+    assert ablate.run_config(ci, ablate.without("label-smoothing"), 0, None, compile=False).smoothing == 0.0
+    assert ablate.run_config(ci, Recipe(), 0, None, compile=False).epochs == ci.epochs
+
+
+def test_run_costs_learn_a_plain_runs_time_from_a_distilled_group():
+    costs = ablate.RunCosts(distilled_cost=2.0, compile_s=5.0, teacher_s=7.0)
+    costs.measured(2, True, 25.0)  # minus 5 s of compiling, over 2 runs, each twice a plain run: 5 s
+    assert costs.run_s == pytest.approx(5.0)
+    assert costs.expected_s(2, True, False) == pytest.approx(20.0)  # that graph is compiled now
+    assert costs.expected_s(1, False, True) == pytest.approx(5.0 + 5.0 + 7.0)  # a new graph and the teacher
+
+
 def test_results_of_another_protocol_are_ignored(tmp_path):
     folder = tmp_path / "ci"
     folder.mkdir()
@@ -144,6 +182,26 @@ def test_contributions_are_paired_differences_with_a_t_test():
     partial = {r["ingredient"]: r for r in ablate.contributions(_results(
         {"plain": [50.0, 60.0, 70.0], "+randaugment": [52.0, 62.1, 71.9], "full": [80.0], "full-mixup": [80.5]}))}
     assert partial["mixup"]["removed"]["p"] is None and partial["randaugment"]["added"]["tests_in_table"] == 1
+
+
+def test_distillation_rows_are_each_distilled_student_minus_full():
+    results = _results({"full": [80.0, 81.0, 82.0], "full+hard-distillation": [81.0, 82.5, 83.0]})
+    rows = {r["ingredient"]: r for r in ablate.contributions(results)}
+    added = rows["hard-distillation"]["added"]  # differences 1.0, 1.5, 1.0
+    assert added["pair"] == ("full+hard-distillation", "full") and added["mean"] == pytest.approx(3.5 / 3)
+    assert rows["hard-distillation"]["removed"] is None and rows["soft-distillation"]["added"] is None
+
+
+def test_the_paper_column_names_the_runs_that_did_not_train():
+    cells = {r["ingredient"]: ablate.contribution_cells(r)[3] for r in ablate.contributions([])}
+    # Table 8: 81.8 with everything, 79.6 without RandAugment; without random erasing: 4.3, a failed run
+    assert cells["randaugment"] == "+2.2" and cells["random-erasing"] == "did not train"
+    assert cells["label-smoothing"] == "-" and cells["hard-distillation"] == "-"
+
+
+def test_summary_rows_follow_the_names_given_and_skip_variants_without_results():
+    results = _results({"plain": [50.0], "+randaugment": [55.0], "full": [80.0]})
+    assert [r["variant"] for r in ablate.summarize(results, ["full", "full-mixup", "plain"])] == ["full", "plain"]
 
 
 def test_holm_steps_down_and_stops_at_the_first_test_it_cannot_reject():

@@ -115,23 +115,54 @@ def test_posterize_at_magnitude_10_keeps_one_bit(cifar):
     assert set(out.unique().tolist()) <= {0, 128}
 
 
+def test_autocontrast_and_equalize_leave_flat_channels_as_pillow_does(cifar):
+    x = cifar[:2].clone()
+    x[:, 0] = 100  # a constant channel: nothing to stretch
+    x[:, 1] = 200
+    x[:, 1, 0, :24] = 50  # 24 darker pixels: too few for Pillow's equalize (step 24 // 255 = 0)
+    for name in ("AutoContrast", "Equalize"):
+        out = G.apply_op(name, x, 0.0)
+        assert torch.equal(out, pil_op(x, name, 0.0, 1)), name
+        assert torch.equal(out[:, 0], x[:, 0]), name
+    assert torch.equal(G.apply_op("Equalize", x, 0.0)[:, 1], x[:, 1])
+
+
+def test_ops_that_do_not_warp_keep_every_pixel_in_place_at_any_size():
+    # an identity grid_sample is exact at 32 x 32 but not at every size: such images are put back
+    x = torch.randint(0, 256, (3, 3, 17, 23), dtype=torch.uint8, generator=gen(0))
+    assert torch.equal(G.apply_op("Invert", x, 0.0), 255 - x)
+    assert torch.equal(G.apply_op("Brightness", x, 5.0), x)  # factor 0.5 * 1.8 + 0.1 = 1
+
+
 # --- each image its own ops -------------------------------------------------------------------
+
+def pil_replay(batch, draws, pool, interpolation="nearest"):
+    """The drawn ops replayed image by image, slot by slot, with the PIL ops -> (B, 3, H, W)."""
+    expected = []
+    for i, img in enumerate(to_pil(batch)):
+        for slot in range(len(draws.ops)):
+            if draws.applied[slot, i]:
+                img = A.apply_op(img, pool[draws.ops[slot, i]], float(draws.magnitudes[slot, i]),
+                                 int(draws.signs[slot, i]), interpolation=RESAMPLE[interpolation])
+        expected.append(np.asarray(img))
+    return torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2)
+
 
 def test_each_image_gets_its_own_ops_magnitudes_and_signs_like_pillow_would(cifar):
     """Two slots of random per-image draws over all 15 ops, replayed image by image in PIL."""
     draws = G.sample_ops(len(cifar), num_ops=2, magnitude=7.0, mstd=2.0, prob=0.8, generator=gen(3))
     ours = G.apply_ops(cifar, draws, interpolation="nearest")
-    expected = []
-    for i, img in enumerate(to_pil(cifar)):
-        for slot in range(2):
-            if draws.applied[slot, i]:
-                img = A.apply_op(img, A.OPS_INCREASING[draws.ops[slot, i]],
-                                 float(draws.magnitudes[slot, i]), int(draws.signs[slot, i]),
-                                 interpolation=Image.Resampling.NEAREST)
-        expected.append(np.asarray(img))
-    expected = torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2)
     assert len(set(draws.ops[0].tolist())) == 15  # the batch really mixes every op
-    assert diff(ours, expected)[0] == 0
+    assert diff(ours, pil_replay(cifar, draws, A.OPS_INCREASING))[0] == 0
+
+
+def test_the_standard_pool_applies_its_own_ops_like_pillow_would(cifar):
+    draws = G.sample_ops(len(cifar), num_ops=2, magnitude=7.0, mstd=2.0, prob=0.8, generator=gen(3))
+    # warps: the same in both pools, and equal to Pillow only up to float32 rounding of sample points
+    warps = torch.tensor([name in WARP_OPS for name in A.OPS_STANDARD])
+    draws.applied &= ~warps[draws.ops]
+    ours = G.apply_ops(cifar, draws, increasing=False)
+    assert diff(ours, pil_replay(cifar, draws, A.OPS_STANDARD))[0] == 0
 
 
 def test_images_whose_ops_all_failed_the_coin_flip_are_untouched(cifar):
@@ -170,6 +201,12 @@ def test_magnitudes_signs_and_skips_have_the_right_distributions():
     untouched = (~draws.applied.any(dim=0)).double().mean().item()
     expected = (1 - prob) ** 2
     assert abs(untouched - expected) < 5 * math.sqrt(expected * (1 - expected) / n)
+
+
+def test_mmax_caps_the_noisy_magnitudes():
+    mags = G.sample_ops(10_000, magnitude=9.0, mstd=2.0, mmax=8.0, generator=gen(6)).magnitudes
+    # N(9, 2) is above 8 with probability 0.69: those draws are clipped to exactly 8
+    assert mags.max() == 8.0 and abs((mags == 8.0).double().mean().item() - stats.norm.sf(-0.5)) < 0.02
 
 
 def test_infinite_mstd_draws_uniform_magnitudes_up_to_m():
@@ -222,6 +259,16 @@ def test_from_string_and_batch_augment_hook(cifar):
     x, targets = BatchAugment(per_image=ra, generator=gen(1))(cifar[:16], torch.arange(16) % 10)
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and targets.shape == (16, 10)
     assert G.parse_rand_augment is A.parse_rand_augment  # one parser for both pipelines
+
+
+def test_batch_rand_augment_uses_every_field_of_its_string(cifar):
+    ra = G.BatchRandAugment.from_string("rand-n3-m9-mstd0.5-mmax5-p1-inc0", generator=gen(0))
+    draws = ra.draws(cifar)
+    assert draws.ops.shape == (3, len(cifar)) and draws.applied.all()
+    assert (draws.magnitudes == 5.0).all()  # N(9, 0.5) never falls 8 sigma, to 5: every draw is capped
+    ra.generator = gen(0)
+    expected = G.apply_ops(cifar, G.sample_ops(len(cifar), 3, 9.0, 0.5, 5.0, 1.0, 15, generator=gen(0)), False)
+    assert torch.equal(ra(cifar), expected)
 
 
 @pytest.mark.parametrize("bad, says", [

@@ -142,6 +142,47 @@ def test_wrong_class_folders_are_named(tmp_path):
         load_cifar10("train", root=tmp_path, download=False)
 
 
+def test_images_are_read_in_file_name_order_whatever_order_the_folder_lists(tmp_path, monkeypatch, test_split):
+    source = test_split.subset(range(0, 10000, 250))  # 40 images, named 0000.png ... 0039.png
+    write_image_folder(tmp_path, source, "train")
+    (tmp_path / "test").mkdir()
+    listed = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(sorted(listed(self), reverse=True)))
+    loaded = load_cifar10("train", root=tmp_path, download=False)
+    by_class = torch.sort(source.labels, stable=True).indices  # class by class, each in file order
+    assert torch.equal(loaded.images, source.images[by_class]) and torch.equal(loaded.labels, source.labels[by_class])
+
+
+def test_only_image_files_are_read_whatever_the_case_of_their_suffix(tmp_path, test_split):
+    source = test_split.subset(range(0, 10000, 1000))
+    write_image_folder(tmp_path, source, "train")
+    (tmp_path / "test").mkdir()
+    first = next((tmp_path / "train" / CLASSES[source.labels[0]]).iterdir())
+    first.rename(first.with_suffix(".PNG"))
+    (tmp_path / "train" / "cat" / "Thumbs.db").write_bytes(b"not an image")
+    (tmp_path / "train" / "dog" / "notes.txt").write_text("not an image")
+    loaded = load_cifar10("train", root=tmp_path, download=False)
+    assert sorted(loaded.labels.tolist()) == sorted(source.labels.tolist())
+
+
+@pytest.mark.parametrize("layout, kind, found", [
+    ("cifar-10-batches-py/data_batch_1", "torchvision", "cifar-10-batches-py"),
+    ("data_batch_1", "torchvision", ""),  # root is torchvision's folder itself
+    ("cifar10-jpeg/train/ cifar10-jpeg/test/", "folder", "cifar10-jpeg"),
+    ("cifar10/train/ cifar10/test/", "folder", "cifar10"),
+    ("train/ test/", "folder", ""),
+])
+def test_find_source_looks_in_every_documented_place(tmp_path, layout, kind, found):
+    for entry in layout.split():  # a folder ends in "/", a file does not
+        path = tmp_path / entry
+        if entry.endswith("/"):
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    assert find_source(tmp_path) == (kind, tmp_path / found)
+
+
 def test_corrupt_image_is_named(tmp_path, test_split):
     write_image_folder(tmp_path, test_split.subset(range(0, 10000, 1000)), "train")
     (tmp_path / "test").mkdir()
@@ -172,12 +213,30 @@ def test_stratified_subset_is_balanced_and_deterministic(test_split):
         stratified_indices(test_split.labels, 1001)
 
 
+def test_subsets_keep_the_datas_order_and_follow_the_seed(test_split):
+    indices = stratified_indices(test_split.labels, 7, seed=1)
+    assert (indices[1:] > indices[:-1]).all()  # not class by class: the classes stay mixed
+    for seed in (0, 1):
+        subset = load_cifar10("test", n_per_class=7, seed=seed)
+        expected = test_split.subset(stratified_indices(test_split.labels, 7, seed))
+        assert torch.equal(subset.images, expected.images) and torch.equal(subset.labels, expected.labels)
+    ids = torch.arange(300)  # images that carry their index in two pixels
+    images = torch.zeros(300, 32, 32, 3, dtype=torch.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = ids // 256, ids % 256
+    train, val = data.train_validation_split(data.CIFAR10Arrays(images, ids % 10), 5, 10)
+    for split in (train, val):
+        picked = split.images[:, 0, 0, 0].long() * 256 + split.images[:, 0, 0, 1].long()
+        assert (picked[1:] > picked[:-1]).all()
+
+
 def test_dataset_works_with_torchvision_transforms(test_split):
     dataset = CIFAR10Dataset(test_split.subset(range(16)), transform=T.Compose([T.RandomCrop(32, 4), T.ToTensor()]))
     images, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
     assert images.shape == (8, 3, 32, 32) and images.dtype == torch.float32
     assert labels.tolist() == test_split.labels[:8].tolist()
     assert dataset.classes == list(CLASSES) and len(dataset.targets) == 16
+    named = CIFAR10Dataset(test_split.subset(range(16)), target_transform=lambda y: CLASSES[y])
+    assert [named[i][1] for i in range(3)] == [CLASSES[y] for y in test_split.labels[:3]]
 
 
 def test_tensor_batches_cover_every_image_once_and_reshuffle(test_split):
@@ -194,6 +253,16 @@ def test_tensor_batches_cover_every_image_once_and_reshuffle(test_split):
     assert not torch.equal(order_epoch0[0], order_epoch1)
     with pytest.raises(ValueError, match="batch_size"):
         TensorBatches(small, batch_size=0)
+
+
+def test_evaluation_batches_share_the_images_between_processes_without_padding(test_split):
+    small = test_split.subset(range(7))
+    shards = [TensorBatches(small, 2, shuffle=False, num_replicas=2, rank=rank) for rank in (0, 1)]
+    assert [s.indices().tolist() for s in shards] == [[0, 2, 4, 6], [1, 3, 5]]
+    assert [len(s) for s in shards] == [2, 2]
+    assert torch.equal(torch.cat([y for _, y in shards[1]]), small.labels[[1, 3, 5]])
+    # a batch size that divides the images: no empty batch at the end
+    assert [len(y) for _, y in TensorBatches(test_split.subset(range(30)), 10, shuffle=False)] == [10, 10, 10]
 
 
 def test_extract_archive_errors_on_a_wrong_path(tmp_path):
@@ -306,7 +375,8 @@ def test_a_too_small_split_or_a_stray_class_names_the_fix():
     (lambda e: [e["data"], e["labels"]], "it holds a list, not a dict with 'data' and 'labels'"),
     (lambda e: {**e, "labels": e["labels"][:-5]}, "it holds 10 images but 5 labels"),
     (lambda e: {**e, "labels": e["labels"][:-1] + [10]}, "its labels should be whole numbers 0-9"),
-], ids=["a list", "5 labels short", "a stray label"])
+    (lambda e: {**e, "labels": [-1] + e["labels"][1:]}, "its labels should be whole numbers 0-9"),
+], ids=["a list", "5 labels short", "a stray label", "a negative label"])
 def test_a_malformed_torchvision_batch_is_named(tmp_path, test_split, entry, problem):
     folder = write_torchvision_format(tmp_path, test_split.subset(range(60)), per_batch=10)
     whole = pickle.loads((folder / "data_batch_2").read_bytes())

@@ -1,5 +1,5 @@
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import timm
@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import distill, exercises_distillation as ex, losses, teacher as teach
+from helpers.augment import normalize
 from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit, count_parameters
@@ -268,6 +269,84 @@ def test_full_teacher_is_timm_resnet18_with_a_32px_stem():
         assert ours.eval().forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 512, 4, 4)
 
 
+def test_the_teachers_first_stage_sees_all_32x32_pixels():
+    model, seen = teach.build_teacher(TINY_TEACHER).eval(), []
+    model.layer1.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    assert seen == [(1, 8, 32, 32)]
+
+
+def test_teacher_config_overrides_only_the_fields_named():
+    config = teach.teacher_config("ci", epochs=2, lr=0.05)
+    assert (config.epochs, config.lr) == (2, 0.05)
+    assert replace(config, epochs=teach.TEACHERS["ci"].epochs, lr=teach.TEACHERS["ci"].lr) == teach.TEACHERS["ci"]
+    with pytest.raises(TypeError, match="epoch"):
+        teach.teacher_config("ci", epoch=2)
+
+
+def test_teacher_lr_is_per_128_images_and_scales_with_the_batch():
+    assert teach.TeacherConfig(lr=0.1, batch_size=512).scaled_lr == pytest.approx(0.4)
+    assert teach.TeacherConfig(lr=0.1, batch_size=64).scaled_lr == pytest.approx(0.05)
+
+
+def test_sgd_decays_the_weights_of_convolutions_and_classifier_only():
+    model = teach.build_teacher(TINY_TEACHER)
+    decay, no_decay = teach.sgd_nesterov(replace(TINY_TEACHER, momentum=0.8))(model, "cpu").param_groups
+    weights = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert {id(p) for p in decay["params"]} == weights
+    assert {id(p) for p in no_decay["params"]} == {id(p) for p in model.parameters()} - weights  # BN, biases
+    assert decay["momentum"] == no_decay["momentum"] == 0.8
+
+
+def test_warmup_lasts_the_whole_steps_in_its_fraction_rounded_down():
+    lr, peak = teach.linear_warmup_then_decay(TINY_TEACHER), TINY_TEACHER.scaled_lr
+    # 12 steps: 20 % is 2.4, so 2 warmup steps, then 10 down to zero
+    assert [lr(step, 12) for step in (0, 1, 2, 11)] == pytest.approx([peak / 2, peak, peak, peak / 10])
+    assert lr(0, 3) == pytest.approx(peak)  # under one step of warmup: one step
+
+
+class PixelThreshold(torch.nn.Module):
+    """Class 1 where the first red pixel is above the CIFAR-10 mean after normalization, else 0."""
+
+    def forward(self, x):
+        assert not self.training
+        return torch.stack([torch.zeros(len(x)), x[:, 0, 0, 0]], dim=-1)
+
+
+def test_accuracy_counts_every_batch_in_eval_mode_on_normalized_images():
+    # red 255 normalizes above zero (class 1); red 100 below it (0.39 < CIFAR's mean red 0.49)
+    images = torch.full((30, 3, 32, 32), 255, dtype=torch.uint8)
+    images[18:] = 100
+    model = PixelThreshold().train()
+    assert teach.accuracy(model, images, torch.ones(30, dtype=torch.long), batch_size=7) == pytest.approx(60.0)
+
+
+def test_the_teacher_trains_on_random_crops_and_flips_of_its_images(cifar_train_small):
+    image = cifar_train_small.images[:1].permute(0, 3, 1, 2)
+    padded = F.pad(image, (4, 4, 4, 4))  # zero padding, then a 32 x 32 window, maybe mirrored
+
+    def window(dy, dx, flip):
+        crop = padded[0, :, dy:dy + 32, dx:dx + 32]
+        return normalize((crop.flip(-1) if flip else crop)[None])[0]
+    views = [window(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (0, 1)]
+    torch.manual_seed(0)
+    out, _ = teach._crop_flip_normalize(image.repeat(64, 1, 1, 1), torch.zeros(64, dtype=torch.long))
+    matches = [next(k for k, view in enumerate(views) if torch.equal(view, x)) for x in out]
+    assert len(set(matches)) > 20 and {k % 2 for k in matches} == {0, 1}  # many windows, flipped and not
+
+
+def test_teacher_training_is_seeded_and_records_its_final_epoch(cifar_train_small):
+    config, data = replace(TINY_TEACHER, epochs=2), tiny_teacher_data(cifar_train_small)
+    first, record = teach.train_teacher("ci", config, device="cpu", progress=False, data=data)
+    torch.rand(10)  # the global random state moves on between the runs
+    second, _ = teach.train_teacher("ci", config, device="cpu", progress=False, data=data)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    val = data[1]
+    assert record["val_acc"] == teach.accuracy(first, val.images.permute(0, 3, 1, 2).contiguous(), val.labels)
+    assert record["history"][0]["val_acc"] != record["val_acc"]  # so the epoch it is taken from matters
+
+
 @pytest.fixture
 def saved_teacher(tmp_path, cifar_train_small):
     path = tmp_path / "teacher" / "teacher.pt"
@@ -473,7 +552,7 @@ def test_teacher_trains_through_fit_with_sgd_and_its_own_schedule(cifar_train_sm
 
     def spy(model, train_batches, val_batches, config, **kwargs):
         optimizer = kwargs["optimizer_factory"](model, "cpu")
-        seen["optimizer"] = optimizer
+        seen["optimizer"], seen["smoothing"] = optimizer, config.smoothing
         schedule = kwargs["lr_schedule"]
         seen["lrs"] = [schedule(step, 100) for step in (0, 19, 20, 99)]
         return real_fit(model, train_batches, val_batches, config, **kwargs)
@@ -483,6 +562,7 @@ def test_teacher_trains_through_fit_with_sgd_and_its_own_schedule(cifar_train_sm
     optimizer = seen["optimizer"]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [TINY_TEACHER.weight_decay, 0.0]
+    assert seen["smoothing"] == TINY_TEACHER.label_smoothing == 0.0  # a smoothed teacher distills worse
     peak = TINY_TEACHER.scaled_lr  # warmup over the first 20 % of the steps, then linear to zero
     assert seen["lrs"] == pytest.approx([peak / 20, peak, peak * 80 / 80, peak / 80])
     assert len(record["history"]) == TINY_TEACHER.epochs and record["val_size"] == 50

@@ -1,7 +1,9 @@
+import re
+
 import pytest
 import torch
 
-from helpers.profiles import describe, get_profile, profile_name
+from helpers.profiles import PROFILES, describe, figure_label, get_profile, profile_name, smoke_test_label
 
 
 def test_environment_variable_picks_the_profile(monkeypatch):
@@ -28,6 +30,29 @@ def test_profiles_grow_from_ci_to_full():
     assert ci.train_size < cpu.train_size < full.train_size
     assert full.train_size + full.val_size == 50_000  # validation is held out of the training set
     assert full.vit_sizes == dict(embed_dim=192, depth=12, num_heads=3)
+    assert full.test_size == 10_000  # CIFAR-10's whole test set
+
+
+def test_each_profile_is_what_its_description_says():
+    from helpers.models import build_vit, count_parameters
+    for p in PROFILES.values():
+        text = p.description
+        assert f"{p.train_size:,} training images" in text and f"{p.epochs} epochs" in text, p.name
+        if "held out" in text:
+            assert re.search(rf"\({p.val_size:,} (more )?held out\)", text), p.name
+        if blocks := re.search(r"(\d+)-block", text):
+            assert int(blocks[1]) == p.vit_sizes["depth"], p.name
+        if patches := re.search(r"(\d+)x\1 patches", text):
+            assert int(patches[1]) == p.vit_sizes["patch_size"], p.name
+        if millions := re.search(r"([\d.]+) M parameters", text):
+            assert round(count_parameters(build_vit(**p.vit_sizes)) / 1e6, 1) == float(millions[1]), p.name
+
+
+def test_only_the_ci_profile_is_labelled_a_smoke_test():
+    assert smoke_test_label(get_profile("ci")).startswith("SMOKE TEST")
+    assert "smoke test" in figure_label(get_profile("ci"))
+    for name in ("cpu", "full"):
+        assert "SMOKE" not in smoke_test_label(get_profile(name)) and "smoke" not in figure_label(get_profile(name))
 
 
 def test_every_profile_splits_train_validation_and_test_apart():
@@ -44,7 +69,9 @@ def test_every_profile_splits_train_validation_and_test_apart():
 def test_description_says_how_to_switch(monkeypatch):
     monkeypatch.setenv("DEIT_PROFILE", "ci")
     text = describe(get_profile())
-    assert text.startswith("Profile: ci") and "DEIT_PROFILE=" in text
+    assert text.startswith("Profile: ci (set by DEIT_PROFILE)") and "DEIT_PROFILE=" in text
+    monkeypatch.delenv("DEIT_PROFILE")
+    assert describe(get_profile("cpu")).startswith("Profile: cpu (default: no GPU found)")
 
 
 def test_time_estimates_are_measured_and_leave_the_random_state_alone():
@@ -111,3 +138,72 @@ def test_notebook_runs_compile_on_a_gpu_outside_the_ci_profile(monkeypatch):
     assert "Timed without torch.compile" in profile_runs.estimated_time(get_profile("ci"), device="cpu", **rate)
     monkeypatch.setattr(profile_runs, "compiles_by_default", lambda profile, device: False)
     assert "torch.compile" not in profile_runs.estimated_time(get_profile("ci"), device="cpu", **rate)
+
+
+def test_profile_config_takes_the_profiles_sizes_and_rate_and_the_overrides():
+    from helpers.profile_runs import profile_config
+    for p in PROFILES.values():
+        config = profile_config(p)
+        assert (config.epochs, config.batch_size, config.warmup_epochs, config.lr) == \
+            (p.epochs, p.batch_size, p.warmup_epochs, p.lr), p.name
+    config = profile_config(get_profile("ci"), lr=1e-3, seed=4)
+    assert (config.lr, config.seed, config.epochs) == (1e-3, 4, get_profile("ci").epochs)
+    with pytest.raises(TypeError, match="learning_rate"):
+        profile_config(get_profile("ci"), learning_rate=1e-3)
+
+
+def fit_inputs(monkeypatch, **kwargs):
+    """What train_in_profile hands fit (ci profile, on the CPU), without training."""
+    from helpers import profile_runs
+    seen = {}
+
+    def fake_fit(model, train, val, config, **fit_kwargs):
+        seen.update(model=model, train=train, val=val, config=config, **fit_kwargs)
+        raise StopIteration
+    monkeypatch.setattr(profile_runs, "fit", fake_fit)
+    with pytest.raises(StopIteration):
+        profile_runs.train_in_profile("x", profile=get_profile("ci"), device="cpu", **kwargs)
+    return seen
+
+
+def test_train_in_profile_uses_the_recipes_smoothing_and_loss_with_the_teacher(monkeypatch):
+    from helpers.losses import FrozenTeacher
+    from helpers.recipe import Recipe
+    teacher = FrozenTeacher(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
+    recipe = Recipe.plain().but(distillation_type="hard")  # no smoothing, unlike TrainConfig's default
+    seen = fit_inputs(monkeypatch, recipe=recipe, teacher=teacher)
+    assert seen["config"].smoothing == recipe.smoothing == 0.0 and seen["loss_fn"].teacher is teacher
+    assert fit_inputs(monkeypatch, recipe=recipe, teacher=teacher, smoothing=0.1)["config"].smoothing == 0.1
+
+
+@pytest.mark.parametrize("with_recipe", [False, True], ids=["no recipe", "a recipe"])
+def test_train_in_profile_orders_the_data_by_the_runs_seed(monkeypatch, with_recipe):
+    from helpers.recipe import Recipe
+    recipe = Recipe.plain() if with_recipe else None
+    orders = [fit_inputs(monkeypatch, recipe=recipe, seed=seed)["train"].indices() for seed in (0, 1, 1)]
+    assert not torch.equal(orders[0], orders[1]) and torch.equal(orders[1], orders[2])
+
+
+def test_train_in_profile_gives_each_process_its_own_share_of_the_validation_images(monkeypatch):
+    shares = [fit_inputs(monkeypatch, num_replicas=2, rank=rank)["val"].indices() for rank in (0, 1)]
+    assert torch.equal(torch.cat(shares).sort().values, torch.arange(get_profile("ci").val_size))
+    assert len(shares[0]) == len(shares[1]) == get_profile("ci").val_size // 2
+
+
+def test_the_rate_per_image_leaves_out_the_warm_up_step(monkeypatch):
+    from helpers import profile_runs
+    asked = []
+
+    def step_seconds(*args):
+        asked.append(args[-1])
+        return [10.0, 1.0, 2.0, 3.0]  # the first step pays the set-up
+    monkeypatch.setattr(profile_runs, "step_seconds", step_seconds)
+    # 3 timed steps of 4 images: (1 + 2 + 3) s / 12 images
+    assert profile_runs.time_training_steps(None, None, None, None, 4, "cpu", steps=3) == pytest.approx(0.5)
+    assert asked == [4]
+
+
+def test_durations_read_in_seconds_minutes_hours_then_days_from_two_days():
+    from helpers.profile_runs import _duration
+    assert [_duration(m) for m in (0.2, 90, 30 * 60, 47 * 60, 49 * 60)] == \
+        ["12 s", "90.0 min", "30.0 h", "47.0 h", "2.0 days"]

@@ -286,6 +286,24 @@ def test_a_group_that_runs_out_of_memory_is_trained_again_in_smaller_groups(tmp_
     assert "2 models together ran out of GPU memory: the runs left go on in groups of at most 1" in capsys.readouterr().out
 
 
+def test_after_running_out_of_memory_only_the_unfinished_runs_are_trained_again(tmp_path, monkeypatch):
+    groups = []
+
+    def run_group(group, *args, **kwargs):  # as a GPU would: two distilled students do not fit, the rest does
+        groups.append(group)
+        if len(group) > 1 and group[0][0].startswith("full+"):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return [{"variant": variant, "seed": seed} for variant, seed in group]
+    monkeypatch.setattr(ablate, "run_group", run_group)
+    monkeypatch.setattr(ablate, "teacher_for", lambda recipes, known, profile, device: None)
+    names = ["plain", "full", "full+hard-distillation", "full+soft-distillation"]
+    results = ablate.run_ablation(names, seeds=1, profile=get_profile("ci"), progress=False,
+                                  results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", together=2)
+    assert groups == [[("plain", 0), ("full", 0)], [("full+hard-distillation", 0), ("full+soft-distillation", 0)],
+                      [("full+hard-distillation", 0)], [("full+soft-distillation", 0)]]
+    assert [r["variant"] for r in results] == names
+
+
 def test_plain_and_distilled_students_train_in_separate_groups_in_the_runners_order(tmp_path, monkeypatch):
     table = ablate.variants()
     pending = [(v, s) for s in range(2) for v in ("plain", "full+hard-distillation", "full", "full+soft-distillation")]
