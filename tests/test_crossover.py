@@ -146,3 +146,19 @@ def test_a_damaged_result_file_is_named_and_left_as_it_is(tmp_path):
     with pytest.raises(SystemExit, match="plain-seed0.json cannot be read"):
         load_crossover(tmp_path)
     assert damaged.read_text() == '{"recipe_name": "pla'
+
+
+def test_each_recipe_is_summed_up_by_its_best_epoch_and_its_training_time_per_run():
+    from helpers.crossover import describe_crossover
+
+    # means over the two seeds: 30.5, 45.5, 40.5; the best is epoch 2
+    plain = [dict(synthetic_run("plain", s, [30 + s, 45 + s, 40 + s]), train_seconds=3600 * (1 + s)) for s in range(2)]
+    summary = describe_crossover({"plain": plain, "full": []})
+    assert "plain: final validation 40.5 % after 3 epochs (best 45.5 % at epoch 2)" in summary
+    assert "; 1.5 h of training per run" in summary  # 1 h and 2 h
+
+
+def test_a_stretch_exactly_two_standard_errors_ahead_is_not_ahead():
+    from helpers.crossover import stretch_crossover
+    assert stretch_crossover([{"first": 1, "mean": 2.0, "se": 1.0}]) is None
+    assert stretch_crossover([{"first": 1, "mean": 2.1, "se": 1.0}]) == 1

@@ -34,3 +34,32 @@ def test_another_process_writing_the_same_file_meanwhile_does_not_break_this_wri
     _write_via_temporary(target, write_while_the_other_process_writes)
     assert target.read_text() == "ours"
     assert [p.name for p in tmp_path.iterdir()] == ["cache.pt"]
+
+
+def test_a_write_makes_the_missing_folders_and_json_ends_with_a_newline(tmp_path):
+    import json
+    from helpers.files import write_json_atomically
+    target = tmp_path / "new" / "folder" / "result.json"
+    write_json_atomically({"a": 1}, target)
+    assert json.loads(target.read_text()) == {"a": 1} and target.read_text().endswith("}\n")
+
+
+def test_a_result_that_is_not_a_json_object_is_refused_by_name(tmp_path):
+    from helpers.files import read_result
+    path = tmp_path / "run.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="run.json is not a result"):
+        read_result(path)
+    path.write_text("{half")
+    with pytest.raises(SystemExit, match="run.json cannot be read"):
+        read_result(path)
+    assert path.read_text() == "{half"
+
+
+def test_a_csv_has_a_column_for_every_key_of_any_row(tmp_path):
+    import csv
+    from helpers.files import write_csv_atomically
+    path = tmp_path / "rows.csv"
+    write_csv_atomically([{"a": 1}, {"a": 2, "b": 3}], path)
+    with open(path, newline="") as f:
+        assert list(csv.DictReader(f)) == [{"a": "1", "b": ""}, {"a": "2", "b": "3"}]

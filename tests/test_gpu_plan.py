@@ -352,3 +352,131 @@ def test_on_a_gpu_only_the_fp16_stage_chooses_a_precision(tmp_path, monkeypatch)
     command, env = gpu_plan.stage_command(plan, next(s for s in gpu_plan.STAGES if s.name == "throughput_fp16"))
     assert command[1:] == ["benchmarks/throughput.py", "--output", str(tmp_path / "throughput_fp16.json")]
     assert env["DEIT_PROFILE"] == "full"
+
+
+def test_a_stage_runs_if_it_fits_the_time_left_exactly(tmp_path, monkeypatch):
+    plan = Plan(tmp_path, budget_s=50, dry_run=False)
+    monkeypatch.setattr(plan, "left_s", lambda: 50.0)
+    run_plan(plan, stages=[_stage("fits", 50), _stage("too_long", 51)])
+    assert (tmp_path / "fits.json").exists() and not (tmp_path / "too_long.json").exists()
+
+
+def test_only_the_stages_asked_for_run(tmp_path):
+    run_plan(Plan(tmp_path, None, False), only=["second"], stages=[_stage("first", 1), _stage("second", 1)])
+    assert not (tmp_path / "first.json").exists() and (tmp_path / "second.json").exists()
+
+
+def test_the_time_left_counts_from_the_plan_start(tmp_path):
+    plan = Plan(tmp_path, budget_s=100, dry_run=False)
+    plan.started -= 30  # the plan began 30 s ago
+    assert 69 < plan.left_s() <= 70
+
+
+def test_a_gpu_run_that_did_not_finish_does_not_set_the_expected_time(tmp_path):
+    stage = _stage("quick", 100)
+    plan = Plan(tmp_path, None, False)
+    for status in ("timed out", "failed (exit 1)", "partial"):
+        plan.timings["stages"]["quick"] = {"status": status, "seconds": 7.0, "gpu": "NVIDIA H100"}
+        assert plan.expected_s(stage) == 100, status
+    # the 10-minute run is sized to the time left: it only needs MIN_LONG_RUN_S, whatever it took last
+    long_run = next(s for s in gpu_plan.STAGES if s.name == "time_to_accuracy_10min")
+    plan.timings["stages"][long_run.name] = {"status": "done", "seconds": 615.0, "gpu": "NVIDIA H100"}
+    assert plan.expected_s(long_run) == gpu_plan.MIN_LONG_RUN_S
+
+
+def test_the_ablation_is_done_only_with_every_variant_at_every_seed(tmp_path):
+    from helpers.ablate import variants
+    stage = next(s for s in gpu_plan.STAGES if s.name == "ablation")
+    plan = Plan(tmp_path, None, False)
+    folder = tmp_path / "ablation" / "full"
+    folder.mkdir(parents=True)
+    for v in variants():
+        for k in range(2):
+            (folder / f"{v}-seed{k}.json").write_text("{}")
+    assert not plan.done(stage)  # seed 2 of each is missing
+    for v in variants():
+        (folder / f"{v}-seed2.json").write_text("{}")
+    assert plan.done(stage)
+
+
+def test_the_long_run_and_the_ablation_are_limited_to_the_time_left_less_the_start_up(tmp_path, monkeypatch):
+    plan = Plan(tmp_path, budget_s=300, dry_run=False)
+    monkeypatch.setattr(plan, "left_s", lambda: 300.0)
+    stages = {s.name: s for s in gpu_plan.STAGES}
+
+    def value(stage, flag):
+        args = stages[stage].gpu_args(plan)
+        return float(args[args.index(flag) + 1])
+    assert value("time_to_accuracy_10min", "--time-limit-s") == 300 - 20
+    assert value("time_to_accuracy_3min", "--time-limit-s") == 180
+    assert value("ablation", "--time-limit-s") == 300 - 20
+    monkeypatch.setattr(plan, "left_s", lambda: 2000.0)
+    assert value("time_to_accuracy_10min", "--time-limit-s") == 600  # ten minutes at most
+
+
+def test_student_epochs_trust_a_run_of_two_epochs_and_are_at_least_one(tmp_path):
+    plan = Plan(tmp_path, None, False)
+    (tmp_path / "throughput.json").write_text(json.dumps(
+        {"images_per_second": {"c+ ours with teacher": 20000.0}, "compile_seconds": {"c+ ours with teacher": 20.0}}))
+    (tmp_path / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 40.0}]}))
+    # epoch 1 ends 64 s after the start (6 s of it training, 58 s compiling), epoch 2 at 6 s more
+    timeline = [{"epoch": 0, "seconds": 40.0}, {"epoch": 1, "seconds": 104.0}, {"epoch": 2, "seconds": 110.0}]
+    (tmp_path / "time_to_accuracy_3min.json").write_text(json.dumps({"timeline": timeline}))
+    assert plan.student_epochs(180) == int((180 - 40 - 58 - 20) / (1.1 * 6))  # 9
+    assert plan.student_epochs(50) == 1  # less than the teacher and compiling take: still one epoch
+
+
+def test_the_ablation_budget_is_at_least_one_epoch(tmp_path):
+    (tmp_path / "teacher_full.json").write_text(json.dumps({"rows": [{"seconds": 1000.0}]}))  # longer than a window
+    assert Plan(tmp_path, None, False).ablation_epochs() == 1
+
+
+def test_group_speed_is_never_scaled_up_by_the_input_pipeline_and_compile_time_is_the_longer_warm_up(tmp_path):
+    plan = Plan(tmp_path, None, False)
+    # a recipe pipeline measured faster than the model alone (c > b) does not make the groups faster
+    (tmp_path / "throughput.json").write_text(json.dumps(
+        {"images_per_second": {"b model alone": 40000.0, "c ours": 50000.0}}))
+    rows = [{"models": 1, "images_per_s": 20000.0}, {"models": 16, "images_per_s": 90000.0, "warm_up_s": 40.0}]
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows}))
+    assert plan.ablation_rate() == 90000.0
+    full = {"models": 16, "images_per_s": 52000.0, "alone_images_per_s": 26000.0, "warm_up_s": 70.0}
+    (tmp_path / "together.json").write_text(json.dumps({"best_m": 16, "rows": rows, "full_recipe": full}))
+    assert plan.ablation_compile_s() == 70.0
+
+
+def test_a_gpu_plan_record_with_one_damaged_entry_stops_the_plan(tmp_path):
+    (tmp_path / gpu_plan.TIMINGS).write_text(json.dumps(
+        {"stages": {"teacher": {"status": "done", "seconds": 80.0}, "throughput": {"status": "done"}}}))
+    with pytest.raises(SystemExit, match="damaged"):
+        Plan(tmp_path, None, False)
+
+
+def test_a_failed_stage_fails_the_dry_run_but_not_a_gpu_window(tmp_path, monkeypatch):
+    import subprocess
+    real_run = subprocess.run
+
+    def run(command, **kwargs):  # the teacher's profile stage fails at once
+        if "benchmarks/teacher.py" in command:
+            return subprocess.CompletedProcess(command, 3)
+        return real_run(command, **kwargs)
+    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+    assert gpu_plan.main(["--dry-run", "--only", "teacher_profile", "--results-dir", str(tmp_path / "dry")]) == 1
+    monkeypatch.setattr(gpu_plan, "gpu_name", lambda: "NVIDIA H100")
+    assert gpu_plan.main(["--only", "teacher_profile", "--results-dir", str(tmp_path / "gpu")]) == 0
+    assert json.loads((tmp_path / "gpu" / gpu_plan.TIMINGS).read_text())["stages"]["teacher_profile"]["status"] == "failed (exit 3)"
+
+
+def test_the_dry_run_keeps_the_outputs_in_its_folders_and_each_stage_its_precision(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEIT_PRECISION", "bf16")
+    stages = {s.name: s for s in gpu_plan.STAGES}
+    gpu = Plan(tmp_path, None, False)
+    assert gpu_plan.stage_command(gpu, stages["throughput_fp16"])[1]["DEIT_PRECISION"] == "fp16"  # not the shell's
+    dry = Plan(tmp_path, None, True)
+    dry.runs = str(tmp_path / "runs")
+    command, env = gpu_plan.stage_command(dry, stages["ablation"])
+    assert command[command.index("--results-dir") + 1] == str(tmp_path / "ablation") and "full" not in command
+    assert env["DEIT_RUNS"] == str(tmp_path / "runs") and env["DEIT_PROFILE"] == "ci"
+    assert env["DEIT_PRECISION"] == "fp32"
+    assert gpu_plan.stage_command(dry, stages["throughput_fp16"])[1]["DEIT_PRECISION"] == "fp16"
+    command, _ = gpu_plan.stage_command(dry, stages["throughput"])
+    assert command[-4:] == ["--output", str(tmp_path / "throughput.json"), "--trace", str(tmp_path / "throughput_profile.txt")]

@@ -151,3 +151,32 @@ def test_a_text_result_shows_its_first_line_or_says_it_is_missing(tmp_path):
     assert gpu_results.headline("teacher_profile", tmp_path).startswith("results/teacher_profile.txt has not been")
     (tmp_path / "teacher_profile.txt").write_text("The first 20 steps: step 1 9.10 s\n--- table ---\n")
     assert gpu_results.headline("teacher_profile", tmp_path) == "The first 20 steps: step 1 9.10 s"
+
+
+def test_the_throughput_table_compares_each_row_with_a_and_b_and_meets_a_target_reached_exactly(capsys):
+    record = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00", "batch_size": 1024,
+              "compile": True, "images_per_second": {"a seed pipeline": 1000.0, "b model alone": 8000.0, "c ours": 6000.0},
+              "ratios": {"c/a": 6.0, "c/b": 0.75}}
+    gpu_results.print_throughput(record)
+    out = capsys.readouterr().out
+    assert f"Measured on {H100}, torch 2.11, commit abc1234, 2026-11-27; batch 1024, compiled" in out
+    assert "6.00x  0.75x" in out.splitlines()[4]  # c: 6,000 / 1,000 (a), 6,000 / 8,000 (b)
+    assert "c/a = 6.00: target >= 6 met" in out and "c/b = 0.75: target >= 0.9 missed" in out
+
+
+def test_a_teacher_trained_in_exactly_the_target_time_meets_it_and_runs_of_one_length_get_no_line(capsys):
+    record = {"device": H100, "torch": "2.11", "commit": "abc1234", "date": "2026-11-27T01:00:00",
+              "rows": [{"device": H100, "train_size": 45000, "epochs": 30, "seconds": 60.0, "test_acc": 94.0},
+                       {"device": H100, "train_size": 45000, "epochs": 30, "seconds": 62.0, "test_acc": 94.0}]}
+    gpu_results.print_teacher([record])
+    lines = capsys.readouterr().out.splitlines()
+    assert "94.00  met" in lines[1] and "94.00  missed" in lines[2]
+    assert len(lines) == 3  # one epoch count: no straight line to fit
+
+
+def test_gpu_ms_per_step_counts_steps_by_the_optimizer_where_it_is_listed(tmp_path):
+    path = tmp_path / "throughput_profile.txt"
+    # two compiled graphs, so two backward calls a step: the optimizer's 5 calls are the steps
+    path.write_text("== c ours ==\n      CompiledFunctionBackward             10\n"
+                    "      Optimizer.step#AdamW.step             5\nSelf CUDA time total: 100.0ms\n")
+    assert gpu_results.gpu_ms_per_step("c ours", path) == pytest.approx(20.0)

@@ -91,3 +91,30 @@ def test_a_result_records_its_command_as_it_was_typed():
     assert command_line(["/r/benchmarks/teacher.py", "--save"], "benchmarks.teacher") == "python -m benchmarks.teacher --save"
     assert command_line(["benchmarks/teacher.py", "--save"], None) == "teacher.py --save"
     assert command_line(["-c"], None) == "python -c (inline code)"
+
+
+def test_the_commit_is_deit_commit_where_set_else_gits_with_uncommitted_changes_marked(monkeypatch):
+    import subprocess
+
+    from helpers import provenance
+    read = provenance.git_commit.__wrapped__  # past the per-process cache
+    monkeypatch.setenv("DEIT_COMMIT", "feed123")
+    assert read() == "feed123"
+    monkeypatch.delenv("DEIT_COMMIT")
+    answers = {}
+
+    def git(command, **kwargs):
+        code, out = answers[command[1]]
+        return subprocess.CompletedProcess(command, code, stdout=out)
+    monkeypatch.setattr(provenance.subprocess, "run", git)
+    answers.update({"rev-parse": (0, "abc1234\n"), "status": (0, " M helpers/x.py\n")})
+    assert read() == "abc1234-dirty"
+    answers["status"] = (0, "")
+    assert read() == "abc1234"
+    answers["rev-parse"] = (128, "")  # not a git checkout
+    assert read() == "unknown"
+
+
+def test_a_result_records_the_command_it_is_given():
+    from helpers.provenance import provenance
+    assert provenance("python -m helpers ablate --profile ci")["command"] == "python -m helpers ablate --profile ci"

@@ -310,3 +310,42 @@ def test_under_torchrun_a_missing_teacher_is_asked_for_before_any_process_trains
     err = capsys.readouterr().err
     assert "under torchrun every process would train one" in err and "python -m helpers teacher --profile ci" in err
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing saved
+
+
+def test_time_pipeline_puts_the_preparation_time_in_data_s():
+    import time
+
+    from helpers.speed import endless, time_pipeline
+
+    def slow_prepare(images, labels):
+        time.sleep(0.02)
+        return images, labels
+    result = time_pipeline(endless([(torch.zeros(2), torch.zeros(2))]), slow_prepare, lambda x, y: None, "cpu",
+                           warmup=0, steps=3)
+    assert result["data_s"] >= 3 * 0.02 > result["step_s"]
+
+
+def test_endless_reshuffles_each_pass_with_the_pass_number():
+    from itertools import islice
+
+    from helpers.speed import endless
+
+    class Batches(list):
+        epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+    batches = Batches(["a", "b"])
+    assert list(islice(endless(batches), 6)) == ["a", "b"] * 3 and batches.epochs == [0, 1, 2]
+
+
+def test_operator_calls_skips_the_first_call_and_counts_no_views_as_device_work():
+    from helpers.speed import _is_on, operator_calls
+    x, seen = torch.empty(4, device="meta"), []
+
+    def fn():  # the first call does extra work (fills a cache), as a first call may
+        seen.append(1)
+        return (x + 1) * 2 if len(seen) == 1 else x + 1
+    assert operator_calls(fn) == (1, 1)
+    assert operator_calls(lambda: x.view(2, 2)) == (1, 0)
+    assert not _is_on(torch.device("cuda", 0), torch.device("cuda", 1)) and _is_on(torch.device("cuda", 1), torch.device("cuda"))
