@@ -1,6 +1,8 @@
 """What every exercise checker shares: run the student's code safely, print the verdict."""
 from __future__ import annotations
 
+import torch
+
 
 def report(ok: bool, message: str) -> bool:
     print(("Correct! " if ok else "Not yet: ") + message)
@@ -8,7 +10,10 @@ def report(ok: bool, message: str) -> bool:
 
 
 def attempt(fn, *args):
-    """(result, None), or (None, a not-yet message) when the student's function fails."""
+    """(result, None), or (None, a not-yet message) when the student's function fails. Tensors are
+    passed as copies: a student's in-place edit (`logits /= tau`) must not change the checker's
+    cases or its expected values."""
+    args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
         return fn(*args), None
     except NotImplementedError:

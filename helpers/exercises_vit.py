@@ -75,7 +75,7 @@ def check_block_forward(block_class) -> bool:
             return report(False, f"its weights do not fit helpers.models.Block; keep the parts as given "
                                  f"({_PARTS}).\n{str(err).splitlines()[0]}")
         x = torch.randn(2, 5, dim, generator=generator)
-        got, failure = attempt(student.eval(), x.clone())  # with autograd on, as in training
+        got, failure = attempt(student.eval(), x)  # with autograd on, as in training
         if failure:
             return report(False, failure)
         with torch.no_grad():
