@@ -4,6 +4,8 @@
     python -m helpers train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
     python -m helpers train --output-dir runs/deit --resume                        # continue
     python -m helpers train --eval runs/deit/last.pt                               # evaluate
+    python -m helpers train --finetune runs/deit/last.pt --input-size 48 --epochs 10 --lr 5e-6 \
+        --min-lr 5e-6 --weight-decay 1e-8 --output-dir runs/deit-48                # at a higher resolution
     torchrun --nproc_per_node=4 -m helpers train --profile full                    # multi-GPU
 
 Flag names follow DeiT's main.py, except two: --resume is a switch (continue the run in
@@ -11,6 +13,8 @@ Flag names follow DeiT's main.py, except two: --resume is a switch (continue the
 batch, model) come from the profile (DEIT_PROFILE or --profile); any flag given overrides it.
 --resume takes the run's own settings from its checkpoint (profile, recipe, model, schedule, data
 size), so the folder is all it needs; --eval tests on the checkpoint's profile's test images.
+--finetune CHECKPOINT starts from a finished run's weights, its position embeddings resampled to
+--input-size (DeiT's fine-tuning at a higher resolution; helpers.resolution, notebook 04).
 """
 from __future__ import annotations
 
@@ -22,12 +26,13 @@ from pathlib import Path
 import torch
 
 from helpers.data import TensorBatches, load_cifar10
-from helpers.constants import RUNS
+from helpers.constants import IMAGE_SIZE, RUNS
 from helpers.profile_runs import EVAL_BATCH, profile_config, train_in_profile
 from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
+from helpers.resolution import ResizeInputs, at_resolution, upsample_images
 from helpers.train import CHECKPOINT, CheckpointError, evaluate, load_checkpoint, pick_device
 
 # The flags a resumed run takes from its checkpoint's training config when they are not given.
@@ -105,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-dim", type=positive_int)
     p.add_argument("--depth", type=positive_int)
     p.add_argument("--num-heads", type=positive_int)
+    p.add_argument("--input-size", type=positive_int,
+                   help="image size in pixels (default 32, CIFAR-10's; larger sizes enlarge the images)")
+    p.add_argument("--finetune", metavar="CHECKPOINT",
+                   help="start from this run's weights, its position embeddings resampled to --input-size")
     g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
     g.add_argument("--aa", default=d.aa, help="RandAugment string; '' turns it off")
     g.add_argument("--reprob", type=float, default=d.reprob)
@@ -180,6 +189,7 @@ def with_saved_settings(args):
     meta, config = state.get("metadata", {}), state.get("config", {})
     saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
              **meta.get("recipe", {}), **{k: v for k, v in meta.get("model", {}).items() if k in ("embed_dim", "depth", "num_heads")},
+             "input_size": meta.get("model", {}).get("img_size"),
              **{k: config.get(k) for k in SAVED_CONFIG_FLAGS}}
     defaults = parser().parse_args([])
     for name, value in saved.items():
@@ -188,17 +198,17 @@ def with_saved_settings(args):
     return args
 
 
-def evaluate_checkpoint(path, profile_name, device) -> dict:
+def trained_model(path, flag: str):
+    """(model, checkpoint) of a run's last.pt, the model's weights loaded; `flag` names the option in errors."""
     if not Path(path).is_file():
         raise CheckpointError(f"no checkpoint at {path}. Training writes {CHECKPOINT} into its --output-dir "
-                              f"(default runs/<profile>/deit).")
+                              f"(default runs/<profile>/deit); {flag} takes that file.")
     state = load_checkpoint(path, needs=("model",))
     meta = state.get("metadata", {})
     if "model" not in meta:
         raise CheckpointError(f"{path} has no model config in its metadata: it is not a run of `python -m helpers "
-                              f"train`. --eval takes a run's {CHECKPOINT} (e.g. runs/<profile>/deit/{CHECKPOINT}); "
+                              f"train`. {flag} takes a run's {CHECKPOINT} (e.g. runs/<profile>/deit/{CHECKPOINT}); "
                               f"`python -m helpers teacher` evaluates the CNN teacher.")
-    profile = get_profile(profile_name or meta.get("profile"))  # the run's own test set unless told
     recipe = Recipe(**meta.get("recipe", {}))
     model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "distilled")})
     try:
@@ -206,7 +216,26 @@ def evaluate_checkpoint(path, profile_name, device) -> dict:
     except RuntimeError as err:  # weights of another shape than the config it recorded
         raise CheckpointError(f"{path}'s weights do not fit the model its metadata describes "
                               f"({str(err).splitlines()[0]}): the file was edited or damaged. Train it again.") from None
-    test = load_cifar10("test", n_per_class=profile.test_per_class)
+    return model, state
+
+
+def finetune_start(path, model: torch.nn.Module) -> None:
+    """DeiT's --finetune: load a finished run's weights into `model`, the position embeddings
+    resampled to `model`'s image size; the run's model must otherwise have the same shape."""
+    trained, _ = trained_model(path, "--finetune")
+    try:
+        model.load_state_dict(at_resolution(trained, model.patch_embed.img_size).state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"--finetune: {path} holds another model than this run builds ({str(err).splitlines()[0]}). "
+                         f"Give the same --embed-dim, --depth, --num-heads, --distillation-type and --profile as "
+                         f"that run, or leave them at its values.") from None
+
+
+def evaluate_checkpoint(path, profile_name, device) -> dict:
+    model, state = trained_model(path, "--eval")
+    meta = state["metadata"]
+    profile = get_profile(profile_name or meta.get("profile"))  # the run's own test set unless told
+    test = upsample_images(load_cifar10("test", n_per_class=profile.test_per_class), model.patch_embed.img_size)
     result = evaluate(model.to(device), TensorBatches(test, EVAL_BATCH, shuffle=False), device)
     print(f"{path}: test accuracy {result['val_acc']:.2f}% on {len(test):,} images "
           f"(loss {result['val_loss']:.3f}; epoch {state['epoch']})")
@@ -234,7 +263,7 @@ def run(args) -> int:
     profile = get_profile(args.profile)
     rank, world, device = start_distributed()
     sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
-    model_config = {**profile.vit_sizes, **sizes}
+    model_config = {**profile.vit_sizes, **sizes, **({"img_size": args.input_size} if args.input_size else {})}
     overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                                        min_lr=args.min_lr, clip_grad=args.clip_grad).items() if v is not None}
@@ -246,6 +275,8 @@ def run(args) -> int:
                          f"learning rate would never reach its peak. Give fewer warmup epochs or more --epochs.")
     torch.manual_seed(args.seed)
     model = recipe.build_model(**model_config)
+    if args.finetune:
+        finetune_start(args.finetune, model)
     teacher = None
     if recipe.distillation_type != "none":
         from helpers.teacher import TeacherError, load_or_train_teacher, teacher_path
@@ -255,6 +286,7 @@ def run(args) -> int:
                                f"teacher --profile {profile.name}`), then start torchrun again.")
         teacher = load_or_train_teacher(profile, path=args.teacher_path, train_if_missing=args.teacher_path is None,
                                         device=device).to_device(device)
+        teacher = ResizeInputs(teacher, IMAGE_SIZE)  # at --input-size it would see enlarged images, and err more
     run_dir = run_dir_of(args)
     if rank == 0:
         train_images = 10 * args.train_per_class if args.train_per_class else profile.train_size
@@ -264,10 +296,10 @@ def run(args) -> int:
               flush=True)
     history = train_in_profile(
         run_dir.name, model, profile, recipe=recipe, teacher=teacher, run_dir=run_dir, device=device,
-        train_per_class=args.train_per_class, num_replicas=world, rank=rank,
+        train_per_class=args.train_per_class, num_replicas=world, rank=rank, img_size=args.input_size,
         progress=not args.no_progress, log_epochs=True, resume=args.resume,
         metadata={"model": vit_config(**model_config), "profile": profile.name, "world_size": world,
-                  "train_per_class": args.train_per_class, **provenance()},
+                  "train_per_class": args.train_per_class, "finetuned_from": args.finetune, **provenance()},
         **asdict(config))
     if rank == 0:
         final = history[-1]

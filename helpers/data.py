@@ -47,7 +47,8 @@ class DataSizeError(DataError, ValueError):
 
 @dataclass
 class CIFAR10Arrays:
-    """Decoded images (N, 32, 32, 3) uint8 and labels (N,) int64, in CIFAR-10's label order."""
+    """Decoded images (N, H, W, 3) uint8, 32x32 as CIFAR-10 stores them, and labels (N,) int64,
+    in CIFAR-10's label order."""
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple = CLASSES

@@ -1,11 +1,16 @@
-"""Checkers for notebook 04's exercise (DeiT's learning-rate schedule): each prints right or
-not-yet with a hint, never raises, and returns True when the answer is right.
+"""Checkers for notebook 04's exercises (DeiT's learning-rate schedule; position embeddings for a
+larger image): each prints right or not-yet with a hint, never raises, and returns True when the
+answer is right.
 """
 from __future__ import annotations
 
 import math
 
+import torch
+import torch.nn.functional as F
+
 from helpers.checking import attempt, report
+from helpers.resolution import resample_pos_embed
 from helpers.train import lr_at
 
 # (total_steps, warmup_steps, peak, warmup_lr, min_lr): a course-like run, a warmup that starts
@@ -60,3 +65,67 @@ def check_warmup_cosine(fn) -> bool:
                               + _schedule_hint(step, got, total, warmup, peak, warmup_lr, min_lr))
     return report(True, f"equal to helpers.train.lr_at (the schedule helpers.train.fit uses) at every "
                         f"step of {len(_SCHEDULE_CASES)} runs.")
+
+
+# --- Exercise 2: position embeddings for a larger image -------------------------------------------
+
+# (num_prefix_tokens, side, new side, dim): a ViT's 4x4 grid to 6x6, a distilled ViT's 8x8 to 12x12,
+# a shrink, and an odd grid; random values, so a transposed or scrambled grid cannot pass.
+_RESAMPLE_CASES = [(1, 4, 6, 5), (2, 8, 12, 7), (2, 6, 4, 3), (1, 3, 7, 4)]
+
+
+def _resampled(pos: torch.Tensor, grid: int, prefix: int, scramble=False, transpose=False, **options):
+    """The right answer, or with one of the usual slips."""
+    patches, dim = pos[:, prefix:], pos.shape[-1]
+    side = math.isqrt(patches.shape[1])
+    image = patches.reshape(1, dim, side, side) if scramble else patches.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    out = F.interpolate(image, size=(grid, grid), **{"mode": "bicubic", "align_corners": False, **options})
+    out = out.reshape(1, dim, grid * grid).transpose(1, 2) if scramble else \
+        out.permute(0, 3, 2, 1) if transpose else out.permute(0, 2, 3, 1)
+    return torch.cat([pos[:, :prefix], out.reshape(1, grid * grid, dim)], dim=1)
+
+
+_SLIPS = [
+    (dict(scramble=True), "reshaping the tokens straight to (1, D, side, side) mixes up tokens and dimensions: "
+                          "reshape to (1, side, side, D), then move D to the channels with permute(0, 3, 1, 2), "
+                          "and undo both after interpolating."),
+    (dict(transpose=True), "your grid comes back transposed: flatten it in the order it was read, row by row "
+                           "(permute(0, 2, 3, 1) before the reshape)."),
+    (dict(mode="bilinear"), "that is bilinear interpolation; DeiT uses mode='bicubic' (bilinear shortens the vectors)."),
+    (dict(align_corners=True), "align_corners=True pins the grids' corner tokens to each other; DeiT's main.py "
+                               "uses align_corners=False."),
+    (dict(antialias=True), "that is bicubic with antialias=True, timm's default; DeiT's main.py does not antialias."),
+]
+
+
+def check_resample_pos_embed(fn) -> bool:
+    """fn(pos_embed, grid, num_prefix_tokens) -> position embeddings (1, prefix + grid*grid, D) for
+    a grid x grid patch grid, compared with helpers.resolution.resample_pos_embed on four cases.
+
+    Notebooks: used in 04.
+    """
+    generator = torch.Generator().manual_seed(0)
+    for prefix, side, grid, dim in _RESAMPLE_CASES:
+        pos = torch.randn(1, prefix + side * side, dim, generator=generator)
+        case = f"a {side}x{side} grid to {grid}x{grid} with {prefix} prefix token(s), D={dim}"
+        got, failure = attempt(fn, pos, grid, prefix)
+        if failure:
+            return report(False, f"with {case}: {failure}")
+        want = resample_pos_embed(pos, grid, prefix)
+        if not isinstance(got, torch.Tensor):
+            return report(False, f"return a tensor, not {type(got).__name__}.")
+        if got.shape != want.shape:
+            return report(False, f"with {case} the result should have shape {tuple(want.shape)} "
+                                 f"(1, prefix + grid*grid, D), not {tuple(got.shape)}.")
+        got = got.detach().cpu().float()
+        if not torch.allclose(got[:, :prefix], pos[:, :prefix]):
+            return report(False, "keep the first num_prefix_tokens rows ([CLS], and [DIST] in a distilled "
+                                 "ViT) as they are: only the patches' grid is resampled.")
+        if not torch.allclose(got, want, atol=1e-5):
+            hint = next((h for slip, h in _SLIPS if torch.allclose(got, _resampled(pos, grid, prefix, **slip),
+                                                                    atol=1e-5)),
+                        "the patches' embeddings differ: reshape them to a (1, D, side, side) image as in the "
+                        "cell above, F.interpolate it to (grid, grid), and put the tokens back in row order.")
+            return report(False, f"with {case}: {hint}")
+    return report(True, f"equal to helpers.resolution.resample_pos_embed (and so to DeiT's main.py) on "
+                        f"{len(_RESAMPLE_CASES)} cases, prefix tokens kept.")

@@ -34,12 +34,22 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, img_size=32, patch_size=4, in_chans=3, embed_dim=192):
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}.")
-        self.num_patches = (img_size // patch_size) ** 2
+        self.patch_size = patch_size
+        self.set_img_size(img_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
+    def set_img_size(self, img_size: int) -> None:
+        if img_size % self.patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {self.patch_size}.")
+        self.img_size, self.num_patches = img_size, (img_size // self.patch_size) ** 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
+            # Otherwise the position embeddings would fail to add, with a message about tensor sizes.
+            raise ValueError(f"This ViT reads {self.img_size}x{self.img_size} images (one position "
+                             f"embedding per patch of that grid), not {x.shape[-2]}x{x.shape[-1]}. For "
+                             f"another size, resample its position embeddings as DeiT does before "
+                             f"fine-tuning: helpers.resolution.at_resolution(model, {x.shape[-1]}).")
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
 
 

@@ -9,6 +9,7 @@ from helpers.constants import RUNS
 from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
+from helpers.resolution import at_resolution, finetune_overrides, upsample_images
 from helpers.train import TrainConfig, evaluate, fit, pick_device
 
 EVAL_BATCH = 500
@@ -52,7 +53,7 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
                      train_per_class: int | None = None, num_replicas: int = 1, rank: int = 0,
                      progress: bool | None = None, log_epochs: bool | None = None,
                      resume: bool = True, metadata: dict | None = None, on_epoch=None,
-                     **config_overrides):
+                     img_size: int | None = None, **config_overrides):
     """Train on the profile's data and return the history (one dict per epoch).
 
     Every epoch is validated on the held-out validation split (val_loss, val_acc); the final
@@ -64,7 +65,8 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     Without one: the profile's plain ViT, shuffled batches, normalization only. The data sits
     on the training device. Checkpoints go to runs/<profile>/<name>: running the cell again
     resumes, or returns a finished run's history at once. It compiles where compiles_by_default
-    says so, unless `compile` is passed.
+    says so, unless `compile` is passed. With img_size, every split is upsampled to
+    img_size x img_size pixels (helpers.resolution: fine-tuning at a higher resolution).
 
     Notebooks: used in 00, 02, 03, 04.
     """
@@ -76,6 +78,9 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     config = profile_config(profile, **config_overrides)
     train, val, test = profile_data(profile, train_per_class=train_per_class)
     metadata = {**(metadata or {}), "train_images": len(train)}  # a resume must train on the same data
+    if img_size is not None:
+        train, val, test = (upsample_images(arrays, img_size) for arrays in (train, val, test))
+        metadata["img_size"] = img_size
     if recipe is not None:
         model = model if model is not None else recipe.build_model(**profile.vit_sizes)
         batch_transform = batch_transform or recipe.batch_transform()
@@ -99,26 +104,46 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     return history
 
 
-def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, steps: int = 3) -> float:
+def finetune_in_profile(name: str, student, size: int, profile: Profile | None = None, **kwargs) -> list[dict]:
+    """Fine-tune a trained `student` at size x size pixels on the profile's data, in DeiT's
+    proportions (helpers.resolution.finetune_overrides): train_in_profile's history. A copy is
+    fine-tuned, the student is left as it was; keyword arguments are train_in_profile's, and a
+    TrainConfig field given here overrides the proportions.
+
+    Notebooks: used in 04.
+    """
+    profile = profile or get_profile()
+    return train_in_profile(name, at_resolution(student, size), profile, img_size=size,
+                            **{**finetune_overrides(profile), **kwargs})
+
+
+def seconds_per_image(profile: Profile, recipe=None, device=None, teacher=None, steps: int = 3,
+                      img_size: int | None = None) -> float:
     """Measured training time per image of the profile's model and recipe on `device`: a few
-    augmented training steps, timed after one warm-up step (nothing is saved)."""
+    augmented training steps, timed after one warm-up step (nothing is saved); at img_size
+    pixels if given (a fine-tuning at a higher resolution).
+
+    Notebooks: used in 04.
+    """
     from helpers.recipe import Recipe
     from helpers.train import make_optimizer
 
     recipe = recipe or Recipe.plain()
     device = torch.device(device) if device else pick_device()
     config = profile_config(profile)
-    model = recipe.build_model(**profile.vit_sizes).to(device)
+    sized = {"img_size": img_size} if img_size else {}
+    model = recipe.build_model(**profile.vit_sizes, **sized).to(device)
     loss_fn = recipe.loss_fn(teacher) if recipe.distillation_type != "none" else recipe.loss_fn()
     return time_training_steps(model, make_optimizer(model, config, config.scaled_lr, device),
                                recipe.batch_transform(), loss_fn, profile.batch_size, device,
-                               clip_grad=config.clip_grad, steps=steps)
+                               clip_grad=config.clip_grad, steps=steps, img_size=img_size)
 
 
 def step_seconds(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
-                 clip_grad=None, steps: int = 3) -> list[float]:
+                 clip_grad=None, steps: int = 3, img_size: int | None = None) -> list[float]:
     """Wall seconds of each of the first `steps` training steps on real CIFAR-10 images (at most
-    one pass over them), the device synchronized after each: the first pays any set-up."""
+    one pass over them; upsampled to img_size if given), the device synchronized after each: the
+    first pays any set-up."""
     import time
 
     from helpers.data import FULL_PER_CLASS
@@ -127,6 +152,8 @@ def step_seconds(model, optimizer, batch_transform, loss_fn, batch_size: int, de
     from helpers.train import train_step
 
     data = load_cifar10("train", n_per_class=min(FULL_PER_CLASS["train"], -(-batch_size * steps // 10)))
+    if img_size:
+        data = upsample_images(data, img_size)
     loader = TensorBatches(data, batch_size, drop_last=True)
     batches, seconds = iter(loader.to(device)), []
     autocast, scaler = autocast_for(device), grad_scaler_for(device)
@@ -140,9 +167,10 @@ def step_seconds(model, optimizer, batch_transform, loss_fn, batch_size: int, de
 
 
 def time_training_steps(model, optimizer, batch_transform, loss_fn, batch_size: int, device,
-                        clip_grad=None, steps: int = 3) -> float:
+                        clip_grad=None, steps: int = 3, img_size: int | None = None) -> float:
     """Seconds per image of `steps` training steps on real CIFAR-10 images, after one warm-up step."""
-    timed = step_seconds(model, optimizer, batch_transform, loss_fn, batch_size, device, clip_grad, steps + 1)[1:]
+    timed = step_seconds(model, optimizer, batch_transform, loss_fn, batch_size, device, clip_grad, steps + 1,
+                         img_size=img_size)[1:]
     return sum(timed) / (len(timed) * batch_size)
 
 

@@ -225,9 +225,10 @@ def load_checkpoint(path, needs=CHECKPOINT_KEYS) -> dict:
 
 # How a run is executed, not what it trains: a resume may change these.
 RUNTIME_OPTIONS = ("compile",)
-# Metadata a resume must match where the run recorded it: its number of training images
-# (helpers.profile_runs) and its model's config (the CLI), so a mismatch is named, not a state_dict error.
-RECORDED_IDENTITY = ("train_images", "model")
+# Metadata a resume must match where the run recorded it: its number of training images and
+# their size (helpers.profile_runs) and its model's config (the CLI), so a mismatch is named, not a
+# state_dict error.
+RECORDED_IDENTITY = ("train_images", "img_size", "model")
 
 
 def run_identity(config: TrainConfig, metadata: dict | None) -> dict:

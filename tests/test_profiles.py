@@ -194,7 +194,7 @@ def test_the_rate_per_image_leaves_out_the_warm_up_step(monkeypatch):
     from helpers import profile_runs
     asked = []
 
-    def step_seconds(*args):
+    def step_seconds(*args, img_size=None):
         asked.append(args[-1])
         return [10.0, 1.0, 2.0, 3.0]  # the first step pays the set-up
     monkeypatch.setattr(profile_runs, "step_seconds", step_seconds)

@@ -150,6 +150,39 @@ def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, 
     assert "'mixup': 0.5" in capsys.readouterr().err  # a flag given explicitly is not overridden
 
 
+def test_finetune_at_a_higher_resolution_starts_from_a_run_and_keeps_its_size(tmp_path, capsys):
+    from helpers.resolution import resample_pos_embed
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert cli.main(cli_args(base, "--aa", "")) == 0
+    trained = torch.load(base / "last.pt", weights_only=False)["model"]
+    model = Recipe(aa="").build_model(**get_profile("ci").vit_sizes, img_size=48)
+    cli.finetune_start(base / "last.pt", model)   # what --finetune starts from
+    assert torch.equal(model.pos_embed, resample_pos_embed(trained["pos_embed"], 12))
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items() if k != "pos_embed")
+    assert cli.main(cli_args(tuned, "--aa", "", "--finetune", str(base / "last.pt"), "--input-size", "48",
+                             "--lr", "5e-6", "--min-lr", "5e-6", "--weight-decay", "1e-8", "--warmup-epochs", "0")) == 0
+    saved = torch.load(tuned / "last.pt", weights_only=False)
+    assert saved["metadata"]["model"]["img_size"] == 48 and saved["metadata"]["finetuned_from"] == str(base / "last.pt")
+    assert saved["model"]["pos_embed"].shape == (1, 1 + 144, trained["pos_embed"].shape[2])
+    capsys.readouterr()
+    assert cli.main(["--eval", str(tuned / "last.pt")]) == 0   # on the test images enlarged to 48 px
+    assert "test accuracy" in capsys.readouterr().out
+    # the folder alone resumes it: its size comes from the checkpoint (a 32-px model would not load)
+    assert cli.main(["--output-dir", str(tuned), "--resume", "--no-progress"]) == 0
+
+
+def test_finetune_from_another_model_or_no_checkpoint_says_what_to_give(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path / "base", "--aa", "")) == 0
+    capsys.readouterr()
+    assert cli.main(cli_args(tmp_path / "deeper", "--aa", "", "--finetune", str(tmp_path / "base" / "last.pt"),
+                             "--depth", "4")) == 2
+    assert "holds another model than this run builds" in capsys.readouterr().err
+    assert cli.main(cli_args(tmp_path / "none", "--finetune", str(tmp_path / "missing.pt"))) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "--finetune takes that file" in err
+    assert not (tmp_path / "deeper").exists() or not (tmp_path / "deeper" / "last.pt").exists()
+
+
 def test_eval_uses_the_checkpoints_profile_unless_told(tmp_path, capsys, monkeypatch):
     assert cli.main(cli_args(tmp_path, "--aa", "")) == 0
     capsys.readouterr()

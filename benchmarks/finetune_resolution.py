@@ -1,0 +1,93 @@
+"""Does DeiT's fine-tuning at a higher resolution pay in a profile? Seed by seed: the whole recipe
+with hard distillation trained at 32 px (notebook 04, section 4), then fine-tuned in DeiT's
+proportions at 48 px, once with the teacher seeing the images made 32 px again (the course's
+choice) and once seeing the enlarged images (DeiT's losses.py hands it the student's inputs), and
+once at 32 px, the control: the same extra epochs without the resolution.
+
+    python -m benchmarks.finetune_resolution --profile cpu --seeds 3
+
+Each seed writes results/finetune_resolution/<profile>/seed<k>.json (with provenance) when it
+finishes and is skipped once that exists; its runs resume from their checkpoints in
+runs/<profile>/finetune_resolution/. Notebook 04 (section 7) prints the summary. Use --threads 1
+beside other work on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from helpers.cli import positive_int
+from helpers.constants import IMAGE_SIZE, RUNS
+from helpers.errors import reports_errors
+from helpers.files import write_json_atomically
+from helpers.profile_runs import finetune_in_profile, profile_data, train_in_profile
+from helpers.profiles import PROFILES, get_profile, smoke_test_label
+from helpers.provenance import provenance
+from helpers.recipe import Recipe
+from helpers.resolution import (FINETUNE_RESULTS, FINETUNE_SIZE, FINETUNINGS, ResizeInputs, before_finetuning,
+                                finetune_overrides, finetune_results, print_finetune_summary)
+from helpers.teacher import load_or_train_teacher
+from helpers.train import pick_device
+
+RECIPE = Recipe(distillation_type="hard")  # notebook 04's
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.finetune_resolution", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=list(PROFILES), default="cpu")
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--results-dir", default=str(FINETUNE_RESULTS))
+    return p
+
+
+def final(history: list[dict]) -> dict:
+    return {"val_acc": history[-1]["val_acc"], "test_acc": history[-1]["test_acc"],
+            "train_seconds": sum(r["train_seconds"] for r in history), "val_acc_per_epoch": [r["val_acc"] for r in history]}
+
+
+def run_seed(seed: int, profile, teacher, device) -> dict:
+    started = time.perf_counter()
+    runs = RUNS / profile.name / "finetune_resolution" / f"seed{seed}"
+    torch.manual_seed(seed)
+    student = RECIPE.build_model(**profile.vit_sizes)  # trained in place
+    base = train_in_profile("base", student, profile, recipe=RECIPE, teacher=teacher, device=device,
+                            run_dir=runs / "base", seed=seed, log_epochs=False)
+    _, val, _ = profile_data(profile)
+    record = {"benchmark": "finetune_resolution", "profile": profile.name, "seed": seed, "size": FINETUNE_SIZE,
+              "recipe": RECIPE.as_dict(), "settings": finetune_overrides(profile), "base": final(base),
+              "before": before_finetuning(student, teacher, val, FINETUNE_SIZE, device), "finetuned": {}}
+    for name, (size, teacher_at_own_size) in FINETUNINGS.items():
+        taught_by = ResizeInputs(teacher, IMAGE_SIZE) if teacher_at_own_size else teacher
+        history = finetune_in_profile(name, student, size, profile, recipe=RECIPE, teacher=taught_by, device=device,
+                                      run_dir=runs / name, seed=seed, log_epochs=False)
+        record["finetuned"][name] = final(history)
+    return {**record, "seconds": time.perf_counter() - started, **provenance()}
+
+
+@reports_errors
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile, device = get_profile(args.profile), pick_device()
+    folder = Path(args.results_dir) / profile.name
+    teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
+    for seed in range(args.seeds):
+        path = folder / f"seed{seed}.json"
+        if path.exists():
+            print(f"seed {seed}: {path} exists, skipped")
+            continue
+        write_json_atomically(run_seed(seed, profile, teacher, device), path)
+        print(f"seed {seed}: written to {path}", flush=True)
+    print(smoke_test_label(profile))
+    print_finetune_summary(finetune_results(profile.name, folder.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
