@@ -28,7 +28,7 @@ from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.resolution import (FINETUNE_RESULTS, FINETUNE_SIZE, FINETUNINGS, ResizeInputs, before_finetuning,
-                                finetune_overrides, finetune_results, print_finetune_summary)
+                                describe_finetuning, finetune_overrides, finetune_results)
 from helpers.teacher import load_or_train_teacher
 from helpers.train import pick_device
 
@@ -84,8 +84,9 @@ def main(argv=None) -> int:
             continue
         write_json_atomically(run_seed(seed, profile, teacher, device), path)
         print(f"seed {seed}: written to {path}", flush=True)
-    print(smoke_test_label(profile))
-    print_finetune_summary(finetune_results(profile.name, folder.parent))
+    if profile.name == "ci":
+        print(smoke_test_label(profile))
+    print(describe_finetuning(finetune_results(profile.name, folder.parent)))
     return 0
 
 

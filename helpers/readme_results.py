@@ -98,11 +98,24 @@ def prepare_block(results_dir: Path = RESULTS, name: str = "prepare_cpu.json") -
             + f"\n\n{record['profile']} profile, {verdict}. {source(name, record)}.\n")
 
 
+def finetune_block(results_dir: Path = RESULTS, profile_name: str = "cpu") -> str:
+    """benchmarks/finetune_resolution.py's seeds: fine-tuning at 48 px against 32 px."""
+    from helpers.resolution import describe_finetuning, finetune_results
+    results = finetune_results(profile_name, results_dir / "finetune_resolution")
+    if not results:
+        return f"No `results/finetune_resolution/{profile_name}/` results yet.\n"
+    minutes = sorted(r["seconds"] / 60 for r in results)
+    return (f"```\n{describe_finetuning(results)}\n```\n\n"
+            + source(f"finetune_resolution/{profile_name}/", results[0])
+            + f"; {minutes[0]:.0f}-{minutes[-1]:.0f} min per seed, training and fine-tuning (`seconds`).\n")
+
+
 def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
     """Block name -> the function that writes it."""
     return {"notebooks": lambda: notebooks_block(results_dir), "prepare-cpu": lambda: prepare_block(results_dir),
             "ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
             "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
+            "finetune-cpu": lambda: finetune_block(results_dir),
             **{block_name(folder): (lambda folder=folder: crossover_block(results_dir / folder.relative_to(RESULTS)))
                for folder in SETTINGS}}
 

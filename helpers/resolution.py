@@ -12,7 +12,9 @@ resample_abs_pos_embed antialiases by default (notebook 04, section 7, measures 
 from __future__ import annotations
 
 import copy
+import json
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -167,11 +169,10 @@ def finetune_results(profile_name: str, folder: Path = FINETUNE_RESULTS) -> list
 
     Notebooks: used in 04.
     """
-    import json
     return [json.loads(p.read_text()) for p in sorted((folder / profile_name).glob("seed*.json"))]
 
 
-def print_finetune_summary(results: list[dict]) -> None:
+def describe_finetuning(results: list[dict]) -> str:
     """Means ± standard errors over seeds, then the paired differences that answer the questions.
 
     Notebooks: used in 04.
@@ -179,28 +180,36 @@ def print_finetune_summary(results: list[dict]) -> None:
     def by_seed(get):
         return {r["seed"]: get(r) for r in results}
 
-    def line(label, get):
-        print(f"  {label:58s} {format_estimate(*mean_and_se(list(by_seed(get).values())))}")
+    def unfinetuned(mode):
+        return by_seed(lambda r: r["before"]["student"][mode]["val_acc"])
+
+    def finetuned(name):
+        return by_seed(lambda r: r["finetuned"][name]["val_acc"])
+
+    def line(label, values: dict):
+        return f"  {label:58s} {format_estimate(*mean_and_se(list(values.values())))}"
 
     first = results[0]
     size, epochs = first["size"], first["settings"]["epochs"]
-    print(f"{len(results)} seed(s), profile {first['profile']}: validation accuracy %, mean ± s.e.")
-    line("the student, at 32 px", lambda r: r["before"]["student"]["own_size"])
+    teacher = {seen: by_seed(lambda r, s=seen: r["before"]["teacher"][s])
+               for seen in ("own_size", "enlarged", "enlarged_resized")}
+    lines = [f"{len(results)} seed(s), profile {first['profile']}: validation accuracy %, mean ± s.e.",
+             line("the student, at 32 px", by_seed(lambda r: r["before"]["student"]["own_size"]))]
     for mode in ("bicubic", "bilinear"):
-        line(f"  at {size} px, {mode} position embeddings, no fine-tuning",
-             lambda r, m=mode: r["before"]["student"][m]["val_acc"])
-        line(f"    their mean norm, % of the trained ones", lambda r, m=mode: 100 * r["before"]["student"][m]["norm_ratio"])
-    line("the teacher, at 32 px", lambda r: r["before"]["teacher"]["own_size"])
-    line(f"  on the {size}-px images", lambda r: r["before"]["teacher"]["enlarged"])
-    line(f"  on them made 32 px again", lambda r: r["before"]["teacher"]["enlarged_resized"])
-    labels = {"48px": f"+ {epochs} epochs at {size} px, the teacher at 32 px",
-              "48px_teacher_enlarged": f"+ {epochs} epochs at {size} px, the teacher at {size} px",
-              "32px": f"+ {epochs} epochs at 32 px (the control)"}
-    for name, label in labels.items():
-        line(label, lambda r, n=name: r["finetuned"][n]["val_acc"])
-    print("paired differences (points), * distinguishable from zero (paired t-test, 5 %):")
-    for label, a, b in [(f"fine-tuned at {size} px minus at 32 px", "48px", "32px"),
-                        (f"teacher at 32 px minus at {size} px", "48px", "48px_teacher_enlarged")]:
-        d = paired_difference(by_seed(lambda r, n=a: r["finetuned"][n]["val_acc"]),
-                              by_seed(lambda r, n=b: r["finetuned"][n]["val_acc"]))
-        print(f"  {label:58s} {format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}")
+        lines += [line(f"  at {size} px, {mode} position embeddings, no fine-tuning", unfinetuned(mode)),
+                  line("    their mean norm, % of the trained ones",
+                       by_seed(lambda r, m=mode: 100 * r["before"]["student"][m]["norm_ratio"]))]
+    lines += [line("the teacher (the same for every seed), at 32 px", teacher["own_size"]),
+              line(f"  on the {size}-px images", teacher["enlarged"]),
+              line("  on them made 32 px again", teacher["enlarged_resized"]),
+              line(f"+ {epochs} epochs at {size} px, the teacher at 32 px", finetuned("48px")),
+              line(f"+ {epochs} epochs at {size} px, the teacher at {size} px", finetuned("48px_teacher_enlarged")),
+              line(f"+ {epochs} epochs at 32 px (the control)", finetuned("32px")),
+              "paired differences (points), * distinguishable from zero (paired t-test, 5 %):"]
+    for label, a, b in [(f"at {size} px, no fine-tuning: bicubic minus bilinear", unfinetuned("bicubic"),
+                         unfinetuned("bilinear")),
+                        (f"fine-tuned at {size} px minus at 32 px", finetuned("48px"), finetuned("32px")),
+                        (f"teacher at 32 px minus at {size} px", finetuned("48px"), finetuned("48px_teacher_enlarged"))]:
+        d = paired_difference(a, b)
+        lines.append(f"  {label:58s} {format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}")
+    return "\n".join(lines)

@@ -4,8 +4,9 @@
 Tolerances against Pillow (max |diff| and mean |diff| in grey levels, 0..255):
   * lookup-table and blend ops: exact. Pillow's arithmetic there is integer, or float32 followed
     by truncation, which torch reproduces operation for operation.
-  * nearest warps: exact on these images (a sample point exactly on a pixel edge could round
-    the other way; with continuous magnitudes that is measure zero).
+  * nearest warps: exact on these images and seeds. A sample point within float32 rounding
+    (about 1e-5 px) of a pixel edge could round the other way in one of the two; none does here,
+    but other images or seeds could meet one.
   * bilinear warps: max 1, mean < 0.1. Pillow computes the weights in float64, grid_sample in
     float32, then both truncate, so a value that is an integer in exact arithmetic (common for
     translations) can land on either side of it. Measured mean <= 0.05.

@@ -10,7 +10,7 @@ def test_readme_tables_match_the_committed_results():
     text = readme_results.README.read_text()
     names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
     crossovers = {readme_results.block_name(folder) for folder in readme_results.SETTINGS}
-    assert {"notebooks", "prepare-cpu", "ablation-cpu", *crossovers} <= set(names)
+    assert {"notebooks", "prepare-cpu", "ablation-cpu", "finetune-cpu", *crossovers} <= set(names)
     assert readme_results.rewrite(text, readme_results.blocks()) == text, \
         "README.md's result tables are stale: run python -m helpers readme"
 
@@ -92,3 +92,22 @@ def test_prepare_block_shows_each_notebooks_live_time_and_what_went_wrong(tmp_pa
     assert block.endswith("cpu profile, **not ready**: see the last column. `results/prepare_cpu.json`: cpu (x86_64, "
                           "2 threads), torch 2.14.1, commit abc1234, 2026-11-28.\n")
     assert readme_results.prepare_block(tmp_path / "none") == "No record yet.\n"
+
+
+def test_finetune_block_shows_the_seeds_summary_and_its_source_or_that_none_is_there(tmp_path):
+    assert readme_results.finetune_block(tmp_path) == "No `results/finetune_resolution/cpu/` results yet.\n"
+    folder = tmp_path / "finetune_resolution" / "cpu"
+    folder.mkdir(parents=True)
+    for seed, (at_48, control) in enumerate([(38.0, 43.0), (39.0, 43.5)]):
+        student = {"own_size": 42.0, "bicubic": {"val_acc": 35.0, "norm_ratio": 0.97},
+                   "bilinear": {"val_acc": 33.0, "norm_ratio": 0.84}}
+        record = {"seed": seed, "profile": "cpu", "size": 48, "settings": {"epochs": 6},
+                  "before": {"student": student, "teacher": {"own_size": 51.0, "enlarged": 34.0, "enlarged_resized": 50.0}},
+                  "finetuned": {"48px": {"val_acc": at_48}, "32px": {"val_acc": control},
+                                "48px_teacher_enlarged": {"val_acc": 32.0}},
+                  "device": "cpu (x86_64, 2 threads)", "torch": "2.14.1", "commit": "abc1234", "date": "2026-11-29T01:00:00",
+                  "seconds": 600.0 + 60 * seed}
+        (folder / f"seed{seed}.json").write_text(json.dumps(record))
+    block = readme_results.finetune_block(tmp_path)
+    assert block.startswith("```\n2 seed(s), profile cpu") and "38.50 ± 0.50" in block
+    assert "-4.75 ± 0.25" in block and "commit abc1234" in block and "10-11 min per seed" in block

@@ -238,7 +238,7 @@ def test_the_benchmark_records_each_seed_with_provenance_and_the_teacher_each_ru
 
 
 def test_the_summary_pairs_the_seeds_and_marks_what_is_distinguishable(capsys):
-    from helpers.resolution import print_finetune_summary
+    from helpers.resolution import describe_finetuning
 
     def seed(k, at_48, control, enlarged):
         student = {"own_size": 40.0 + k, "bicubic": {"val_acc": 35.0, "norm_ratio": 0.97},
@@ -248,10 +248,61 @@ def test_the_summary_pairs_the_seeds_and_marks_what_is_distinguishable(capsys):
                 "before": {"student": student, "teacher": teacher},
                 "finetuned": {"48px": {"val_acc": at_48}, "32px": {"val_acc": control},
                               "48px_teacher_enlarged": {"val_acc": enlarged}}}
-    print_finetune_summary([seed(0, 38.0, 43.0, 32.0), seed(1, 39.0, 43.5, 32.5), seed(2, 37.0, 42.0, 31.0)])
+    print(describe_finetuning([seed(0, 38.0, 43.0, 32.0), seed(1, 39.0, 43.5, 32.5), seed(2, 37.0, 42.0, 31.0)]))
     out = capsys.readouterr().out
     assert "3 seed(s), profile cpu" in out and "+ 6 epochs at 48 px, the teacher at 32 px" in out
     assert "38.00 ± 0.58" in out                          # 37, 38, 39
     assert re.search(r"fine-tuned at 48 px minus at 32 px\s+-4\.83 ± 0\.17\*", out)
     assert re.search(r"teacher at 32 px minus at 48 px\s+\+6\.17 ± 0\.17\*", out)
     assert "97.00 ± 0.00" in out                          # the norm, in %
+
+
+# --- the exercise's checker -----------------------------------------------------------------------
+
+def written_resample(pos_embed, grid, num_prefix_tokens):
+    """A student's right answer, written as the notebook's solution."""
+    import math
+    import torch.nn.functional as F
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    side, dim = math.isqrt(patches.shape[1]), patches.shape[2]
+    image = patches.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    image = F.interpolate(image, size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([prefix, image.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)], dim=1)
+
+
+def test_the_checker_accepts_right_answers(capsys):
+    from helpers.exercises_fast import check_resample_pos_embed
+    assert check_resample_pos_embed(resample_pos_embed)
+    assert check_resample_pos_embed(written_resample)
+    assert check_resample_pos_embed(lambda p, g, n: written_resample(p, g, n).double())   # any float dtype
+    def in_place(p, g, n):   # editing its own copy of the input does no harm
+        out = written_resample(p, g, n)
+        p.zero_()
+        return out
+    assert check_resample_pos_embed(in_place)
+    assert capsys.readouterr().out.count("Correct!") == 4
+
+
+@pytest.mark.parametrize("slip, says", [
+    (dict(scramble=True), "mixes up tokens and dimensions"), (dict(transpose=True), "transposed"),
+    (dict(mode="bilinear"), "bilinear"), (dict(align_corners=True), "align_corners=False"),
+    (dict(antialias=True), "antialias"),
+])
+def test_the_checker_names_the_usual_slips(slip, says, capsys):
+    from helpers.exercises_fast import _resampled, check_resample_pos_embed
+    assert not check_resample_pos_embed(lambda p, g, n: _resampled(p, g, n, **slip))
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet") and says in out
+
+
+@pytest.mark.parametrize("answer, says", [
+    (lambda p, g, n: resample_pos_embed(p, g, n)[:, n:], "should have shape"),
+    (lambda p, g, n: torch.cat([p[:, :n] * 0, resample_pos_embed(p, g, n)[:, n:]], 1), "keep the first num_prefix_tokens"),
+    (lambda p, g, n: resample_pos_embed(p, g, n, mode="nearest"), "the patches' embeddings differ"),
+    (lambda p, g, n: resample_pos_embed(p, g, n).tolist(), "return a tensor"),
+    (lambda p, g, n: resample_pos_embed(p, g, 0), "raised ValueError"),
+])
+def test_the_checker_explains_other_mistakes_without_raising(answer, says, capsys):
+    from helpers.exercises_fast import check_resample_pos_embed
+    assert not check_resample_pos_embed(answer)
+    assert says in capsys.readouterr().out
