@@ -1,7 +1,8 @@
 """Does DeiT's fine-tuning at a higher resolution pay in a profile? Seed by seed: the whole recipe
 with hard distillation trained at 32 px (notebook 04, section 4), then fine-tuned in DeiT's
 proportions at 48 px, once with the teacher seeing the images made 32 px again (the course's
-choice) and once seeing the enlarged images (DeiT's losses.py hands it the student's inputs), and
+choice) and once seeing the enlarged images (what DeiT's losses.py would do, as it hands the
+teacher the student's inputs; DeiT's main.py itself refuses to fine-tune with distillation), and
 once at 32 px, the control: the same extra epochs without the resolution.
 
     python -m benchmarks.finetune_resolution --profile cpu --seeds 3

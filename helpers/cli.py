@@ -4,8 +4,9 @@
     python -m helpers train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
     python -m helpers train --output-dir runs/deit --resume                        # continue
     python -m helpers train --eval runs/deit/last.pt                               # evaluate
-    python -m helpers train --finetune runs/deit/last.pt --input-size 48 --epochs 10 --lr 5e-6 \
-        --min-lr 5e-6 --weight-decay 1e-8 --output-dir runs/deit-48                # at a higher resolution
+    python -m helpers train --profile full --finetune runs/deit/last.pt --input-size 48 \
+        --epochs 10 --warmup-epochs 2 --lr 5e-6 --min-lr 5e-6 --weight-decay 1e-8 \
+        --output-dir runs/deit-48                                                  # at a higher resolution
     torchrun --nproc_per_node=4 -m helpers train --profile full                    # multi-GPU
 
 Flag names follow DeiT's main.py, except two: --resume is a switch (continue the run in
@@ -14,7 +15,10 @@ batch, model) come from the profile (DEIT_PROFILE or --profile); any flag given 
 --resume takes the run's own settings from its checkpoint (profile, recipe, model, schedule, data
 size), so the folder is all it needs; --eval tests on the checkpoint's profile's test images.
 --finetune CHECKPOINT starts from a finished run's weights, its position embeddings resampled to
---input-size (DeiT's fine-tuning at a higher resolution; helpers.resolution, notebook 04).
+--input-size (DeiT's fine-tuning at a higher resolution; helpers.resolution, notebook 04). The new
+run is built from the flags: give that run's --profile and --distillation-type again. DeiT's
+main.py refuses --finetune with distillation; here a teacher may teach, and it sees the images
+made 32 px again.
 """
 from __future__ import annotations
 
@@ -189,7 +193,7 @@ def with_saved_settings(args):
     meta, config = state.get("metadata", {}), state.get("config", {})
     saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
              **meta.get("recipe", {}), **{k: v for k, v in meta.get("model", {}).items() if k in ("embed_dim", "depth", "num_heads")},
-             "input_size": meta.get("model", {}).get("img_size"),
+             "input_size": meta.get("model", {}).get("img_size"), "finetune": meta.get("finetuned_from"),
              **{k: config.get(k) for k in SAVED_CONFIG_FLAGS}}
     defaults = parser().parse_args([])
     for name, value in saved.items():
@@ -222,13 +226,19 @@ def trained_model(path, flag: str):
 def finetune_start(path, model: torch.nn.Module) -> None:
     """DeiT's --finetune: load a finished run's weights into `model`, the position embeddings
     resampled to `model`'s image size; the run's model must otherwise have the same shape."""
-    trained, _ = trained_model(path, "--finetune")
+    trained, state = trained_model(path, "--finetune")
     try:
         model.load_state_dict(at_resolution(trained, model.patch_embed.img_size).state_dict())
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # ValueError: another patch size, which img_size must fit
+        meta = state["metadata"]
         raise ValueError(f"--finetune: {path} holds another model than this run builds ({str(err).splitlines()[0]}). "
-                         f"Give the same --embed-dim, --depth, --num-heads, --distillation-type and --profile as "
-                         f"that run, or leave them at its values.") from None
+                         f"That run used --profile {meta.get('profile')} and --distillation-type "
+                         f"{meta.get('recipe', {}).get('distillation_type', 'none')}: give the same, and its "
+                         f"--embed-dim, --depth and --num-heads if it set them.") from None
+    before, after = trained.patch_embed.img_size, model.patch_embed.img_size
+    print(f"--finetune: the weights of {path}, trained on {before}x{before} images, "
+          + (f"with their position embeddings resampled to {after}x{after} (--input-size)"
+             if after != before else "at the same size (--input-size changes it)"), flush=True)
 
 
 def evaluate_checkpoint(path, profile_name, device) -> dict:
@@ -275,7 +285,7 @@ def run(args) -> int:
                          f"learning rate would never reach its peak. Give fewer warmup epochs or more --epochs.")
     torch.manual_seed(args.seed)
     model = recipe.build_model(**model_config)
-    if args.finetune:
+    if args.finetune and not args.resume:  # a resumed run's own checkpoint holds its weights
         finetune_start(args.finetune, model)
     teacher = None
     if recipe.distillation_type != "none":

@@ -44,12 +44,14 @@ class PatchEmbed(nn.Module):
         self.img_size, self.num_patches = img_size, (img_size // self.patch_size) ** 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != (self.img_size, self.img_size):
+        height, width = x.shape[-2:]
+        if (height, width) != (self.img_size, self.img_size):
             # Otherwise the position embeddings would fail to add, with a message about tensor sizes.
+            fix = (f"For another size, resample its position embeddings as DeiT does before fine-tuning: "
+                   f"helpers.resolution.at_resolution(model, {width}).") if height == width else \
+                "Make the images square: the position embeddings here form a square grid."
             raise ValueError(f"This ViT reads {self.img_size}x{self.img_size} images (one position "
-                             f"embedding per patch of that grid), not {x.shape[-2]}x{x.shape[-1]}. For "
-                             f"another size, resample its position embeddings as DeiT does before "
-                             f"fine-tuning: helpers.resolution.at_resolution(model, {x.shape[-1]}).")
+                             f"embedding per patch of that grid), not {height}x{width}. {fix}")
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from helpers.constants import IMAGE_SIZE, RESULTS
 from helpers.data import CIFAR10Arrays, TensorBatches
 from helpers.stats import format_estimate, mean_and_se, paired_difference
-from helpers.train import evaluate
+from helpers.train import TrainConfig, evaluate
 
 MODES = ("bicubic", "bilinear", "nearest")
 
@@ -97,8 +97,8 @@ class ResizeInputs(nn.Module):
 
 
 def upsample_images(arrays: CIFAR10Arrays, size: int, chunk: int = 5000) -> CIFAR10Arrays:
-    """The same images at size x size pixels, uint8: bicubic with antialiasing, as torchvision's
-    Resize on tensors and Pillow's bicubic resize do, rounded and clipped to 0..255."""
+    """The same images at size x size pixels, uint8: bicubic with antialiasing, as Pillow's bicubic
+    resize and torchvision's Resize(interpolation=BICUBIC) on tensors do, rounded and clipped to 0..255."""
     if size < 1:
         raise ValueError(f"size must be at least 1 pixel, not {size}.")
     if tuple(arrays.images.shape[1:3]) == (size, size):
@@ -117,13 +117,16 @@ def finetune_overrides(profile) -> dict:
     fine-tuning command (README_deit.md: 30 epochs, --lr 5e-6 --min-lr 5e-6 --weight-decay 1e-8,
     after 300 epochs at 5e-4) and main.py's defaults (5 warmup epochs from --warmup-lr 1e-6).
     So a tenth of the epochs, a hundredth of the learning rate held constant after a warmup over a
-    sixth of them from a fifth of it, and almost no weight decay.
+    sixth of them from a fifth of it, and almost no weight decay. The rest of the recipe is kept,
+    stochastic depth included; DeiT's main.py instead fine-tunes DeiT with the model in eval mode
+    (set_training_mode: "keep in eval mode for deit finetuning"), which turns stochastic depth off.
 
     Notebooks: used in 04.
     """
     epochs = max(1, round(profile.epochs / 10))
     lr = profile.lr / 100
-    scaled = lr * profile.batch_size / 512  # what TrainConfig.scaled_lr makes of lr
+    # min_lr and warmup_lr are not scaled with the batch, lr is: the floor is set to the scaled peak.
+    scaled = TrainConfig(lr=lr, batch_size=profile.batch_size).scaled_lr
     return dict(epochs=epochs, lr=lr, min_lr=scaled, warmup_lr=scaled / 5,
                 warmup_epochs=round(epochs / 6), weight_decay=1e-8)
 

@@ -164,11 +164,30 @@ def test_finetune_at_a_higher_resolution_starts_from_a_run_and_keeps_its_size(tm
     saved = torch.load(tuned / "last.pt", weights_only=False)
     assert saved["metadata"]["model"]["img_size"] == 48 and saved["metadata"]["finetuned_from"] == str(base / "last.pt")
     assert saved["model"]["pos_embed"].shape == (1, 1 + 144, trained["pos_embed"].shape[2])
-    capsys.readouterr()
+    assert "trained on 32x32 images, with their position embeddings resampled to 48x48" in capsys.readouterr().out
     assert cli.main(["--eval", str(tuned / "last.pt")]) == 0   # on the test images enlarged to 48 px
     assert "test accuracy" in capsys.readouterr().out
-    # the folder alone resumes it: its size comes from the checkpoint (a 32-px model would not load)
+    # the folder alone resumes it: its size comes from the checkpoint (a 32-px model would not load),
+    # and it keeps the run it started from, without needing that run's checkpoint any more
+    resumed = cli.with_saved_settings(cli.parser().parse_args(["--output-dir", str(tuned), "--resume"]))
+    assert resumed.input_size == 48 and resumed.finetune == str(base / "last.pt")
+    (base / "last.pt").unlink()
     assert cli.main(["--output-dir", str(tuned), "--resume", "--no-progress"]) == 0
+
+
+def test_a_distilled_finetuning_shows_the_teacher_its_own_32_px(tmp_path, monkeypatch):
+    from helpers.losses import FrozenTeacher
+    base, seen = tmp_path / "base", []
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    cnn.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    monkeypatch.setattr("helpers.teacher.load_or_train_teacher", lambda *a, **k: FrozenTeacher(cnn))
+    assert cli.main(cli_args(base, "--aa", "", "--distillation-type", "hard")) == 0
+    seen.clear()
+    assert cli.main(cli_args(tmp_path / "tuned", "--aa", "", "--distillation-type", "hard", "--input-size", "48",
+                             "--finetune", str(base / "last.pt"))) == 0
+    assert seen and set(seen) == {(32, 32)}   # every training batch, though the student reads 48 px
 
 
 def test_finetune_from_another_model_or_no_checkpoint_says_what_to_give(tmp_path, capsys):

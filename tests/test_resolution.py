@@ -123,6 +123,8 @@ def test_images_of_another_size_name_the_fix():
     model = build_vit(**SMALL)
     with pytest.raises(ValueError, match=r"reads 32x32 images.*not 48x48.*at_resolution\(model, 48\)"):
         model(torch.zeros(1, 3, 48, 48))
+    with pytest.raises(ValueError, match=r"not 32x48\. Make the images square"):   # no size would fit
+        model(torch.zeros(1, 3, 32, 48))
     model(torch.zeros(1, 3, 32, 32))
 
 
