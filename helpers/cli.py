@@ -1,4 +1,4 @@
-"""`python -m helpers train`: DeiT's recipe on CIFAR-10 from the command line.
+r"""`python -m helpers train`: DeiT's recipe on CIFAR-10 from the command line.
 
     python -m helpers train --profile full --output-dir runs/deit
     python -m helpers train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
