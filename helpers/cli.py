@@ -223,9 +223,10 @@ def trained_model(path, flag: str):
     return model, state
 
 
-def finetune_start(path, model: torch.nn.Module) -> None:
+def finetune_start(path, model: torch.nn.Module) -> str:
     """DeiT's --finetune: load a finished run's weights into `model`, the position embeddings
-    resampled to `model`'s image size; the run's model must otherwise have the same shape."""
+    resampled to `model`'s image size; the run's model must otherwise have the same shape.
+    Returns a line that says what was resampled."""
     trained, state = trained_model(path, "--finetune")
     try:
         model.load_state_dict(at_resolution(trained, model.patch_embed.img_size).state_dict())
@@ -236,9 +237,9 @@ def finetune_start(path, model: torch.nn.Module) -> None:
                          f"{meta.get('recipe', {}).get('distillation_type', 'none')}: give the same, and its "
                          f"--embed-dim, --depth and --num-heads if it set them.") from None
     before, after = trained.patch_embed.img_size, model.patch_embed.img_size
-    print(f"--finetune: the weights of {path}, trained on {before}x{before} images, "
-          + (f"with their position embeddings resampled to {after}x{after} (--input-size)"
-             if after != before else "at the same size (--input-size changes it)"), flush=True)
+    return (f"--finetune: the weights of {path}, trained on {before}x{before} images, "
+            + (f"with their position embeddings resampled to {after}x{after} (--input-size)"
+               if after != before else "at the same size (--input-size changes it)"))
 
 
 def evaluate_checkpoint(path, profile_name, device) -> dict:
@@ -285,8 +286,8 @@ def run(args) -> int:
                          f"learning rate would never reach its peak. Give fewer warmup epochs or more --epochs.")
     torch.manual_seed(args.seed)
     model = recipe.build_model(**model_config)
-    if args.finetune and not args.resume:  # a resumed run's own checkpoint holds its weights
-        finetune_start(args.finetune, model)
+    # a resumed run's own checkpoint holds its weights: the run it started from is not read again
+    started_from = finetune_start(args.finetune, model) if args.finetune and not args.resume else None
     teacher = None
     if recipe.distillation_type != "none":
         from helpers.teacher import TeacherError, load_or_train_teacher, teacher_path
@@ -299,6 +300,8 @@ def run(args) -> int:
         teacher = ResizeInputs(teacher, IMAGE_SIZE)  # at --input-size it would see enlarged images, and err more
     run_dir = run_dir_of(args)
     if rank == 0:
+        if started_from:
+            print(started_from, flush=True)
         train_images = 10 * args.train_per_class if args.train_per_class else profile.train_size
         print(f"profile {profile.name}: {train_images:,} training images ({profile.val_size:,} held out "
               f"for validation), {config.epochs} epochs, batch {config.batch_size} x {world} process(es), "
