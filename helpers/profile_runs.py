@@ -10,9 +10,7 @@ from helpers.data import TensorBatches, load_cifar10, train_validation_split
 from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
 from helpers.resolution import at_resolution, finetune_overrides, upsample_images
-from helpers.train import TrainConfig, evaluate, fit, pick_device
-
-EVAL_BATCH = 500
+from helpers.train import EVAL_BATCH, TrainConfig, evaluate, fit, pick_device
 
 
 def profile_config(profile: Profile, **overrides) -> TrainConfig:

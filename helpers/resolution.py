@@ -12,7 +12,6 @@ resample_abs_pos_embed antialiases by default (notebook 04, section 7, measures 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from torch import nn
 
 from helpers.constants import IMAGE_SIZE, RESULTS
 from helpers.data import CIFAR10Arrays, TensorBatches
+from helpers.files import read_result
 from helpers.stats import format_estimate, mean_and_se, paired_difference
-from helpers.train import TrainConfig, evaluate
+from helpers.train import EVAL_BATCH, TrainConfig, evaluate
 
 MODES = ("bicubic", "bilinear", "nearest")
 
@@ -132,7 +132,7 @@ def finetune_overrides(profile) -> dict:
 
 
 def _val_acc(model: nn.Module, arrays: CIFAR10Arrays, device) -> float:
-    return evaluate(model, TensorBatches(arrays, 500, shuffle=False).to(device), device)["val_acc"]
+    return evaluate(model, TensorBatches(arrays, EVAL_BATCH, shuffle=False).to(device), device)["val_acc"]
 
 
 def _mean_norm(model: nn.Module) -> float:  # of the patches' position embeddings
@@ -172,7 +172,7 @@ def finetune_results(profile_name: str, folder: Path = FINETUNE_RESULTS) -> list
 
     Notebooks: used in 04.
     """
-    return [json.loads(p.read_text()) for p in sorted((folder / profile_name).glob("seed*.json"))]
+    return [read_result(p) for p in sorted((folder / profile_name).glob("seed*.json"))]
 
 
 def describe_finetuning(results: list[dict]) -> str:

@@ -124,6 +124,7 @@ def all_reduce_sum(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
+EVAL_BATCH = 500  # images per evaluation batch: no gradients, so larger than a training batch
 NO_EVALUATION_IMAGES = ("No images to evaluate: the batches were empty. Pass a split with images "
                         "(for example TensorBatches(load_cifar10('test'), 500, shuffle=False)).")
 
