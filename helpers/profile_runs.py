@@ -11,6 +11,7 @@ from helpers.models import build_vit
 from helpers.profiles import Profile, get_profile
 from helpers.resolution import at_resolution, finetune_overrides, upsample_images
 from helpers.train import EVAL_BATCH, TrainConfig, evaluate, fit, pick_device
+from helpers.weight_average import WeightAverage, ema_key
 
 
 def profile_config(profile: Profile, **overrides) -> TrainConfig:
@@ -51,7 +52,7 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
                      train_per_class: int | None = None, num_replicas: int = 1, rank: int = 0,
                      progress: bool | None = None, log_epochs: bool | None = None,
                      resume: bool = True, metadata: dict | None = None, on_epoch=None,
-                     img_size: int | None = None, **config_overrides):
+                     img_size: int | None = None, ema_decays=(), **config_overrides):
     """Train on the profile's data and return the history (one dict per epoch).
 
     Every epoch is validated on the held-out validation split (val_loss, val_acc); the final
@@ -64,7 +65,10 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     on the training device. Checkpoints go to runs/<profile>/<name>: running the cell again
     resumes, or returns a finished run's history at once. It compiles where compiles_by_default
     says so, unless `compile` is passed. With img_size, every split is upsampled to
-    img_size x img_size pixels (helpers.resolution: fine-tuning at a higher resolution).
+    img_size x img_size pixels (helpers.resolution: fine-tuning at a higher resolution). For
+    each of ema_decays, an exponential moving average of the weights is kept beside the model
+    (helpers.weight_average) and validated every epoch and tested at the end like it; the model
+    trains as without.
 
     Notebooks: used in 00, 02, 03, 04.
     """
@@ -92,13 +96,18 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     def eval_batches(arrays):
         return TensorBatches(arrays, EVAL_BATCH, shuffle=False, num_replicas=num_replicas, rank=rank).to(device)
 
+    averages = [WeightAverage(model, decay) for decay in ema_decays]
     history = fit(model, train_batches.to(device), eval_batches(val), config,
                   batch_transform=batch_transform, loss_fn=loss_fn,
                   run_dir=run_dir or RUNS / profile.name / name, resume=resume,
                   progress=profile.progress if progress is None else progress, log_epochs=log_epochs,
-                  device=device, metadata=metadata, on_epoch=on_epoch)
+                  device=device, metadata=metadata, on_epoch=on_epoch, averages=averages)
     tested = evaluate(model, eval_batches(test), device)
     history[-1] = {**history[-1], "test_loss": tested["val_loss"], "test_acc": tested["val_acc"]}
+    for average in averages:
+        tested = evaluate(average.module, eval_batches(test), device)
+        history[-1].update({ema_key(average.decay, "test_loss"): tested["val_loss"],
+                            ema_key(average.decay, "test_acc"): tested["val_acc"]})
     return history
 
 

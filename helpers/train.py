@@ -27,6 +27,7 @@ from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.speed import sync
+from helpers.weight_average import ema_key
 
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
@@ -247,7 +248,7 @@ def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     return identity
 
 
-def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metadata: dict | None):
+def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metadata: dict | None, averages=()):
     state = load_checkpoint(run_dir / CHECKPOINT)
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
     saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
@@ -269,6 +270,15 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):  # fp16's loss scale; none in a bf16 or fp32 run's checkpoint
         scaler.load_state_dict(state["scaler"])
+    saved_averages = state.get("averages", {})
+    for average in averages:
+        key = f"{average.decay:g}"
+        if key not in saved_averages:  # an average started mid-run would not be the run's average
+            raise CheckpointError(
+                f"{run_dir / CHECKPOINT} holds no weight average with decay {key} (it holds "
+                f"{', '.join(saved_averages) or 'none'}): an average cannot join a run halfway. Use a new "
+                f"run_dir to train with it from the start, or leave it out to resume this run.")
+        average.load_state_dict(saved_averages[key])
     return state["epoch"], state["history"]
 
 
@@ -315,7 +325,8 @@ def explains_out_of_memory(fit):
 def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         batch_transform=None, loss_fn=None, run_dir=None, resume: bool = True,
         progress: bool = True, log_epochs: bool | None = None, device=None,
-        metadata: dict | None = None, on_epoch=None, optimizer_factory=None, lr_schedule=None) -> list[dict]:
+        metadata: dict | None = None, on_epoch=None, optimizer_factory=None, lr_schedule=None,
+        averages=()) -> list[dict]:
     """Train `model` and return its history: one dict per epoch.
 
     train_batches yields (images, labels): uint8 images go through batch_transform (default:
@@ -334,6 +345,10 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     lr_schedule(step, total_steps) -> learning rate. Each epoch's record holds `seconds` (the
     whole epoch) and `train_seconds` (before evaluation).
 
+    `averages`: helpers.weight_average.WeightAverage objects made from the model before training,
+    updated after every step, saved in the checkpoint and validated every epoch (their
+    val_loss/val_acc under keys from helpers.weight_average.ema_key); the model trains as without.
+
     Notebooks: used in 03.
     """
     from tqdm.auto import tqdm
@@ -343,6 +358,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     rank, world = distributed()
     device = torch.device(device) if device else pick_device()
     model.to(device)
+    for average in averages:
+        average.module.to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     peak_lr = config.scaled_lr * world  # DeiT scales by the global batch, all processes together
@@ -371,7 +388,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
                                   f"or choose a new run_dir (nothing was overwritten).")
-        start_epoch, history = _restore(run_dir, model, optimizer, scaler, config, metadata)
+        start_epoch, history = _restore(run_dir, model, optimizer, scaler, config, metadata, averages)
         if start_epoch and log_epochs:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")
 
@@ -400,6 +417,8 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             inputs, targets = (images, labels) if images.is_floating_point() else transform(images, labels)
             loss = train_step(network, optimizer, inputs, targets, loss_fn, config.clip_grad, autocast, scaler)
             loss_sum += loss.detach()
+            for average in averages:
+                average.update(model)
             if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             if i % check_every == 0 or i == steps_per_epoch - 1:
@@ -411,24 +430,35 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         _stop_if_not_finite(torch.tensor(train_loss), f"in a step of epoch {epoch + 1}", lr, run_dir, what="loss")
         record = {"epoch": epoch + 1, "train_loss": train_loss, **evaluate(model, val_batches, device),
                   "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": trained,
-                  **loss_scale_record(scaler)}
+                  **loss_scale_record(scaler), **_averages_record(averages, val_batches, device)}
         _stop_if_not_finite(torch.tensor(record["val_loss"]), f"on the validation images after epoch {epoch + 1}",
                             lr, run_dir, what="validation loss")
         history.append(record)
         if log_epochs:
             print(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {record['train_loss']:.3f}  "
-                  f"val loss {record['val_loss']:.3f}  val acc {record['val_acc']:5.1f}%  "
-                  f"({record['seconds']:.0f} s)", flush=True)
+                  f"val loss {record['val_loss']:.3f}  val acc {record['val_acc']:5.1f}%"
+                  + "".join(f"  ema {a.decay:g} {record[ema_key(a.decay, 'val_acc')]:5.1f}%" for a in averages)
+                  + f"  ({record['seconds']:.0f} s)", flush=True)
         if run_dir and rank == 0:
             save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
-                             "config": asdict(config), "metadata": metadata or {}}, run_dir / CHECKPOINT)
+                             "config": asdict(config), "metadata": metadata or {},
+                             "averages": {f"{a.decay:g}": a.state_dict() for a in averages}}, run_dir / CHECKPOINT)
             write_json_atomically({"config": asdict(config), "metadata": metadata or {}, "history": history},
                                   run_dir / HISTORY)
             write_csv_atomically(history, run_dir / HISTORY_CSV)
         if on_epoch is not None and rank == 0:
             on_epoch(history)
     return history
+
+
+def _averages_record(averages, val_batches, device) -> dict:
+    """Each weight average's validation loss and accuracy, under ema_key's names."""
+    record = {}
+    for average in averages:
+        for metric, value in evaluate(average.module, val_batches, device).items():
+            record[ema_key(average.decay, metric)] = value
+    return record
 
 
 def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast, scaler) -> torch.Tensor:

@@ -1,0 +1,144 @@
+"""An exponential moving average (EMA) of a model's weights, and how long its memory is.
+
+After every optimizer step, average <- decay * average + (1 - decay) * weights. The average
+forgets a step's weights by a factor `decay` per later step: its memory spans about
+1 / (1 - decay) steps (the mean age of what it holds).
+
+DeiT's code keeps one, its paper does not use it. DeiT's main.py turns --model-ema on by
+default with --model-ema-decay 0.99996 (timm's ModelEma, updated after every step in engine.py's
+train_one_epoch) and saves it in the checkpoint, but evaluates the raw model; the paper's
+Table 8 (arXiv 2012.12877 v2) reports the EMA as an extra row: 81.9 % top-1 at 224 px against
+the recipe's 81.8 %.
+
+A decay is a number of steps, not a fraction of training: DeiT's 0.99996 remembers 25,000
+steps, 20 of its 300 ImageNet epochs (1,251 steps each at batch 1,024). Over a short run the same
+decay barely leaves the initial weights; scaled_decay keeps DeiT's fraction of training instead.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+DEIT_DECAY = 0.99996  # DeiT's main.py, --model-ema-decay
+DEIT_STEPS = 300 * 1251  # 300 epochs of 1,281,167 ImageNet images in batches of 1,024 (Table 9)
+
+
+def memory_steps(decay: float) -> float:
+    """How many steps an average with this decay remembers: 1 / (1 - decay), the mean age of
+    the weights it holds."""
+    return 1.0 / (1.0 - decay)
+
+
+def initial_share(decay: float, steps: int) -> float:
+    """The share of the initial weights still in the average after `steps` updates: decay**steps."""
+    return decay ** steps
+
+
+def scaled_decay(total_steps: int, decay: float = DEIT_DECAY, reference_steps: int = DEIT_STEPS) -> float:
+    """The decay whose memory is the same fraction of a run of total_steps steps as `decay`'s is
+    of reference_steps (by default: DeiT's, 6.7 % of its training). A memory under one step
+    is one step: decay 0, the average is the model itself."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1, not {total_steps}.")
+    return 1.0 - 1.0 / max(1.0, memory_steps(decay) * total_steps / reference_steps)
+
+
+def ema_key(decay: float, metric: str) -> str:
+    """A history record's key for an average's metric, e.g. ema_key(0.99, "val_acc") -> "val_acc_ema0.99"."""
+    return f"{metric}_ema{decay:g}"
+
+
+class WeightAverage:
+    """An EMA of a model's weights, kept in a copy of the model (`.module`) that can be evaluated.
+
+    Floating-point parameters and buffers are averaged, other buffers (counters) copied. It
+    starts from the model's weights when made, as DeiT's does (no warmup).
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must lie in [0, 1), not {decay} "
+                             f"(DeiT uses {DEIT_DECAY}; helpers.weight_average.scaled_decay gives one for a shorter run).")
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def _pairs(self, model: nn.Module):
+        mine, theirs = self.module.state_dict(), model.state_dict()
+        if mine.keys() != theirs.keys():
+            raise ValueError("This WeightAverage was made from another model; make one from this model.")
+        return [(mine[k], theirs[k]) for k in mine]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        averaged, copied = [], []
+        for mine, theirs in self._pairs(model):
+            (averaged if mine.is_floating_point() else copied).append((mine, theirs.detach()))
+        if averaged:  # one multi-tensor kernel per call on a GPU, not one per tensor
+            torch._foreach_lerp_([m for m, _ in averaged], [t for _, t in averaged], 1.0 - self.decay)
+        for mine, theirs in copied:
+            mine.copy_(theirs)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "module": self.module.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not math.isclose(state["decay"], self.decay, rel_tol=0, abs_tol=1e-12):
+            raise ValueError(f"The saved average has decay {state['decay']}, this one {self.decay}.")
+        self.module.load_state_dict(state["module"])
+
+
+# --- The committed measurement: benchmarks/weight_average.py ------------------------------------
+
+# The averages each run keeps, by label: a decay from the run's total number of steps.
+HORIZONS = {
+    "DeiT's decay as written": lambda total_steps: DEIT_DECAY,
+    "DeiT's share of training": lambda total_steps: scaled_decay(total_steps),
+    "three times that share": lambda total_steps: scaled_decay(total_steps, 1 - (1 - DEIT_DECAY) / 3),
+}
+
+
+def horizon_decays(total_steps: int) -> dict[str, float]:
+    """HORIZONS' decays for a run of total_steps optimizer steps."""
+    return {label: decay_for(total_steps) for label, decay_for in HORIZONS.items()}
+
+
+def weight_average_results(profile_name: str, folder=None) -> list[dict]:
+    """The per-seed results of one profile, in seed order (none yet: an empty list).
+
+    Notebooks: used in 02.
+    """
+    from helpers.constants import RESULTS
+    from helpers.files import read_result
+
+    folder = RESULTS / "weight_average" if folder is None else folder
+    return [read_result(p) for p in sorted((folder / profile_name).glob("seed*.json"))]
+
+
+def describe_weight_averages(results: list[dict]) -> str:
+    """Final validation accuracy of the model and of each average, mean ± s.e. over seeds, and the
+    paired differences average minus model.
+
+    Notebooks: used in 02.
+    """
+    from helpers.stats import format_estimate, mean_and_se, paired_difference
+
+    def by_seed(get):
+        return {r["seed"]: get(r) for r in results}
+
+    first = results[0]
+    model = by_seed(lambda r: r["model"]["val_acc"])
+    lines = [f"{len(results)} seed(s), profile {first['profile']}, {first['total_steps']} steps: "
+             f"final validation accuracy %, mean ± s.e.",
+             f"  {'the model itself (what DeiT evaluates)':52s} {format_estimate(*mean_and_se(list(model.values())))}"]
+    differences = []
+    for label, average in first["averages"].items():
+        got = by_seed(lambda r, lb=label: r["averages"][lb]["val_acc"])
+        name = f"EMA, {label} (decay {average['decay']:.5g})"
+        lines.append(f"  {name:52s} {format_estimate(*mean_and_se(list(got.values())))}")
+        d = paired_difference(got, model)
+        differences.append(f"  {label:52s} {format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}")
+    return "\n".join(lines + ["EMA minus the model (points, paired), * distinguishable from zero (paired t-test, 5 %):"]
+                     + differences)
