@@ -4,8 +4,8 @@ Seed by seed, the ablation's `full` run (DeiT's recipe, the same seed and settin
 again while helpers.weight_average keeps three averages of its weights beside it: with DeiT's
 decay 0.99996 as written, with the decay that remembers the same share of this run as DeiT's
 does of its 300 ImageNet epochs, and with three times that share. The model trains as without
-them, so each average is compared with the very model it averages; the record also says whether
-the model's validation curve is the committed ablation run's.
+them, so each average is compared with the very model it averages, and the model's validation
+curve can be laid over the committed ablation run's (helpers.weight_average.curve_differences).
 
     python -m benchmarks.weight_average --profile cpu --seeds 3
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from helpers.ablate import FULL, RESULTS as ABLATION_RESULTS, run_config
+from helpers.ablate import FULL, run_config
 from helpers.cli import positive_int
-from helpers.constants import RESULTS, RUNS
+from helpers.constants import RESULTS
 from helpers.errors import reports_errors
-from helpers.files import read_result, write_json_atomically
-from helpers.profile_runs import profile_data, train_in_profile
+from helpers.files import write_json_atomically
+from helpers.profile_runs import steps_in_profile, train_in_profile
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.provenance import provenance
 from helpers.train import pick_device
@@ -49,24 +49,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def total_steps(profile, seed: int) -> int:
-    """Optimizer steps of the ablation's full run in this profile."""
-    train, _, _ = profile_data(profile)
-    config = run_config(profile, FULL, seed, None, compile=False)
-    return config.epochs * len(FULL.train_batches(train, config.batch_size, seed))
-
-
-def same_as_ablation(profile_name: str, seed: int, val_accs: list[float]) -> bool | None:
-    """Whether the model's validation curve is the committed ablation run's (None: none committed)."""
-    path = ABLATION_RESULTS / profile_name / f"full-seed{seed}.json"
-    if not path.exists():
-        return None
-    return [r["val_acc"] for r in read_result(path)["history"]] == val_accs
-
-
 def run_seed(seed: int, profile, device) -> dict:
     started = time.perf_counter()
-    steps = total_steps(profile, seed)
+    steps = steps_in_profile(profile, FULL)
     decays = horizon_decays(steps)
     config = run_config(profile, FULL, seed, None, compile=device.type == "cuda")
     torch.manual_seed(seed)  # as the ablation's run_variant, so the model is its `full` run's
@@ -80,7 +65,7 @@ def run_seed(seed: int, profile, device) -> dict:
     model = curve(lambda metric: metric)
     return {"benchmark": "weight_average", "profile": profile.name, "seed": seed, "recipe": FULL.as_dict(),
             "config": asdict(config), "total_steps": steps,
-            "model": model, "same_as_ablation": same_as_ablation(profile.name, seed, model["val_acc_per_epoch"]),
+            "model": model,
             "averages": {label: {"decay": decay, "memory_steps": memory_steps(decay),
                                  "initial_share_at_end": initial_share(decay, steps),
                                  **curve(lambda metric, d=decay: ema_key(d, metric))}

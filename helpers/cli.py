@@ -13,7 +13,7 @@ Flag names follow DeiT's main.py, except two: --resume is a switch (continue the
 --output-dir) and --eval takes the checkpoint (DeiT: --eval --resume PATH). Sizes (data, epochs,
 batch, model) come from the profile (DEIT_PROFILE or --profile); any flag given overrides it.
 --resume takes the run's own settings from its checkpoint (profile, recipe, model, schedule, data
-size), so the folder is all it needs; --eval tests on the checkpoint's profile's test images.
+size, weight average), so the folder is all it needs; --eval tests on the checkpoint's profile's test images.
 --finetune CHECKPOINT starts from a finished run's weights, its position embeddings resampled to
 --input-size (DeiT's fine-tuning at a higher resolution; helpers.resolution, notebook 04). The new
 run is built from the flags: give that run's --profile and --distillation-type again. DeiT's
@@ -31,6 +31,7 @@ import torch
 
 from helpers.data import TensorBatches, load_cifar10
 from helpers.constants import IMAGE_SIZE, RUNS
+from helpers.weight_average import ema_key
 from helpers.profile_runs import EVAL_BATCH, profile_config, train_in_profile
 from helpers.models import count_parameters, vit_config
 from helpers.profiles import PROFILES, get_profile
@@ -116,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=positive_int)
     p.add_argument("--input-size", type=positive_int,
                    help="image size in pixels (default 32, CIFAR-10's; larger sizes enlarge the images)")
+    p.add_argument("--model-ema-decay", type=float, metavar="DECAY",
+                   help="keep an average of the weights (EMA) with this decay beside the model and report its "
+                        "accuracy too; DeiT's main.py keeps one with 0.99996 by default, which remembers 25,000 "
+                        "steps: scale it to your run (helpers.weight_average.scaled_decay; notebook 02)")
     p.add_argument("--finetune", metavar="CHECKPOINT",
                    help="start from this run's weights, its position embeddings resampled to --input-size")
     g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
@@ -194,6 +199,7 @@ def with_saved_settings(args):
     saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
              **meta.get("recipe", {}), **{k: v for k, v in meta.get("model", {}).items() if k in ("embed_dim", "depth", "num_heads")},
              "input_size": meta.get("model", {}).get("img_size"), "finetune": meta.get("finetuned_from"),
+             "model_ema_decay": next(iter(state.get("averages", {}).values()), {}).get("decay"),
              **{k: config.get(k) for k in SAVED_CONFIG_FLAGS}}
     defaults = parser().parse_args([])
     for name, value in saved.items():
@@ -271,6 +277,8 @@ def run(args) -> int:
     if args.resume:
         args = with_saved_settings(args)
     recipe = recipe_from(args)  # a setting out of range fails before any data, teacher or model is made
+    if args.model_ema_decay is not None and not 0 <= args.model_ema_decay < 1:
+        raise ValueError(f"--model-ema-decay must lie in [0, 1), not {args.model_ema_decay} (DeiT's is 0.99996).")
     profile = get_profile(args.profile)
     rank, world, device = start_distributed()
     sizes = {k: v for k, v in dict(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).items() if v}
@@ -311,6 +319,7 @@ def run(args) -> int:
         run_dir.name, model, profile, recipe=recipe, teacher=teacher, run_dir=run_dir, device=device,
         train_per_class=args.train_per_class, num_replicas=world, rank=rank, img_size=args.input_size,
         progress=not args.no_progress, log_epochs=True, resume=args.resume,
+        ema_decays=() if args.model_ema_decay is None else (args.model_ema_decay,),
         metadata={"model": vit_config(**model_config), "profile": profile.name, "world_size": world,
                   "train_per_class": args.train_per_class, "finetuned_from": args.finetune, **provenance()},
         **asdict(config))
@@ -318,6 +327,11 @@ def run(args) -> int:
         final = history[-1]
         print(f"final validation accuracy {final['val_acc']:.2f}% (epoch {final['epoch']}), test accuracy "
               f"{final['test_acc']:.2f}%; {sum(r['seconds'] for r in history):.0f} s of training; files in {run_dir}")
+        if args.model_ema_decay is not None:
+            decay = args.model_ema_decay
+            print(f"the average of the weights (EMA, decay {decay:g}): final validation accuracy "
+                  f"{final[ema_key(decay, 'val_acc')]:.2f}%, test accuracy {final[ema_key(decay, 'test_acc')]:.2f}% "
+                  f"(saved in the checkpoint under 'averages')")
     if world > 1:
         torch.distributed.destroy_process_group()
     return 0

@@ -10,6 +10,7 @@ import torch
 
 from helpers.checking import attempt, check_choice, report
 from helpers.regularization import drop_path_rates, expected_calibration_error, reliability_bins
+from helpers.weight_average import DEIT_DECAY, DEIT_STEPS, memory_steps, scaled_decay
 
 
 # --- Exercise 1: the linear drop-path schedule ---------------------------------------------------
@@ -92,7 +93,11 @@ def _calibration_case(n: int = 600, num_classes: int = 10, seed: int = 0):
     return probs, labels
 
 
-def _as_number(value):
+def _number_from(fn, *args):
+    """(fn(*args) as a float, None), or (None, a not-yet message) when it fails or is no number."""
+    value, failure = attempt(fn, *args)
+    if failure:
+        return None, failure
     try:
         return float(value), None
     except (TypeError, ValueError, RuntimeError):
@@ -106,10 +111,7 @@ def check_expected_calibration_error(fn) -> bool:
     """
     probs, labels = _calibration_case()
     for bins in (15, 5):
-        got, failure = attempt(fn, probs, labels, bins)
-        if failure:
-            return report(False, failure)
-        got, failure = _as_number(got)
+        got, failure = _number_from(fn, probs, labels, bins)
         if failure:
             return report(False, failure)
         if math.isnan(got):
@@ -136,3 +138,41 @@ def check_expected_calibration_error(fn) -> bool:
                               "(low, high], and a sample is correct when that row's argmax is its label.")
     return report(True, "ECE is the sample-weighted gap between accuracy and confidence over the bins "
                         "(Guo et al., 2017).")
+
+
+# --- Exercise 4: a decay for a shorter run ------------------------------------------------------
+
+# (total_steps, decay, reference_steps): DeiT's own run, the cpu and full profiles, another
+# reference, and a run so short that the memory falls under one step.
+_DECAY_CASES = [(DEIT_STEPS, DEIT_DECAY, DEIT_STEPS), (1860, DEIT_DECAY, DEIT_STEPS), (8700, DEIT_DECAY, DEIT_STEPS),
+                (100_000, 0.999, 10_000), (10, DEIT_DECAY, DEIT_STEPS)]
+
+
+def check_scaled_decay(fn) -> bool:
+    """fn(total_steps, decay, reference_steps) -> the decay whose memory, 1 / (1 - decay), is the
+    same share of total_steps as decay's is of reference_steps; 0 when that is under one step.
+
+    Notebooks: used in 02.
+    """
+    for total, decay, reference in _DECAY_CASES:
+        got, failure = _number_from(fn, total, decay, reference)
+        if failure:
+            return report(False, failure)
+        want = scaled_decay(total, decay, reference)
+        case = f"for total_steps={total:,}, decay={decay}, reference_steps={reference:,}"
+        if want == 0.0 and got != 0.0:
+            return report(False, f"{case} the memory is {memory_steps(decay) * total / reference:.2f} steps, "
+                                  f"under one: the average can be no shorter than the model itself, decay 0.")
+        if want == 0.0 or (0 <= got < 1 and math.isclose(memory_steps(got), memory_steps(want), rel_tol=0.01)):
+            continue
+        if got >= 1 and math.isclose(got, memory_steps(want), rel_tol=0.01):
+            return report(False, f"{case} you return the memory in steps ({got:,.1f}); return the decay, "
+                                  "1 - 1 / memory.")
+        if 0 <= got < 1 and math.isclose(memory_steps(got), memory_steps(decay) * reference / total, rel_tol=0.01):
+            return report(False, "the ratio is upside down: a shorter run needs a shorter memory, "
+                                  "memory x total_steps / reference_steps.")
+        return report(False, f"{case} expected {want:.6f}, got {got:.6f}: find the memory 1 / (1 - decay), "
+                              "scale it by total_steps / reference_steps, and turn it back into a decay.")
+    return report(True, "a decay is a number of steps: scaled this way the average remembers the same share "
+                        "of any run (raising decay to the power reference_steps / total_steps, which keeps "
+                        "decay ** steps, gives nearly the same).")

@@ -40,6 +40,16 @@ def profile_data(profile: Profile, train_per_class: int | None = None):
     return train, val, load_cifar10("test", n_per_class=profile.test_per_class)
 
 
+def steps_in_profile(profile: Profile, recipe) -> int:
+    """Optimizer steps of a whole run with a helpers.recipe.Recipe in the profile: whole batches
+    only, from the recipe's sampler (its repeats trim an epoch). No image is loaded.
+
+    Notebooks: used in 02.
+    """
+    from helpers.sampler import RepeatedAugSampler
+    return profile.epochs * (len(RepeatedAugSampler(profile.train_size, 1, 0, recipe.num_repeats)) // profile.batch_size)
+
+
 def compiles_by_default(profile: Profile, device) -> bool:
     """Whether a notebook's run uses torch.compile unless told: on a CUDA GPU, where compiling
     (tens of seconds) pays for itself over a cpu- or full-profile run; not for the ci profile's

@@ -98,16 +98,30 @@ def prepare_block(results_dir: Path = RESULTS, name: str = "prepare_cpu.json") -
             + f"\n\n{record['profile']} profile, {verdict}. {source(name, record)}.\n")
 
 
+def per_seed_block(name: str, results: list[dict], describe, timed: str) -> str:
+    """A benchmark's per-seed results in results/<name>/: its summary, where they came from, and
+    how long a seed took (`timed` says what that covers)."""
+    if not results:
+        return f"No `results/{name}/` results yet.\n"
+    minutes = sorted(r["seconds"] / 60 for r in results)
+    return (f"```\n{describe(results)}\n```\n\n" + source(f"{name}/", results[0])
+            + f"; {minutes[0]:.0f}-{minutes[-1]:.0f} min per seed, {timed} (`seconds`).\n")
+
+
 def finetune_block(results_dir: Path = RESULTS, profile_name: str = "cpu") -> str:
     """benchmarks/finetune_resolution.py's seeds: fine-tuning at 48 px against 32 px."""
     from helpers.resolution import describe_finetuning, finetune_results
-    results = finetune_results(profile_name, results_dir / "finetune_resolution")
-    if not results:
-        return f"No `results/finetune_resolution/{profile_name}/` results yet.\n"
-    minutes = sorted(r["seconds"] / 60 for r in results)
-    return (f"```\n{describe_finetuning(results)}\n```\n\n"
-            + source(f"finetune_resolution/{profile_name}/", results[0])
-            + f"; {minutes[0]:.0f}-{minutes[-1]:.0f} min per seed, training and fine-tuning (`seconds`).\n")
+    return per_seed_block(f"finetune_resolution/{profile_name}",
+                          finetune_results(profile_name, results_dir / "finetune_resolution"),
+                          describe_finetuning, "training and fine-tuning")
+
+
+def weight_average_block(results_dir: Path = RESULTS, profile_name: str = "cpu") -> str:
+    """benchmarks/weight_average.py's seeds: the model against averages of its weights."""
+    from helpers.weight_average import describe_weight_averages, weight_average_results
+    return per_seed_block(f"weight_average/{profile_name}",
+                          weight_average_results(profile_name, results_dir / "weight_average"),
+                          describe_weight_averages, "training with the three averages")
 
 
 def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
@@ -116,6 +130,7 @@ def blocks(results_dir: Path = RESULTS) -> dict[str, callable]:
             "ablation-cpu": lambda: ablation_block("cpu", results_dir / "ablation"),
             "ablation-full": lambda: ablation_block("full", results_dir / "ablation"),
             "finetune-cpu": lambda: finetune_block(results_dir),
+            "weight-average-cpu": lambda: weight_average_block(results_dir),
             **{block_name(folder): (lambda folder=folder: crossover_block(results_dir / folder.relative_to(RESULTS)))
                for folder in SETTINGS}}
 

@@ -97,11 +97,15 @@ class Recipe:
                                 alpha=self.distillation_alpha, tau=self.distillation_tau,
                                 smoothing=self.smoothing, kl_reduction=self.distillation_kl)
 
+    @property
+    def num_repeats(self) -> int:
+        """Copies of each image an epoch draws: DeiT's RASampler makes 3 (its samplers.py)."""
+        return 3 if self.repeated_aug else 1
+
     def train_batches(self, arrays, batch_size: int, seed: int = 0, num_replicas: int = 1,
                       rank: int = 0) -> TensorBatches:
         return TensorBatches(arrays, batch_size, shuffle=True, seed=seed, drop_last=True,
-                             num_replicas=num_replicas, rank=rank,
-                             num_repeats=3 if self.repeated_aug else 1)
+                             num_replicas=num_replicas, rank=rank, num_repeats=self.num_repeats)
 
 
 def comparable_recipe(recipe: dict) -> dict:

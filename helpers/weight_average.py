@@ -28,19 +28,28 @@ DEIT_STEPS = 300 * 1251  # 300 epochs of 1,281,167 ImageNet images in batches of
 
 def memory_steps(decay: float) -> float:
     """How many steps an average with this decay remembers: 1 / (1 - decay), the mean age of
-    the weights it holds."""
+    the weights it holds.
+
+    Notebooks: used in 02.
+    """
     return 1.0 / (1.0 - decay)
 
 
 def initial_share(decay: float, steps: int) -> float:
-    """The share of the initial weights still in the average after `steps` updates: decay**steps."""
+    """The share of the initial weights still in the average after `steps` updates: decay**steps.
+
+    Notebooks: used in 02.
+    """
     return decay ** steps
 
 
 def scaled_decay(total_steps: int, decay: float = DEIT_DECAY, reference_steps: int = DEIT_STEPS) -> float:
     """The decay whose memory is the same fraction of a run of total_steps steps as `decay`'s is
     of reference_steps (by default: DeiT's, 6.7 % of its training). A memory under one step
-    is one step: decay 0, the average is the model itself."""
+    is one step: decay 0, the average is the model itself.
+
+    Notebooks: used in 02.
+    """
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1, not {total_steps}.")
     return 1.0 - 1.0 / max(1.0, memory_steps(decay) * total_steps / reference_steps)
@@ -56,6 +65,8 @@ class WeightAverage:
 
     Floating-point parameters and buffers are averaged, other buffers (counters) copied. It
     starts from the model's weights when made, as DeiT's does (no warmup).
+
+    Notebooks: used in 02.
     """
 
     def __init__(self, model: nn.Module, decay: float):
@@ -101,7 +112,10 @@ HORIZONS = {
 
 
 def horizon_decays(total_steps: int) -> dict[str, float]:
-    """HORIZONS' decays for a run of total_steps optimizer steps."""
+    """HORIZONS' decays for a run of total_steps optimizer steps.
+
+    Notebooks: used in 02.
+    """
     return {label: decay_for(total_steps) for label, decay_for in HORIZONS.items()}
 
 
@@ -117,9 +131,29 @@ def weight_average_results(profile_name: str, folder=None) -> list[dict]:
     return [read_result(p) for p in sorted((folder / profile_name).glob("seed*.json"))]
 
 
+def curve_differences(results: list[dict], ablation_folder=None) -> list[float | None]:
+    """Per seed: the largest gap (points) between the model's validation curve and that of the
+    committed ablation run it repeats (`full`, same seed); None where that run is not committed.
+
+    Notebooks: used in 02.
+    """
+    from helpers.constants import RESULTS
+    from helpers.files import read_result
+
+    folder = RESULTS / "ablation" if ablation_folder is None else ablation_folder
+    gaps = []
+    for result in results:
+        path = folder / result["profile"] / f"full-seed{result['seed']}.json"
+        committed = [r["val_acc"] for r in read_result(path)["history"]] if path.exists() else None
+        gaps.append(None if committed is None else round(max(
+            abs(a - b) for a, b in zip(result["model"]["val_acc_per_epoch"], committed, strict=True)), 2))
+    return gaps
+
+
 def describe_weight_averages(results: list[dict]) -> str:
     """Final validation accuracy of the model and of each average, mean ± s.e. over seeds, and the
-    paired differences average minus model.
+    paired differences average minus model: at the final epoch, and averaged over all epochs
+    (where the curves differ while the learning rate is still high).
 
     Notebooks: used in 02.
     """
@@ -128,17 +162,25 @@ def describe_weight_averages(results: list[dict]) -> str:
     def by_seed(get):
         return {r["seed"]: get(r) for r in results}
 
+    def over_epochs(curve: dict) -> float:
+        return sum(curve["val_acc_per_epoch"]) / len(curve["val_acc_per_epoch"])
+
+    def difference(a: dict, b: dict) -> str:
+        d = paired_difference(a, b)
+        return f"{format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}"
+
     first = results[0]
     model = by_seed(lambda r: r["model"]["val_acc"])
+    model_over_epochs = by_seed(lambda r: over_epochs(r["model"]))
     lines = [f"{len(results)} seed(s), profile {first['profile']}, {first['total_steps']} steps: "
              f"final validation accuracy %, mean ± s.e.",
              f"  {'the model itself (what DeiT evaluates)':52s} {format_estimate(*mean_and_se(list(model.values())))}"]
     differences = []
     for label, average in first["averages"].items():
-        got = by_seed(lambda r, lb=label: r["averages"][lb]["val_acc"])
+        final = by_seed(lambda r, lb=label: r["averages"][lb]["val_acc"])
+        every_epoch = by_seed(lambda r, lb=label: over_epochs(r["averages"][lb]))
         name = f"EMA, {label} (decay {average['decay']:.5g})"
-        lines.append(f"  {name:52s} {format_estimate(*mean_and_se(list(got.values())))}")
-        d = paired_difference(got, model)
-        differences.append(f"  {label:52s} {format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}")
-    return "\n".join(lines + ["EMA minus the model (points, paired), * distinguishable from zero (paired t-test, 5 %):"]
-                     + differences)
+        lines.append(f"  {name:52s} {format_estimate(*mean_and_se(list(final.values())))}")
+        differences.append(f"  {label:40s} {difference(final, model):>16s} {difference(every_epoch, model_over_epochs):>18s}")
+    return "\n".join(lines + ["EMA minus the model (points, paired), * distinguishable from zero (paired t-test, 5 %):",
+                              f"  {'':40s} {'final epoch':>16s} {'mean over epochs':>18s}"] + differences)

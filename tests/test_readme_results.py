@@ -10,7 +10,7 @@ def test_readme_tables_match_the_committed_results():
     text = readme_results.README.read_text()
     names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
     crossovers = {readme_results.block_name(folder) for folder in readme_results.SETTINGS}
-    assert {"notebooks", "prepare-cpu", "ablation-cpu", "finetune-cpu", *crossovers} <= set(names)
+    assert {"notebooks", "prepare-cpu", "ablation-cpu", "finetune-cpu", "weight-average-cpu", *crossovers} <= set(names)
     assert readme_results.rewrite(text, readme_results.blocks()) == text, \
         "README.md's result tables are stale: run python -m helpers readme"
 
@@ -111,3 +111,20 @@ def test_finetune_block_shows_the_seeds_summary_and_its_source_or_that_none_is_t
     block = readme_results.finetune_block(tmp_path)
     assert block.startswith("```\n2 seed(s), profile cpu") and "38.50 ± 0.50" in block
     assert "-4.75 ± 0.25" in block and "commit abc1234" in block and "10-11 min per seed" in block
+
+
+def test_weight_average_block_shows_the_seeds_summary_and_its_source_or_that_none_is_there(tmp_path):
+    assert readme_results.weight_average_block(tmp_path) == "No `results/weight_average/cpu/` results yet.\n"
+    folder = tmp_path / "weight_average" / "cpu"
+    folder.mkdir(parents=True)
+    for seed, (model, average) in enumerate([(30.0, 31.0), (32.0, 34.0)]):
+        record = {"seed": seed, "profile": "cpu", "total_steps": 1860,
+                  "model": {"val_acc": model, "val_acc_per_epoch": [model]},
+                  "averages": {"DeiT's share of training": {"decay": 0.9919, "val_acc": average,
+                                                            "val_acc_per_epoch": [average]}},
+                  "device": "cpu (x86_64, 1 threads)", "torch": "2.14.1", "commit": "abc1234",
+                  "date": "2026-11-29T04:00:00", "seconds": 540.0 + 60 * seed}
+        (folder / f"seed{seed}.json").write_text(json.dumps(record))
+    block = readme_results.weight_average_block(tmp_path)
+    assert block.startswith("```\n2 seed(s), profile cpu, 1860 steps") and "32.50 ± 1.50" in block
+    assert "+1.50 ± 0.50" in block and "commit abc1234" in block and "9-10 min per seed" in block

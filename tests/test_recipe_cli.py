@@ -401,3 +401,13 @@ def test_operator_calls_skips_the_first_call_and_counts_no_views_as_device_work(
     assert operator_calls(fn) == (1, 1)
     assert operator_calls(lambda: x.view(2, 2)) == (1, 0)
     assert not _is_on(torch.device("cuda", 0), torch.device("cuda", 1)) and _is_on(torch.device("cuda", 1), torch.device("cuda"))
+
+
+def test_a_weight_average_is_reported_saved_and_kept_on_resume(tmp_path, capsys):
+    assert cli.main(cli_args(tmp_path, "--model-ema-decay", "0.5")) == 0
+    assert "the average of the weights (EMA, decay 0.5): final validation accuracy" in capsys.readouterr().out
+    assert set(torch.load(tmp_path / "last.pt", weights_only=False)["averages"]) == {"0.5"}
+    assert cli.main(["--output-dir", str(tmp_path), "--resume", "--no-progress"]) == 0   # finished: returned at once
+    assert "(EMA, decay 0.5)" in capsys.readouterr().out
+    assert cli.main(cli_args(tmp_path / "bad", "--model-ema-decay", "1.5")) == 2
+    assert "--model-ema-decay must lie in [0, 1)" in capsys.readouterr().err
