@@ -30,7 +30,7 @@ def load(name: str, results: Path = RESULTS) -> dict | None:
 def source(record: dict) -> str:
     """Where a measurement comes from, in one line.
 
-    Notebooks: used in 04.
+    Notebooks: used in 02, 04.
     """
     return f"{record['device']}, torch {record['torch']}, commit {record['commit']}, {record['date'][:10]}"
 

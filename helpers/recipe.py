@@ -24,7 +24,7 @@ RANGES = (("reprob", 0, 1), ("mixup_prob", 0, 1), ("mixup_switch_prob", 0, 1), (
 
 @dataclass(frozen=True)
 class Recipe:
-    """Notebooks: used in 03, 04."""
+    """Notebooks: used in 02, 03, 04."""
     aa: str = "rand-m9-mstd0.5-inc1"  # RandAugment; "" turns it off
     reprob: float = 0.25  # random erasing probability
     mixup: float = 0.8  # MixUp alpha; 0 turns it off

@@ -271,6 +271,12 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
     if state.get("scaler"):  # fp16's loss scale; none in a bf16 or fp32 run's checkpoint
         scaler.load_state_dict(state["scaler"])
     saved_averages = state.get("averages", {})
+    left_out = sorted(set(saved_averages) - {f"{a.decay:g}" for a in averages})
+    if left_out:  # the next checkpoint would be written without them
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT} also keeps weight averages with decay {', '.join(left_out)}: pass them again "
+            f"to resume it, so that they are not lost (train_in_profile(..., ema_decays=...); on the command "
+            f"line --model-ema-decay), or use a new run_dir.")
     for average in averages:
         key = f"{average.decay:g}"
         if key not in saved_averages:  # an average started mid-run would not be the run's average

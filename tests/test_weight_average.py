@@ -123,6 +123,14 @@ def test_an_interrupted_run_resumes_its_averages(small_data, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_run_with_averages_is_not_resumed_without_them(small_data, tmp_path):
+    run(small_data, (0.9,), tmp_path, epochs=1)
+    checkpoint = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="also keeps weight averages with decay 0.9: pass them again"):
+        run(small_data, (), tmp_path, epochs=1)
+    assert (tmp_path / "last.pt").read_bytes() == checkpoint
+
+
 def test_an_average_cannot_join_a_run_halfway(small_data, tmp_path):
     run(small_data, (), tmp_path, epochs=1)
     checkpoint = (tmp_path / "last.pt").read_bytes()
