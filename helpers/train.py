@@ -401,6 +401,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     network = model
     if world > 1:
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if start_epoch == 0:  # DDP gave every process rank 0's weights: the averages start from them too
+            for average in averages:
+                average.restart(model)
     autocast = autocast_for(device)
     if config.compile and start_epoch < config.epochs:
         if log_epochs:

@@ -83,6 +83,12 @@ class WeightAverage:
         return [(mine[k], theirs[k]) for k in mine]
 
     @torch.no_grad()
+    def restart(self, model: nn.Module) -> None:
+        """Start again from the model's weights (under DDP: rank 0's, once broadcast)."""
+        for mine, theirs in self._pairs(model):
+            mine.copy_(theirs)
+
+    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         averaged, copied = [], []
         for mine, theirs in self._pairs(model):

@@ -9,6 +9,7 @@ from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches, load_cifar10
 from helpers.models import build_vit
 from helpers.train import TrainConfig, fit
+from helpers.weight_average import WeightAverage
 
 out = Path(sys.argv[1])
 dist.init_process_group("gloo")
@@ -18,10 +19,12 @@ torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0'
 model = build_vit(embed_dim=16, depth=1, num_heads=2, drop_path_rate=0.1)
 batches = TensorBatches(train, 10, num_replicas=world, rank=rank)
 seen = batches.indices()  # this process's share of epoch 0
+average = WeightAverage(model, 0.5)  # made from this rank's own weights, before DDP broadcasts rank 0's
 history = fit(model, batches, TensorBatches(test, 16, shuffle=False, num_replicas=world, rank=rank),
               TrainConfig(epochs=2, batch_size=10, warmup_epochs=1, lr=1e-2),
-              batch_transform=BatchAugment(), run_dir=out / "run", progress=False, device="cpu")
-torch.save({"state": model.state_dict(), "indices": seen, "history": history}, out / f"rank{rank}.pt")
+              batch_transform=BatchAugment(), run_dir=out / "run", progress=False, device="cpu", averages=[average])
+torch.save({"state": model.state_dict(), "average": average.module.state_dict(), "indices": seen, "history": history},
+           out / f"rank{rank}.pt")
 # Both ranks done before either tears gloo down: a rank that leaves while the other still talks
 # (rank 0 writes the checkpoint) can abort ("terminate called without an active exception").
 dist.barrier()

@@ -19,6 +19,7 @@ def test_two_processes_with_gloo_agree_on_the_weights(tmp_path, precision):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     for name, weight in r0["state"].items():
         assert torch.equal(weight, r1["state"][name]), f"ranks disagree on {name}"
+        assert torch.equal(r0["average"][name], r1["average"][name]), f"ranks' weight averages disagree on {name}"
     # Each process trained on its own half of the data ...
     assert set(r0["indices"].tolist()).isdisjoint(r1["indices"].tolist())
     assert len(r0["indices"]) + len(r1["indices"]) == 80
@@ -29,4 +30,5 @@ def test_two_processes_with_gloo_agree_on_the_weights(tmp_path, precision):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["history.csv", "history.json", "last.pt"]
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert all(torch.equal(v, r0["state"][k]) for k, v in saved["model"].items())
+    assert all(torch.equal(v, r0["average"][k]) for k, v in saved["averages"]["0.5"]["module"].items())
     assert ("loss_scale" in r0["history"][-1]) == (precision == "fp16") == bool(saved["scaler"])
