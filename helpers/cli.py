@@ -196,6 +196,10 @@ def with_saved_settings(args):
                               f"Check --output-dir, or leave out --resume to start a new run there.")
     state = load_checkpoint(path)
     meta, config = state.get("metadata", {}), state.get("config", {})
+    if len(state.get("averages", {})) > 1:  # the command line keeps one; fit refuses to drop the others
+        raise CheckpointError(f"--resume: {path} keeps {len(state['averages'])} weight averages and the command line "
+                              f"resumes runs with one: resume it with helpers.profile_runs.train_in_profile(..., "
+                              f"ema_decays=...), which made it.")
     saved = {"profile": meta.get("profile"), "train_per_class": meta.get("train_per_class"),
              **meta.get("recipe", {}), **{k: v for k, v in meta.get("model", {}).items() if k in ("embed_dim", "depth", "num_heads")},
              "input_size": meta.get("model", {}).get("img_size"), "finetune": meta.get("finetuned_from"),

@@ -27,7 +27,7 @@ from helpers.errors import CourseError, make_folder
 from helpers.losses import classification_loss
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.speed import sync
-from helpers.weight_average import ema_key
+from helpers.weight_average import decay_key, ema_key
 
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
@@ -271,14 +271,14 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
     if state.get("scaler"):  # fp16's loss scale; none in a bf16 or fp32 run's checkpoint
         scaler.load_state_dict(state["scaler"])
     saved_averages = state.get("averages", {})
-    left_out = sorted(set(saved_averages) - {f"{a.decay:g}" for a in averages})
+    left_out = sorted(set(saved_averages) - {decay_key(a.decay) for a in averages})
     if left_out:  # the next checkpoint would be written without them
         raise CheckpointError(
             f"{run_dir / CHECKPOINT} also keeps weight averages with decay {', '.join(left_out)}: pass them again "
             f"to resume it, so that they are not lost (train_in_profile(..., ema_decays=...); on the command "
             f"line --model-ema-decay), or use a new run_dir.")
     for average in averages:
-        key = f"{average.decay:g}"
+        key = decay_key(average.decay)
         if key not in saved_averages:  # an average started mid-run would not be the run's average
             raise CheckpointError(
                 f"{run_dir / CHECKPOINT} holds no weight average with decay {key} (it holds "
@@ -452,7 +452,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                              "config": asdict(config), "metadata": metadata or {},
-                             "averages": {f"{a.decay:g}": a.state_dict() for a in averages}}, run_dir / CHECKPOINT)
+                             "averages": {decay_key(a.decay): a.state_dict() for a in averages}}, run_dir / CHECKPOINT)
             write_json_atomically({"config": asdict(config), "metadata": metadata or {}, "history": history},
                                   run_dir / HISTORY)
             write_csv_atomically(history, run_dir / HISTORY_CSV)

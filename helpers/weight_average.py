@@ -2,13 +2,13 @@
 
 After every optimizer step, average <- decay * average + (1 - decay) * weights. The average
 forgets a step's weights by a factor `decay` per later step: its memory spans about
-1 / (1 - decay) steps (the mean age of what it holds).
+1 / (1 - decay) steps (the mean age of what it holds, counting the newest step as 1).
 
-DeiT's code keeps one, its paper does not use it. DeiT's main.py turns --model-ema on by
-default with --model-ema-decay 0.99996 (timm's ModelEma, updated after every step in engine.py's
-train_one_epoch) and saves it in the checkpoint, but evaluates the raw model; the paper's
-Table 8 (arXiv 2012.12877 v2) reports the EMA as an extra row: 81.9 % top-1 at 224 px against
-the recipe's 81.8 %.
+DeiT's code keeps one; its recipe (Table 9 of arXiv 2012.12877 v2) does not. DeiT's main.py turns
+--model-ema on by default with --model-ema-decay 0.99996 (timm's ModelEma, updated after every
+step in engine.py's train_one_epoch) and saves it in the checkpoint, but evaluates the raw model.
+The paper reports the EMA apart: Table 8's row "with EMA", 81.9 % top-1 at 224 px against the
+recipe's 81.8 %, and Section 6's paragraph on it: a small edge that fine-tuning at 384 px removes.
 
 A decay is a number of steps, not a fraction of training: DeiT's 0.99996 remembers 25,000
 steps, 20 of its 300 ImageNet epochs (1,251 steps each at batch 1,024). Over a short run the same
@@ -17,7 +17,6 @@ decay barely leaves the initial weights; scaled_decay keeps DeiT's fraction of t
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -28,7 +27,7 @@ DEIT_STEPS = 300 * 1251  # 300 epochs of 1,281,167 ImageNet images in batches of
 
 def memory_steps(decay: float) -> float:
     """How many steps an average with this decay remembers: 1 / (1 - decay), the mean age of
-    the weights it holds.
+    the weights it holds (the newest step counted as 1).
 
     Notebooks: used in 02.
     """
@@ -55,9 +54,15 @@ def scaled_decay(total_steps: int, decay: float = DEIT_DECAY, reference_steps: i
     return 1.0 - 1.0 / max(1.0, memory_steps(decay) * total_steps / reference_steps)
 
 
+def decay_key(decay: float) -> str:
+    """The decay as a checkpoint names its average: 12 significant digits, so that decays a
+    millionth apart (or 0.9999996, which "%g" would print as 1) keep apart."""
+    return f"{decay:.12g}"
+
+
 def ema_key(decay: float, metric: str) -> str:
     """A history record's key for an average's metric, e.g. ema_key(0.99, "val_acc") -> "val_acc_ema0.99"."""
-    return f"{metric}_ema{decay:g}"
+    return f"{metric}_ema{decay_key(decay)}"
 
 
 class WeightAverage:
@@ -102,8 +107,9 @@ class WeightAverage:
         return {"decay": self.decay, "module": self.module.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if not math.isclose(state["decay"], self.decay, rel_tol=0, abs_tol=1e-12):
-            raise ValueError(f"The saved average has decay {state['decay']}, this one {self.decay}.")
+        if decay_key(state["decay"]) != decay_key(self.decay):
+            raise ValueError(f"The saved average has decay {state['decay']!r}, this one {self.decay!r}: "
+                             f"make this one with the saved decay.")
         self.module.load_state_dict(state["module"])
 
 
@@ -151,19 +157,23 @@ def curve_differences(results: list[dict], ablation_folder=None) -> list[float |
     for result in results:
         path = folder / result["profile"] / f"full-seed{result['seed']}.json"
         committed = [r["val_acc"] for r in read_result(path)["history"]] if path.exists() else None
-        gaps.append(None if committed is None else round(max(
-            abs(a - b) for a, b in zip(result["model"]["val_acc_per_epoch"], committed, strict=True)), 2))
+        mine = result["model"]["val_acc_per_epoch"]
+        if committed is not None and len(committed) != len(mine):
+            raise ValueError(f"{path} has {len(committed)} epochs, the seed {result['seed']} run {len(mine)}: it "
+                             f"is another run (another --epochs), not the one this run repeats.")
+        gaps.append(None if committed is None else round(max(abs(a - b) for a, b in zip(mine, committed)), 2))
     return gaps
 
 
 def describe_weight_averages(results: list[dict]) -> str:
-    """Final validation accuracy of the model and of each average, mean ± s.e. over seeds, and the
-    paired differences average minus model: at the final epoch, and averaged over all epochs
-    (where the curves differ while the learning rate is still high).
+    """Final validation and test accuracy of the model and of each average, mean ± s.e. over
+    seeds, and the paired differences average minus model in validation accuracy: at the final
+    epoch, and averaged over all epochs (where the curves differ while the learning rate is
+    still high); * marks a test on its own, † one that holds after Holm's correction over all.
 
     Notebooks: used in 02.
     """
-    from helpers.stats import format_estimate, mean_and_se, paired_difference
+    from helpers.stats import format_estimate, holm_rejections, mean_and_se, paired_difference
 
     def by_seed(get):
         return {r["seed"]: get(r) for r in results}
@@ -171,22 +181,29 @@ def describe_weight_averages(results: list[dict]) -> str:
     def over_epochs(curve: dict) -> float:
         return sum(curve["val_acc_per_epoch"]) / len(curve["val_acc_per_epoch"])
 
-    def difference(a: dict, b: dict) -> str:
-        d = paired_difference(a, b)
-        return f"{format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}"
+    def estimate(values: dict) -> str:
+        return format_estimate(*mean_and_se(list(values.values())))
+
+    def row(name: str, curve) -> str:
+        return f"  {name:52s} {estimate(by_seed(lambda r: curve(r)['val_acc'])):>14s} " \
+               f"{estimate(by_seed(lambda r: curve(r)['test_acc'])):>14s}"
 
     first = results[0]
-    model = by_seed(lambda r: r["model"]["val_acc"])
-    model_over_epochs = by_seed(lambda r: over_epochs(r["model"]))
-    lines = [f"{len(results)} seed(s), profile {first['profile']}, {first['total_steps']} steps: "
-             f"final validation accuracy %, mean ± s.e.",
-             f"  {'the model itself (what DeiT evaluates)':52s} {format_estimate(*mean_and_se(list(model.values())))}"]
-    differences = []
+    lines = [f"{len(results)} seed(s), profile {first['profile']}, {first['total_steps']} steps: accuracy %, "
+             f"mean ± s.e.", f"  {'':52s} {'validation':>14s} {'test':>14s}",
+             row("the model itself (what DeiT evaluates)", lambda r: r["model"])]
+    model, model_over_epochs = by_seed(lambda r: r["model"]["val_acc"]), by_seed(lambda r: over_epochs(r["model"]))
+    tests = []  # (label, final, over epochs): paired differences in validation accuracy
     for label, average in first["averages"].items():
-        final = by_seed(lambda r, lb=label: r["averages"][lb]["val_acc"])
-        every_epoch = by_seed(lambda r, lb=label: over_epochs(r["averages"][lb]))
-        name = f"EMA, {label} (decay {average['decay']:.5g})"
-        lines.append(f"  {name:52s} {format_estimate(*mean_and_se(list(final.values())))}")
-        differences.append(f"  {label:40s} {difference(final, model):>16s} {difference(every_epoch, model_over_epochs):>18s}")
-    return "\n".join(lines + ["EMA minus the model (points, paired), * distinguishable from zero (paired t-test, 5 %):",
-                              f"  {'':40s} {'final epoch':>16s} {'mean over epochs':>18s}"] + differences)
+        lines.append(row(f"EMA, {label} (decay {average['decay']:.5g})", lambda r, lb=label: r["averages"][lb]))
+        tests.append((label, paired_difference(by_seed(lambda r, lb=label: r["averages"][lb]["val_acc"]), model),
+                      paired_difference(by_seed(lambda r, lb=label: over_epochs(r["averages"][lb])), model_over_epochs)))
+    holm = iter(holm_rejections([d["p"] for _, *pair in tests for d in pair]))
+
+    def marked(d: dict) -> str:
+        return f"{format_estimate(d['mean'], d['se'], signed=True)}{'*' * d['distinguishable']}{'†' * next(holm)}"
+    return "\n".join(lines + [
+        "EMA minus the model, validation accuracy (points, paired); * distinguishable from zero (paired",
+        f"t-test, 5 %, each test on its own), † still so after Holm's correction over these {2 * len(tests)} tests:",
+        f"  {'':40s} {'final epoch':>17s} {'mean over epochs':>18s}"]
+        + [f"  {label:40s} {marked(final):>17s} {marked(every):>18s}" for label, final, every in tests])

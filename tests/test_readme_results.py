@@ -119,8 +119,8 @@ def test_weight_average_block_shows_the_seeds_summary_and_its_source_or_that_non
     folder.mkdir(parents=True)
     for seed, (model, average) in enumerate([(30.0, 31.0), (32.0, 34.0)]):
         record = {"seed": seed, "profile": "cpu", "total_steps": 1860,
-                  "model": {"val_acc": model, "val_acc_per_epoch": [model]},
-                  "averages": {"DeiT's share of training": {"decay": 0.9919, "val_acc": average,
+                  "model": {"val_acc": model, "test_acc": model, "val_acc_per_epoch": [model]},
+                  "averages": {"DeiT's share of training": {"decay": 0.9919, "val_acc": average, "test_acc": average,
                                                             "val_acc_per_epoch": [average]}},
                   "device": "cpu (x86_64, 1 threads)", "torch": "2.14.1", "commit": "abc1234",
                   "date": "2026-11-29T04:00:00", "seconds": 540.0 + 60 * seed}

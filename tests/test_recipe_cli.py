@@ -411,3 +411,11 @@ def test_a_weight_average_is_reported_saved_and_kept_on_resume(tmp_path, capsys)
     assert "(EMA, decay 0.5)" in capsys.readouterr().out
     assert cli.main(cli_args(tmp_path / "bad", "--model-ema-decay", "1.5")) == 2
     assert "--model-ema-decay must lie in [0, 1)" in capsys.readouterr().err
+
+
+def test_resume_names_what_to_use_for_a_run_with_several_weight_averages(tmp_path, capsys):
+    from helpers.profile_runs import train_in_profile
+    train_in_profile("two", profile=get_profile("ci"), recipe=Recipe(), run_dir=tmp_path, ema_decays=(0.5, 0.9),
+                     progress=False, epochs=1, warmup_epochs=0)
+    assert cli.main(["--output-dir", str(tmp_path), "--resume", "--no-progress"]) == 2
+    assert "keeps 2 weight averages" in capsys.readouterr().err
