@@ -23,7 +23,7 @@ import torch
 from helpers.cli import positive_int
 from helpers.constants import IMAGE_SIZE, RUNS
 from helpers.errors import reports_errors
-from helpers.files import write_json_atomically
+from helpers.files import write_missing_seeds
 from helpers.profile_runs import finetune_in_profile, profile_data, train_in_profile
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.provenance import provenance
@@ -78,13 +78,7 @@ def main(argv=None) -> int:
     profile, device = get_profile(args.profile), pick_device()
     folder = Path(args.results_dir) / profile.name
     teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
-    for seed in range(args.seeds):
-        path = folder / f"seed{seed}.json"
-        if path.exists():
-            print(f"seed {seed}: {path} exists, skipped")
-            continue
-        write_json_atomically(run_seed(seed, profile, teacher, device), path)
-        print(f"seed {seed}: written to {path}", flush=True)
+    write_missing_seeds(range(args.seeds), folder, lambda seed: run_seed(seed, profile, teacher, device))
     if profile.name == "ci":
         print(smoke_test_label(profile))
     print(describe_finetuning(finetune_results(profile.name, folder.parent)))

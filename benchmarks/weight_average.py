@@ -27,7 +27,7 @@ from helpers.ablate import FULL, run_config
 from helpers.cli import positive_int
 from helpers.constants import RESULTS
 from helpers.errors import reports_errors
-from helpers.files import write_json_atomically
+from helpers.files import write_missing_seeds
 from helpers.profile_runs import steps_in_profile, train_in_profile
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.provenance import provenance
@@ -81,13 +81,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     profile, device = get_profile(args.profile), pick_device()
     folder = Path(args.results_dir) / profile.name
-    for seed in [args.seed] if args.seed is not None else range(args.seeds):
-        path = folder / f"seed{seed}.json"
-        if path.exists():
-            print(f"seed {seed}: {path} exists, skipped")
-            continue
-        write_json_atomically(run_seed(seed, profile, device), path)
-        print(f"seed {seed}: written to {path}", flush=True)
+    write_missing_seeds([args.seed] if args.seed is not None else range(args.seeds), folder,
+                        lambda seed: run_seed(seed, profile, device))
     if profile.name == "ci":
         print(smoke_test_label(profile))
     print(describe_weight_averages(weight_average_results(profile.name, folder.parent)))

@@ -47,6 +47,22 @@ def read_result(path) -> dict:
     return found
 
 
+def seed_results(folder) -> list[dict]:
+    """A per-seed benchmark's results, folder/seed<k>.json, in seed order (none yet: an empty list)."""
+    return [read_result(p) for p in sorted(Path(folder).glob("seed*.json"))]
+
+
+def write_missing_seeds(seeds, folder, run_seed) -> None:
+    """folder/seed<k>.json = run_seed(k) for each seed without one yet (a finished seed is kept)."""
+    for seed in seeds:
+        path = Path(folder) / f"seed{seed}.json"
+        if path.exists():
+            print(f"seed {seed}: {path} exists, skipped")
+            continue
+        write_json_atomically(run_seed(seed), path)
+        print(f"seed {seed}: written to {path}", flush=True)
+
+
 def write_csv_atomically(rows: list[dict], path) -> None:
     buffer = io.StringIO()
     columns = list(dict.fromkeys(key for row in rows for key in row))  # rows written by older code may lack some

@@ -21,7 +21,7 @@ from torch import nn
 
 from helpers.constants import IMAGE_SIZE, RESULTS
 from helpers.data import CIFAR10Arrays, TensorBatches
-from helpers.files import read_result
+from helpers.files import seed_results
 from helpers.stats import format_estimate, mean_and_se, paired_difference
 from helpers.train import EVAL_BATCH, TrainConfig, evaluate
 
@@ -172,7 +172,7 @@ def finetune_results(profile_name: str, folder: Path = FINETUNE_RESULTS) -> list
 
     Notebooks: used in 04.
     """
-    return [read_result(p) for p in sorted((folder / profile_name).glob("seed*.json"))]
+    return seed_results(folder / profile_name)
 
 
 def describe_finetuning(results: list[dict]) -> str:

@@ -137,10 +137,10 @@ def weight_average_results(profile_name: str, folder=None) -> list[dict]:
     Notebooks: used in 02.
     """
     from helpers.constants import RESULTS
-    from helpers.files import read_result
+    from helpers.files import seed_results
 
     folder = RESULTS / "weight_average" if folder is None else folder
-    return [read_result(p) for p in sorted((folder / profile_name).glob("seed*.json"))]
+    return seed_results(folder / profile_name)
 
 
 def curve_differences(results: list[dict], ablation_folder=None) -> list[float | None]:
