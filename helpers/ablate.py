@@ -30,13 +30,16 @@ Each run writes results/ablation/<profile>/<variant>-seed<k>.json. Runs go seed 
 variant's seed 0 first), finished runs are skipped and interrupted ones resume from
 runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget); --time-limit-s stops before a run that would not fit in the time left.
 
+Table 8's other rows (`python -m helpers ablate --only full+dropout full-mixup-cutmix`) run with the
+same protocol and seeds beside `full`, which they are compared with; they are not in the default set.
+
 --together M trains up to M of the pending runs in the same steps (helpers.together.fit_together:
 the same results to float rounding, more work per step for a GPU that one small model leaves
 idle): plain and distilled students (extra token and head) form separate groups, filled in the
 order above. A group's checkpoint goes to runs/ablation/<profile>/together<n>-<hash of its
 runs>/, so the same pending runs resume there; each result is written as a single run's, with
 "together": n and train_seconds the group's time / n. A group that runs out of GPU memory is
-given up, and the runs left go on in groups half as large.
+given up, and the runs left go on in groups half as large. A run with dropout trains alone.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ from helpers.constants import RESULTS as ALL_RESULTS, RUNS
 from helpers.errors import make_folder, reports_errors
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data, train_in_profile
 from helpers.files import read_result, write_json_atomically
-from helpers.paper import SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, table_8_converged, table_8_delta
+from helpers.paper import (SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, TABLE_8_DEFAULT, TABLE_8_OTHER,
+                           table_8_converged, table_8_delta)
 from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
@@ -83,6 +87,14 @@ DISTILLATION = {
                                         distillation_tau=SOFT_DISTILLATION_TAU, distillation_kl="batchmean"),
 }
 
+# Rows of the paper's Table 8 beyond the ingredients, as changes to DeiT's recipe: run on request
+# (--only), not part of the protocol's set. The dropout rate is ViT-B's in Table 9, 0.1 (Table 8
+# does not state the one it used).
+TABLE_8_ROWS = {
+    "full+dropout": ("with dropout", dict(drop=0.1)),
+    "full-mixup-cutmix": ("without mixup and cutmix", dict(mixup=0.0, cutmix=0.0)),
+}
+
 
 def cumulative_name(index: int) -> str:
     """The cumulative variant that has the first index + 1 ingredients ("full" has them all)."""
@@ -107,6 +119,16 @@ def variants() -> dict[str, Recipe]:
     for name, fields in DISTILLATION.items():
         found[f"full+{name}"] = FULL.but(**fields)
     return found
+
+
+def table_8_variants() -> dict[str, Recipe]:
+    """The recipes of TABLE_8_ROWS, by variant name."""
+    return {name: FULL.but(**fields) for name, (_, fields) in TABLE_8_ROWS.items()}
+
+
+def all_variants() -> dict[str, Recipe]:
+    """The protocol's variants, then Table 8's other rows: every name the runner takes."""
+    return {**variants(), **table_8_variants()}
 
 
 def without(ingredient: str) -> Recipe:
@@ -179,6 +201,11 @@ def distilled(recipe: Recipe) -> bool:
     Notebooks: used in 04.
     """
     return recipe.distillation_type != "none"
+
+
+def trains_together(recipe: Recipe) -> bool:
+    """Whether helpers.together.fit_together can train the recipe's model: not with dropout."""
+    return recipe.drop == 0
 
 
 def together_groups(pending: list[tuple[str, int]], table: dict[str, Recipe], size: int) -> list[list[tuple[str, int]]]:
@@ -371,6 +398,46 @@ def contributions(results: list[dict]) -> list[dict]:
     return rows
 
 
+def table_8_rows(results: list[dict]) -> list[dict]:
+    """Table 8's other rows that were run: each one's paired difference from `full` (final
+    validation accuracy, points; Holm's correction over the rows shown) beside the paper's change
+    from its default recipe (DeiT-B, 224 px). A row without a result in common with `full` is left out.
+
+    Notebooks: used in 05.
+    """
+    val = by_variant(results, "final_val_acc")
+    rows = []
+    for name, (row_name, _) in TABLE_8_ROWS.items():
+        if name in val and "full" in val and (d := paired_difference(val[name], val["full"])) is not None:
+            paper = round(TABLE_8_OTHER[row_name]["top1_224"] - TABLE_8_DEFAULT["top1_224"], 1)
+            rows.append({"variant": name, "row": row_name, "difference": d, "paper": paper})
+    for row, holm in zip(rows, holm_rejections([r["difference"]["p"] for r in rows])):
+        row["difference"]["holm"] = holm
+    return rows
+
+
+TABLE_8_HEADER = ("Table 8 row", "variant", "seeds", "here, vs full", "paper, vs default")
+
+
+def table_8_cells(row: dict) -> tuple[str, ...]:
+    d = row["difference"]
+    marks = ("*" if d["distinguishable"] else "") + ("†" if d["holm"] else "")
+    return (row["row"], row["variant"], str(d["n"]), format_estimate(d["mean"], d["se"], signed=True) + f"{marks:2s}",
+            f"{row['paper']:+.1f}")
+
+
+def print_table_8_rows(rows: list[dict]) -> None:
+    """Notebooks: used in 05."""
+    _print_table(TABLE_8_HEADER, [table_8_cells(r) for r in rows], widths=(-26, -18, 5, 16, 17))
+    print(table_8_footnote(rows))
+
+
+def table_8_footnote(rows: list[dict]) -> str:
+    return (f"points of final validation accuracy, mean ± s.e. of the paired differences over seeds; * distinguishable "
+            f"from zero (paired t-test, 5 %); † still so after Holm's correction over these {len(rows)} rows; "
+            f"paper: DeiT-B on ImageNet at 224 px, Table 8 (arXiv 2012.12877v2), a single run each")
+
+
 def paired_tests(rows: list[dict]) -> list[dict]:
     """The distinct paired comparisons among contributions() rows, each once: the last
     ingredient's `added` and `removed` compare the same two variants and count as one.
@@ -452,8 +519,8 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     Notebooks: used in 05.
     """
     profile = profile or get_profile()
-    table = variants()
-    names = list(names or table)
+    table = all_variants()
+    names = list(names or variants())
     unknown = [n for n in names if n not in table]
     if unknown:
         raise SystemExit(f"Unknown variants {unknown}; `python -m helpers ablate --list` shows them.")
@@ -469,7 +536,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
                 check_same_epochs(found, run_config(profile, table[name], seed, epochs, compile=False), path)
                 results.append(found)
                 continue
-            if together:
+            if together and trains_together(table[name]):
                 pending.append((name, seed))
                 continue
             is_distilled = distilled(table[name])
@@ -565,6 +632,9 @@ def main(argv=None) -> int:
     if args.list:
         for name, recipe in variants().items():
             print(f"{name:32s} {recipe}")
+        print("\nTable 8's other rows (run with --only; not in the protocol's set):")
+        for name, recipe in table_8_variants().items():
+            print(f"{name:32s} {recipe}")
         return 0
     profile = get_profile(args.profile)
     if args.summary:
@@ -582,4 +652,7 @@ def main(argv=None) -> int:
     print_summary(summarize(results, list(variants())))
     print()
     print_contributions(contributions(results))
+    if rows := table_8_rows(results):
+        print()
+        print_table_8_rows(rows)
     return 0

@@ -25,7 +25,7 @@ def reference_results(profile: Profile) -> tuple[list[dict], str]:
     Notebooks: used in 02, 03, 05.
     """
     for name in (["full", "cpu"] if profile.name == "full" else ["cpu"]):
-        results = load_results(name)
+        results = [r for r in load_results(name) if r["variant"] in variants()]  # the protocol's set
         if results:
             seeds = len({r["seed"] for r in results})
             images, epochs = _sizes(results)

@@ -132,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--mixup-switch-prob", type=float, default=d.mixup_switch_prob)
     g.add_argument("--smoothing", type=float, default=d.smoothing)
     g.add_argument("--drop-path", type=float, default=d.drop_path)
+    g.add_argument("--drop", type=float, default=d.drop,
+                   help="dropout rate (DeiT: 0, its main.py's default; Table 8's 'with dropout' row; notebook 02)")
     g.add_argument("--repeated-aug", action=argparse.BooleanOptionalAction, default=d.repeated_aug)
     g.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default=d.distillation_type)
     g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha,
@@ -177,7 +179,7 @@ def recipe_from(args) -> Recipe:
                          f"--distillation-type hard or soft, or leave {'them' if len(unused) > 1 else 'it'} out.")
     return Recipe(aa=args.aa, reprob=args.reprob, mixup=args.mixup, cutmix=args.cutmix,
                   mixup_prob=args.mixup_prob, mixup_switch_prob=args.mixup_switch_prob,
-                  smoothing=args.smoothing, drop_path=args.drop_path, repeated_aug=args.repeated_aug,
+                  smoothing=args.smoothing, drop_path=args.drop_path, drop=args.drop, repeated_aug=args.repeated_aug,
                   distillation_type=args.distillation_type, distillation_alpha=args.distillation_alpha,
                   distillation_tau=args.distillation_tau)
 
@@ -224,7 +226,7 @@ def trained_model(path, flag: str):
                               f"train`. {flag} takes a run's {CHECKPOINT} (e.g. runs/<profile>/deit/{CHECKPOINT}); "
                               f"`python -m helpers teacher` evaluates the CNN teacher.")
     recipe = Recipe(**meta.get("recipe", {}))
-    model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "distilled")})
+    model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "drop_rate", "distilled")})
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:  # weights of another shape than the config it recorded

@@ -11,6 +11,21 @@ from torch import nn
 
 from helpers.regularization import DropPath, drop_path_rates
 
+def optional_dropout(rate: float) -> nn.Dropout | None:
+    """Dropout at `rate`, or None at 0: a model without dropout then has no extra modules and
+    draws no extra random numbers, so it trains exactly as before dropout existed here.
+
+    DeiT's --drop (default 0, main.py) is timm's drop_rate, which timm 0.3.2 applies after the
+    position embeddings, after attention's output projection and twice in the MLP; not in the head."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"A dropout rate lies in [0, 1), not {rate}.")
+    return nn.Dropout(rate) if rate else None
+
+
+def dropped(dropout: nn.Dropout | None, x: torch.Tensor) -> torch.Tensor:
+    return x if dropout is None else dropout(x)
+
+
 # DeiT-Tiny (Touvron et al., 2021, Table 1) with 4x4 patches for CIFAR's 32x32 images.
 DEIT_TINY_32 = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0)
 
@@ -20,7 +35,7 @@ def vit_config(**overrides) -> dict:
 
     Notebooks: used in 00, 04.
     """
-    unknown = set(overrides) - set(DEIT_TINY_32) - {"num_classes", "drop_path_rate", "distilled"}
+    unknown = set(overrides) - set(DEIT_TINY_32) - {"num_classes", "drop_path_rate", "drop_rate", "distilled"}
     if unknown:
         raise ValueError(f"Unknown ViT config fields: {sorted(unknown)}.")
     return {**DEIT_TINY_32, "num_classes": 10, **overrides}
@@ -61,7 +76,7 @@ class MultiHeadAttention(nn.Module):
     Notebooks: used in 00, 02.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_drop: float = 0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}.")
@@ -69,6 +84,7 @@ class MultiHeadAttention(nn.Module):
         self.fused = True
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = optional_dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, D = x.shape
@@ -79,7 +95,7 @@ class MultiHeadAttention(nn.Module):
         else:  # the same, spelled out (helpers.together: vmap on CUDA breaks the fused kernels)
             scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
             out = scores.float().softmax(dim=-1).to(v.dtype) @ v  # softmax in float32, as the kernels do
-        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+        return dropped(self.proj_drop, self.proj(out.transpose(1, 2).reshape(B, N, D)))
 
 
 def set_fused_attention(model: nn.Module, fused: bool) -> nn.Module:
@@ -92,12 +108,14 @@ def set_fused_attention(model: nn.Module, fused: bool) -> nn.Module:
 
 class Mlp(nn.Module):
     """Notebooks: used in 02."""
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        self.drop = optional_dropout(drop)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        # dropout after the activation and after fc2, as in timm 0.3.2's Mlp (the timm DeiT used)
+        return dropped(self.drop, self.fc2(dropped(self.drop, self.act(self.fc1(x)))))
 
 
 class Block(nn.Module):
@@ -106,12 +124,12 @@ class Block(nn.Module):
     Notebooks: built in 00 (the transformer block), 02 (with stochastic depth).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0, drop: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = MultiHeadAttention(dim, num_heads)
+        self.attn = MultiHeadAttention(dim, num_heads, proj_drop=drop)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x):
@@ -127,15 +145,16 @@ class VisionTransformer(nn.Module):
     """
 
     def __init__(self, img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3,
-                 mlp_ratio=4.0, num_classes=10, drop_path_rate=0.0, distilled=False):
+                 mlp_ratio=4.0, num_classes=10, drop_path_rate=0.0, distilled=False, drop_rate=0.0):
         super().__init__()
         self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
         self.num_prefix_tokens = 2 if distilled else 1
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
+        self.pos_drop = optional_dropout(drop_rate)
         rates = drop_path_rates(depth, drop_path_rate)
-        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, r) for r in rates])
+        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, r, drop_rate) for r in rates])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = nn.Linear(embed_dim, num_classes)
         self.head_dist = nn.Linear(embed_dim, num_classes) if distilled else None
@@ -159,7 +178,7 @@ class VisionTransformer(nn.Module):
         return torch.cat([prefix, x], dim=1) + self.pos_embed
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.blocks(self.tokens(x)))
+        return self.norm(self.blocks(dropped(self.pos_drop, self.tokens(x))))
 
     def forward(self, x: torch.Tensor):
         x = self.forward_features(x)

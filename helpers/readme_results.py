@@ -29,17 +29,22 @@ def markdown_table(header, rows) -> str:
 
 def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str:
     """The summary and the contributions of one profile's ablation, as markdown."""
-    results = ablate.load_results(profile_name, results_dir)
+    found = ablate.load_results(profile_name, results_dir)
+    names = list(ablate.variants())
+    results = [r for r in found if r["variant"] in names]
     if not results:
         return f"No `results/ablation/{profile_name}/` results yet.\n"
-    names = list(ablate.variants())
     contributions = ablate.contributions(results)
+    table_8 = ablate.table_8_rows(found)
     return "\n\n".join([
         f"{len(results)} of {len(names) * ablate.SEEDS} runs ({len(names)} variants × {ablate.SEEDS} seeds); "
         "final validation and test accuracy (%), mean ± s.e. over seeds:",
         markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in ablate.summarize(results, names)]),
         markdown_table(ablate.CONTRIBUTIONS_HEADER, [ablate.contribution_cells(r) for r in contributions]),
         ablate.contributions_footnote(contributions) + ".",
+        *([f"Other rows of the paper's Table 8, run with the same protocol and seeds beside `full`:",
+           markdown_table(ablate.TABLE_8_HEADER, [ablate.table_8_cells(r) for r in table_8]),
+           ablate.table_8_footnote(table_8) + "."] if table_8 else []),
     ]) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 Field names and defaults follow the flags of DeiT's main.py (Touvron et al., 2021, Table 9):
 RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, MixUp 0.8, CutMix 1.0, switch 0.5,
-label smoothing 0.1, stochastic depth 0.1, repeated augmentation on, no distillation; except
+label smoothing 0.1, stochastic depth 0.1, repeated augmentation on, no dropout, no distillation; except
 soft distillation's defaults, which are the paper's (tau 3, lambda 0.1; main.py has 1.0 and 0.5).
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ DISTILLATION_TYPES = ("none", "soft", "hard")
 # (field, lowest, highest): probabilities in [0, 1], Beta alphas non-negative, smoothing and drop
 # rates below 1 (at 1 nothing is learned or every block is dropped), a weight in [0, 1]
 RANGES = (("reprob", 0, 1), ("mixup_prob", 0, 1), ("mixup_switch_prob", 0, 1), ("mixup", 0, float("inf")),
-          ("cutmix", 0, float("inf")), ("smoothing", 0, 0.99), ("drop_path", 0, 0.99), ("distillation_alpha", 0, 1))
+          ("cutmix", 0, float("inf")), ("smoothing", 0, 0.99), ("drop_path", 0, 0.99), ("drop", 0, 0.99),
+          ("distillation_alpha", 0, 1))
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Recipe:
     mixup_switch_prob: float = 0.5
     smoothing: float = 0.1
     drop_path: float = 0.1
+    drop: float = 0.0  # dropout (main.py's --drop); DeiT leaves it out, ViT-B trained with 0.1 (Table 9)
     repeated_aug: bool = True
     distillation_type: str = "none"
     # None: the kind's weight, 1/2 for hard and the paper's lambda 0.1 for soft. The soft default
@@ -85,8 +87,8 @@ class Recipe:
                             per_image=per_image, generator=generator)
 
     def build_model(self, **model_config):
-        return build_vit(drop_path_rate=self.drop_path, distilled=self.distillation_type != "none",
-                         **model_config)
+        return build_vit(drop_path_rate=self.drop_path, drop_rate=self.drop,
+                         distilled=self.distillation_type != "none", **model_config)
 
     def loss_fn(self, teacher=None):
         """fit's loss_fn(outputs, targets, images); the teacher sees the student's exact inputs."""

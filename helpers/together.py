@@ -178,6 +178,10 @@ def _drop_probs(model: nn.Module) -> list[float]:
     if not all(isinstance(getattr(block, "drop_path", None), DropPath) for block in getattr(model, "blocks", [None])):
         raise TypeError("fit_together trains the course's VisionTransformer (helpers.models.build_vit), whose "
                         "blocks each hold one DropPath.")
+    if any(isinstance(module, nn.Dropout) for module in model.modules()):
+        raise ValueError("fit_together trains no model with dropout (Recipe.drop > 0): it would have to draw each "
+                         "model's dropout masks as fit does, and does not. Train it alone with helpers.train.fit "
+                         "(`python -m helpers ablate --together` does so by itself).")
     return [block.drop_path.drop_prob for block in model.blocks]
 
 

@@ -366,3 +366,42 @@ def test_ablation_checkers_answer_a_list_with_holes_instead_of_raising(capsys):
     for answer in (["random-erasing", None], "random-erasing"):
         assert not exercises_ablation.check_within_noise(answer, results)
         assert "give a list of ingredient names" in capsys.readouterr().out
+
+
+def test_table_8_rows_are_deits_recipe_with_one_change_and_not_in_the_protocols_set():
+    from helpers.paper import TABLE_8_OTHER
+    extra, protocol = ablate.table_8_variants(), ablate.variants()
+    assert set(extra).isdisjoint(protocol) and all(r not in protocol.values() for r in extra.values())
+    assert differing_fields(Recipe(), extra["full+dropout"]) == {"drop"} and extra["full+dropout"].drop == 0.1
+    assert differing_fields(Recipe(), extra["full-mixup-cutmix"]) == {"mixup", "cutmix"}
+    assert all(row in TABLE_8_OTHER for row, _ in ablate.TABLE_8_ROWS.values())
+    assert list(ablate.all_variants()) == list(protocol) + list(extra)
+
+
+def test_table_8_rows_compare_with_full_seed_by_seed_beside_the_papers_change(capsys):
+    results = _results({"full": [80.0, 81.0, 82.0], "full+dropout": [79.0, 80.1, 80.9],
+                        "full-mixup-cutmix": [75.0]})
+    rows = {r["variant"]: r for r in ablate.table_8_rows(results)}
+    dropout = rows["full+dropout"]
+    assert dropout["row"] == "with dropout" and dropout["paper"] == pytest.approx(-0.5)  # 81.3 - 81.8
+    assert dropout["difference"]["mean"] == pytest.approx(-1.0) and dropout["difference"]["n"] == 3
+    assert dropout["difference"]["distinguishable"] and dropout["difference"]["holm"]
+    one_seed = rows["full-mixup-cutmix"]["difference"]
+    assert one_seed["n"] == 1 and one_seed["p"] is None and not one_seed["holm"]  # no test with one seed
+    assert rows["full-mixup-cutmix"]["paper"] == pytest.approx(-6.0)  # 75.8 - 81.8
+    assert ablate.table_8_rows(_results({"full+dropout": [79.0]})) == []  # nothing to pair with
+    ablate.print_table_8_rows(list(rows.values()))
+    out = capsys.readouterr().out
+    assert "with dropout" in out and "-1.00 ± 0.06*†" in out and "-0.5" in out
+
+
+def test_the_runner_takes_table_8_rows_by_name_only_and_trains_dropout_alone(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(ablate, "train_in_profile", _fake_training(calls))
+    grouped = []
+    monkeypatch.setattr(ablate, "run_together", lambda pending, *a, **k: grouped.extend(pending) or [])
+    ablate.run_ablation(["full", "full+dropout"], seeds=1, profile=get_profile("ci"), together=2,
+                        results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False)
+    assert list(calls) == ["full+dropout-seed0"] and grouped == [("full", 0)]
+    assert not ablate.trains_together(ablate.all_variants()["full+dropout"])
+    assert all(ablate.trains_together(r) for r in ablate.variants().values())

@@ -199,3 +199,41 @@ def test_block_checker_rejects_in_place_residuals_that_break_the_backward_pass(f
     assert not check_block_forward(student_block(forward))
     out = capsys.readouterr().out
     assert out.startswith("Not yet: ") and "x = x + " in out and "in place" in out
+
+
+def test_dropout_equals_timms_drop_rate_in_train_mode():
+    # DeiT's --drop reaches timm 0.3.2's drop_rate: after the position embeddings, attention's
+    # projection and twice in the MLP; timm 1.0 names those pos_drop_rate and proj_drop_rate.
+    sizes = dict(embed_dim=24, depth=3, num_heads=2)
+    torch.manual_seed(0)
+    ours = build_vit(drop_rate=0.3, drop_path_rate=0.2, **sizes).train()
+    reference = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=4, num_classes=10, pos_drop_rate=0.3, proj_drop_rate=0.3, drop_path_rate=0.2,
+        **sizes).train()
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    torch.manual_seed(1)
+    out = ours(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(out, reference(x), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(out, ours.eval()(x))  # it did drop: train and eval differ
+    dropouts = [m for m in ours.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 1 + 2 * 3 and all(m.p == 0.3 for m in dropouts)
+
+
+def test_no_dropout_adds_no_modules_and_draws_nothing():
+    torch.manual_seed(0)
+    model = build_vit(embed_dim=24, depth=2, num_heads=2).train()
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    before = torch.get_rng_state()
+    model(torch.randn(2, 3, 32, 32))
+    after = torch.get_rng_state()
+    torch.set_rng_state(before)
+    torch.randn(2, 3, 32, 32)
+    assert torch.equal(torch.get_rng_state(), after)  # only the input drew random numbers
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_dropout_rate_outside_0_1_is_refused(rate):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        build_vit(drop_rate=rate, embed_dim=24, depth=1, num_heads=2)

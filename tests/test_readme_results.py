@@ -33,6 +33,14 @@ def test_ablation_block_states_means_paired_differences_and_what_is_missing(tmp_
     # paired differences 3.0, 3.1, 2.9: mean 3.00, s.e. 0.06, clearly not zero
     assert "| randaugment | +3.00 ± 0.06*† | - |" in block  # one test: Holm's correction changes nothing
     assert "full" not in block.split("| ingredient |")[0]  # variants without results are left out
+    assert "Other rows" not in block  # no run of Table 8's other rows
+
+
+def test_ablation_block_adds_table_8_rows_apart_from_the_protocols_count(tmp_path):
+    write_results(tmp_path / "cpu", {"full": {0: 80.0, 1: 81.0}, "full+dropout": {0: 79.0, 1: 80.5}})
+    block = readme_results.ablation_block("cpu", tmp_path)
+    assert block.startswith("2 of 51 runs")  # the protocol's runs only
+    assert "| with dropout | full+dropout | 2 | -0.75 ± 0.25 | -0.5 |" in block
 
 
 def test_an_empty_profile_says_so(tmp_path):

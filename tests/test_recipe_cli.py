@@ -28,6 +28,8 @@ def test_bad_recipes_fail_at_once():
         Recipe(distillation_type="medium")
     with pytest.raises(ValueError, match="rand-m9"):
         Recipe(aa="rand-x9")
+    with pytest.raises(ValueError, match=r"drop must lie in \[0, 0.99\]"):
+        Recipe(drop=1.0)
 
 
 def test_plain_recipe_keeps_integer_labels(batch):
@@ -57,6 +59,10 @@ def test_model_and_loss_follow_the_recipe():
     def rates(recipe):
         return [b.drop_path.drop_prob for b in recipe.build_model(embed_dim=16, depth=4, num_heads=2).blocks]
     assert rates(Recipe(drop_path=0.3)) == pytest.approx([0.0, 0.1, 0.2, 0.3]) and rates(Recipe.plain()) == [0.0] * 4
+    def dropouts(recipe):
+        return [m.p for m in recipe.build_model(embed_dim=16, depth=4, num_heads=2).modules()
+                if isinstance(m, torch.nn.Dropout)]
+    assert dropouts(Recipe(drop=0.1)) == [0.1] * (1 + 2 * 4) and dropouts(Recipe()) == []
 
 
 def test_loss_fn_carries_every_distillation_setting():
@@ -137,7 +143,8 @@ def test_resume_with_another_runtime_option_continues(tmp_path, capsys):
 
 
 def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
-    assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--drop-path", "0.2", "--seed", "3")) == 0
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--drop-path", "0.2", "--drop", "0.1",
+                             "--seed", "3")) == 0
     history = json.loads((tmp_path / "history.json").read_text())["history"]
     capsys.readouterr()
     monkeypatch.setenv("DEIT_PROFILE", "cpu")  # not the run's profile: the checkpoint says ci
@@ -145,6 +152,7 @@ def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, 
     assert cli.main(["--output-dir", str(tmp_path), "--resume", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "profile ci: 100 training images" in out and "mixup=0.0" in out and "drop_path=0.2" in out
+    assert "drop=0.1" in out
     assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
     assert cli.main(["--output-dir", str(tmp_path), "--resume", "--mixup", "0.5", "--no-progress"]) == 2
     assert "'mixup': 0.5" in capsys.readouterr().err  # a flag given explicitly is not overridden
@@ -226,9 +234,9 @@ def test_bad_sizes_and_a_missing_checkpoint_end_in_one_clear_line(tmp_path, caps
 
 def test_cli_flags_follow_deits_names():
     args = cli.parser().parse_args(["--no-repeated-aug", "--distillation-type", "soft", "--mixup-switch-prob", "0.3",
-                                    "--output_dir", "x"])
+                                    "--output_dir", "x", "--drop", "0.1"])
     recipe = cli.recipe_from(args)
-    assert recipe.repeated_aug is False and recipe.distillation_type == "soft"
+    assert recipe.repeated_aug is False and recipe.distillation_type == "soft" and recipe.drop == 0.1
     assert recipe.mixup_switch_prob == 0.3 and args.output_dir == "x"
 
 
@@ -250,7 +258,7 @@ def test_soft_distillation_has_one_set_of_defaults_the_papers():
 def test_comparable_recipe_ignores_only_settings_the_run_does_not_use():
     from helpers.recipe import comparable_recipe
     # a plain run saved when the defaults were alpha 0.5 and tau 1.0 trains exactly as one saved now
-    older = {k: v for k, v in Recipe.plain().as_dict().items() if k != "distillation_kl"}
+    older = {k: v for k, v in Recipe.plain().as_dict().items() if k not in ("distillation_kl", "drop")}
     older.update(distillation_alpha=0.5, distillation_tau=1.0)
     assert comparable_recipe(older) == Recipe.plain().comparable()
     older_soft = {k: v for k, v in Recipe(distillation_type="soft").as_dict().items() if k != "distillation_kl"}

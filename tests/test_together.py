@@ -169,6 +169,12 @@ def test_models_of_different_shapes_are_refused_with_the_fix(data):
         fit_together([member(data, Recipe.plain(), 0), distilled], val_batches(data), device="cpu")
 
 
+def test_a_model_with_dropout_is_refused_with_the_fix(data):
+    with pytest.raises(ValueError, match="dropout.*helpers.train.fit"):
+        fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain().but(drop=0.1), 1)],
+                     val_batches(data), device="cpu")
+
+
 def test_different_epochs_are_refused(data):
     with pytest.raises(ValueError, match="epochs"):
         fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain(), 1, epochs=3)],
