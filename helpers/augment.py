@@ -451,6 +451,8 @@ LEVEL_TO_ARGUMENT = {
     # bits kept (fewer = stronger, so the standard op weakens with M); >= 1: Pillow 13 refuses 0
     "Posterize": lambda level, sign: _clamp(_trunc(level * 4), low=1),
     "PosterizeIncreasing": lambda level, sign: _clamp(4 - _trunc(level * 4), low=1),
+    # AutoAugment's own posterize keeps 4..8 bits (its paper's range; timm's PosterizeOriginal)
+    "PosterizeOriginal": lambda level, sign: _trunc(level * 4) + 4,
     # threshold above which pixels are inverted
     "Solarize": lambda level, sign: _clamp(_trunc(level * 256), high=256),
     "SolarizeIncreasing": lambda level, sign: 256 - _clamp(_trunc(level * 256), high=256),
@@ -462,7 +464,11 @@ LEVEL_TO_ARGUMENT = {
     "TranslateXRel": lambda level, sign: sign * (level * 0.45),  # fraction of the image side
     "TranslateYRel": lambda level, sign: sign * (level * 0.45),
 }
-_INTEGER_ARGUMENTS = {"Posterize", "PosterizeIncreasing", "Solarize", "SolarizeIncreasing", "SolarizeAdd"}
+_INTEGER_ARGUMENTS = {"Posterize", "PosterizeIncreasing", "PosterizeOriginal", "Solarize", "SolarizeIncreasing",
+                      "SolarizeAdd"}
+# The ops whose argument has a random sign (rotate left or right, and so on).
+SIGNED_OPS = frozenset(name for name, formula in LEVEL_TO_ARGUMENT.items()
+                       if formula is not None and formula(0.5, 1.0) != formula(0.5, -1.0))
 
 
 def op_argument(name: str, magnitude: float, sign: int = 1):
@@ -489,7 +495,7 @@ def apply_op(img: Image.Image, name: str, magnitude: float, sign: int = 1,
     """
     arg = op_argument(name, magnitude, sign)
     geometry = dict(resample=interpolation, fillcolor=fill)
-    base = name.removesuffix("Increasing")
+    base = name.removesuffix("Increasing").removesuffix("Original")
     if name == "AutoContrast":
         return ImageOps.autocontrast(img)
     if name == "Equalize":

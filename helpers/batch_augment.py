@@ -22,9 +22,13 @@ import torch
 from helpers.augment import (MixInfo, _check_uint8_batch, boxes_from_draws, check_erase_probability, check_labels,
                              check_smoothing, crop_and_flip, crop_flip_choices, draw_mix, erase, erase_draws,
                              erase_noise, normalize, to_device)
+from helpers.auto_augment import BatchAutoAugment
 from helpers.batch_randaugment import BatchRandAugment, OpDraws, apply_choices, op_choices
 
 NO_MIX = MixInfo("none", 1.0)
+
+# The per-image hooks whose random choices can be drawn before they apply (BatchAugment.draw).
+DRAWS_AHEAD = (BatchRandAugment, BatchAutoAugment)
 
 
 class BatchAugment:
@@ -62,12 +66,12 @@ class BatchAugment:
 
     def draw(self, images: torch.Tensor, labels) -> "Drawn":
         """This batch's random choices, drawn as the one-step transform draws them (not for a
-        per_image hook other than BatchRandAugment, which draws while it applies: draws_ahead)."""
+        per_image hook other than those in DRAWS_AHEAD, which draws while it applies: draws_ahead)."""
         if not draws_ahead(self):
             raise ValueError(f"{self.per_image!r} draws while it applies, so its BatchAugment cannot draw "
                              f"ahead: call the BatchAugment on the batch instead.")
         drawn = self._draws_before_hook(images, labels)
-        if isinstance(self.per_image, BatchRandAugment):
+        if isinstance(self.per_image, DRAWS_AHEAD):
             drawn.rand_augment = self.per_image.draws(images)
         self._draws_after_hook(drawn, images)
         return drawn
@@ -124,11 +128,11 @@ class Drawn:
 def _settings(transform) -> dict | None:
     """What must agree for transforms to apply together (a None value agrees with anything), or
     None for a transform that applies alone (not a BatchAugment, or a per_image hook other than
-    BatchRandAugment, which draws while it applies)."""
+    those in DRAWS_AHEAD, which draws while it applies)."""
     if not isinstance(transform, BatchAugment):
         return None
     hook = transform.per_image
-    if hook is not None and not isinstance(hook, BatchRandAugment):
+    if hook is not None and not isinstance(hook, DRAWS_AHEAD):
         return None
     return {"num_classes": transform.num_classes, "padding": transform.padding if transform.crop_flip else None,
             "rand_augment": (hook.pool, tuple(hook.fill), hook.interpolation) if hook else None}

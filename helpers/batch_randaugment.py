@@ -47,7 +47,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # grid_sample modes; timm's
 
 # The three families (see the module docstring); standard and increasing variants alike.
 OP_FAMILIES = {
-    "lookup table": ("AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing",
+    "lookup table": ("AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing", "PosterizeOriginal",
                      "Solarize", "SolarizeIncreasing", "SolarizeAdd"),
     "blend": ("Color", "Contrast", "Brightness", "Sharpness", "ColorIncreasing",
               "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"),
@@ -125,7 +125,7 @@ def _chose(ops: torch.Tensor, pool: tuple, *names: str) -> torch.Tensor:
 # The image groups the pixel passes tell apart, each a set of op names.
 _GROUPS = {
     "AutoContrast": ("AutoContrast",), "Equalize": ("Equalize",), "Invert": ("Invert",),
-    "Posterize": ("Posterize", "PosterizeIncreasing"), "Solarize": ("Solarize", "SolarizeIncreasing"),
+    "Posterize": ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"), "Solarize": ("Solarize", "SolarizeIncreasing"),
     "SolarizeAdd": ("SolarizeAdd",), "Color": ("Color", "ColorIncreasing"),
     "Contrast": ("Contrast", "ContrastIncreasing"), "Brightness": ("Brightness", "BrightnessIncreasing"),
     "blend": OP_FAMILIES["blend"], "warp": OP_FAMILIES["warp"],
@@ -311,9 +311,9 @@ def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR
     """
     _check_images(images)
     _check_options(interpolation, fill)
-    pool = OPS_INCREASING if name in OPS_INCREASING else OPS_STANDARD
-    if name not in pool:
+    if name not in LEVEL_TO_ARGUMENT:
         op_argument(name, 0.0)  # raises the ValueError that lists the known names
+    pool = (name,)
     b = len(images)  # the per-image choices live on the CPU (see the module docstring)
     magnitudes = torch.as_tensor(magnitudes, dtype=torch.float64).cpu().expand(b)
     signs = torch.ones(b) if signs is None else torch.as_tensor(signs).cpu()

@@ -124,7 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", metavar="CHECKPOINT",
                    help="start from this run's weights, its position embeddings resampled to --input-size")
     g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
-    g.add_argument("--aa", default=d.aa, help="RandAugment string; '' turns it off")
+    g.add_argument("--aa", default=d.aa, help="RandAugment string; 'original' for AutoAugment's ImageNet policy "
+                                             "(Table 8's row; notebook 01); '' turns it off")
     g.add_argument("--reprob", type=float, default=d.reprob)
     g.add_argument("--mixup", type=float, default=d.mixup)
     g.add_argument("--cutmix", type=float, default=d.cutmix)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from helpers.augment import parse_rand_augment
+from helpers.auto_augment import batch_policy, check_aa
 from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit
@@ -26,7 +26,7 @@ RANGES = (("reprob", 0, 1), ("mixup_prob", 0, 1), ("mixup_switch_prob", 0, 1), (
 @dataclass(frozen=True)
 class Recipe:
     """Notebooks: used in 02, 03, 04."""
-    aa: str = "rand-m9-mstd0.5-inc1"  # RandAugment; "" turns it off
+    aa: str = "rand-m9-mstd0.5-inc1"  # RandAugment; "original": AutoAugment's ImageNet policy; "" turns it off
     reprob: float = 0.25  # random erasing probability
     mixup: float = 0.8  # MixUp alpha; 0 turns it off
     cutmix: float = 1.0  # CutMix alpha; 0 turns it off
@@ -48,8 +48,7 @@ class Recipe:
         if self.distillation_type not in DISTILLATION_TYPES:
             raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, "
                              f"not {self.distillation_type!r}.")
-        if self.aa:
-            parse_rand_augment(self.aa)  # a typo fails now, not after the first epoch
+        check_aa(self.aa)  # a typo fails now, not after the first epoch
         for name, low, high in RANGES:  # a value out of range fails now too, with its name
             value = getattr(self, name)
             if value is not None and not low <= value <= high:
@@ -79,8 +78,7 @@ class Recipe:
     def batch_transform(self, num_classes: int = 10, generator=None) -> BatchAugment:
         per_image = None
         if self.aa:
-            from helpers.batch_randaugment import BatchRandAugment
-            per_image = BatchRandAugment.from_string(self.aa, generator=generator)
+            per_image = batch_policy(self.aa, generator=generator)
         return BatchAugment(crop_flip=True, mixup=self.mixup, cutmix=self.cutmix,
                             switch_prob=self.mixup_switch_prob, mix_prob=self.mixup_prob,
                             smoothing=self.smoothing, reprob=self.reprob, num_classes=num_classes,

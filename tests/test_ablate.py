@@ -374,6 +374,8 @@ def test_table_8_rows_are_deits_recipe_with_one_change_and_not_in_the_protocols_
     assert set(extra).isdisjoint(protocol) and all(r not in protocol.values() for r in extra.values())
     assert differing_fields(Recipe(), extra["full+dropout"]) == {"drop"} and extra["full+dropout"].drop == 0.1
     assert differing_fields(Recipe(), extra["full-mixup-cutmix"]) == {"mixup", "cutmix"}
+    assert differing_fields(Recipe(), extra["full-randaugment+autoaugment"]) == {"aa"}
+    assert extra["full-randaugment+autoaugment"].aa == "original"
     assert all(row in TABLE_8_OTHER for row, _ in ablate.TABLE_8_ROWS.values())
     assert list(ablate.all_variants()) == list(protocol) + list(extra)
 

@@ -98,14 +98,14 @@ def test_fill_colour_fills_uncovered_pixels(cifar):
     assert (out[:, :, :, -14:] == torch.tensor([1, 2, 3]).view(1, 3, 1, 1)).all()
 
 
-def test_the_three_families_cover_both_op_pools_once():
+def test_the_three_families_cover_every_op_once():
     names = [n for family in G.OP_FAMILIES.values() for n in family]
-    assert sorted(names) == sorted(set(A.OPS_INCREASING) | set(A.OPS_STANDARD))
+    assert sorted(names) == sorted(A.LEVEL_TO_ARGUMENT)  # both RandAugment pools and AutoAugment's posterize
 
 
 def test_op_parameters_equal_the_pil_versions_arguments():
     m = torch.linspace(0, 10, 2001, dtype=torch.float64)
-    for name in set(A.OPS_INCREASING) | set(A.OPS_STANDARD):
+    for name in A.LEVEL_TO_ARGUMENT:
         for sign in (1, -1):
             ref = [A.op_argument(name, float(x), sign) or 0.0 for x in m]
             assert G.op_parameter(name, m, torch.full_like(m, sign)).tolist() == ref, (name, sign)

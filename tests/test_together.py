@@ -123,6 +123,11 @@ def test_a_transform_that_changes_the_batch_size_gets_masks_of_its_size(data):
     check_group(data, make)
 
 
+def test_autoaugment_beside_randaugment(data):
+    # Table 8's "autoaugment instead of randaugment": another op pool, so the group augments in two passes
+    check_group(data, lambda: [member(data, Recipe(aa="original"), 0), member(data, Recipe(), 1)])
+
+
 def test_hard_and_soft_distillation(data):
     teacher = tiny_teacher()
     check_group(data, lambda: [member(data, Recipe(distillation_type="hard"), 0, teacher),
