@@ -330,7 +330,10 @@ def check_same_epochs(found: dict, config: TrainConfig, path: Path) -> None:
 
 
 def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
-    """Every result of this protocol for one profile (empty if none were made yet)."""
+    """Every result of this protocol for one profile (empty if none were made yet).
+
+    Notebooks: used in 02, 05.
+    """
     folder = results_dir / profile_name
     found = [read_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
     results = [r for r in found if r.get("protocol") == PROTOCOL]
@@ -405,7 +408,7 @@ def table_8_rows(results: list[dict]) -> list[dict]:
     validation accuracy, points; Holm's correction over the rows shown) beside the paper's change
     from its default recipe (DeiT-B, 224 px). A row without a result in common with `full` is left out.
 
-    Notebooks: used in 05.
+    Notebooks: used in 02, 05.
     """
     val = by_variant(results, "final_val_acc")
     rows = []
@@ -429,15 +432,15 @@ def table_8_cells(row: dict) -> tuple[str, ...]:
 
 
 def print_table_8_rows(rows: list[dict]) -> None:
-    """Notebooks: used in 05."""
-    _print_table(TABLE_8_HEADER, [table_8_cells(r) for r in rows], widths=(-26, -18, 5, 16, 17))
+    """Notebooks: used in 02, 05."""
+    _print_table(TABLE_8_HEADER, [table_8_cells(r) for r in rows], widths=(-35, -29, 5, 16, 17))
     print(table_8_footnote(rows))
 
 
 def table_8_footnote(rows: list[dict]) -> str:
     return (f"points of final validation accuracy, mean ± s.e. of the paired differences over seeds; * distinguishable "
             f"from zero (paired t-test, 5 %); † still so after Holm's correction over the {len(rows)} row{'s' * (len(rows) > 1)} shown; "
-            f"paper: DeiT-B on ImageNet at 224 px, Table 8 (arXiv 2012.12877v2), a single run each")
+            f"paper: DeiT-B on ImageNet at 224 px, Table 8 (arXiv 2012.12877v2), one number per row, without a ±")
 
 
 def paired_tests(rows: list[dict]) -> list[dict]:

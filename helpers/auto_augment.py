@@ -153,9 +153,7 @@ def sample_auto_augment(batch: int, policy=IMAGENET_POLICY, generator: torch.Gen
 
 
 class BatchAutoAugment:
-    """AutoAugment on uint8 (B, 3, H, W) batches, every image with its own sub-policy and coins.
-
-    Notebooks: used in 01."""
+    """AutoAugment on uint8 (B, 3, H, W) batches, every image with its own sub-policy and coins."""
 
     pool = POOL
 

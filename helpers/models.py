@@ -11,6 +11,7 @@ from torch import nn
 
 from helpers.regularization import DropPath, drop_path_rates
 
+
 def optional_dropout(rate: float) -> nn.Dropout | None:
     """Dropout at `rate`, or None at 0: a model without dropout then has no extra modules and
     draws no extra random numbers, so it trains exactly as before dropout existed here.

@@ -59,7 +59,9 @@ def test_the_command_line_lists_its_commands_and_names_a_wrong_one():
 
 def test_the_command_line_runs_a_command():
     result = run("ablate", "--list")
-    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 17
+    protocol, table_8 = result.stdout.strip().split("\n\n")
+    assert result.returncode == 0 and len(protocol.splitlines()) == 17
+    assert table_8.startswith("Table 8's other rows") and len(table_8.splitlines()) == 1 + 3
 
 
 def test_each_helper_names_the_notebooks_that_use_it():
