@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from helpers.ablate import by_variant, contributions, load_results, variants
+from helpers.ablate import TABLE_8_ROWS, by_variant, contributions, load_results, variants
 from helpers.profiles import Profile
 
 # One colour family per group of variants, so related curves read together.
@@ -25,7 +25,8 @@ def reference_results(profile: Profile) -> tuple[list[dict], str]:
     Notebooks: used in 02, 03, 05.
     """
     for name in (["full", "cpu"] if profile.name == "full" else ["cpu"]):
-        results = [r for r in load_results(name) if r["variant"] in variants()]  # the protocol's set
+        protocol = variants()
+        results = [r for r in load_results(name) if r["variant"] in protocol]  # not Table 8's other rows
         if results:
             seeds = len({r["seed"] for r in results})
             images, epochs = _sizes(results)
@@ -69,6 +70,10 @@ def made_where(results: list[dict]) -> str:
 
 
 def family_of(name: str) -> str:
+    """The family of a protocol variant, by its name; Table 8's other rows belong to none."""
+    if name in TABLE_8_ROWS:
+        raise ValueError(f"{name} is one of Table 8's other rows, outside the protocol's families: "
+                         f"helpers.ablate.table_8_rows compares it with full.")
     if name.startswith("full+"):
         return "distillation"
     return "leave-one-out" if name.startswith("full-") else "cumulative"

@@ -466,9 +466,10 @@ LEVEL_TO_ARGUMENT = {
 }
 _INTEGER_ARGUMENTS = {"Posterize", "PosterizeIncreasing", "PosterizeOriginal", "Solarize", "SolarizeIncreasing",
                       "SolarizeAdd"}
-# The ops whose argument has a random sign (rotate left or right, and so on).
-SIGNED_OPS = frozenset(name for name, formula in LEVEL_TO_ARGUMENT.items()
-                       if formula is not None and formula(0.5, 1.0) != formula(0.5, -1.0))
+# The ops whose argument has a random sign (rotate left or right, and so on): timm's level
+# functions that call _randomly_negate.
+SIGNED_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
+                        *(name + "Increasing" for name in _ENHANCERS)})
 
 
 def op_argument(name: str, magnitude: float, sign: int = 1):
@@ -479,7 +480,7 @@ def op_argument(name: str, magnitude: float, sign: int = 1):
     Notebooks: used in 01.
     """
     if name not in LEVEL_TO_ARGUMENT:
-        raise ValueError(f"Unknown op {name!r}; choose from {sorted(set(OPS_STANDARD + OPS_INCREASING))}.")
+        raise ValueError(f"Unknown op {name!r}; choose from {sorted(LEVEL_TO_ARGUMENT)}.")
     formula = LEVEL_TO_ARGUMENT[name]
     if formula is None:
         return None

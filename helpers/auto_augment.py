@@ -15,7 +15,8 @@ coin per image, as in timm.
 
 `AutoAugment` works on PIL images and draws from a random.Random exactly as timm's AutoAugment
 draws from Python's random module (a sub-policy, then per op: apply?, then sign), so the same
-seed gives the same images. `BatchAutoAugment` draws every image's choices at once and applies
+seed gives the same images, when timm is given one interpolation (hparams["interpolation"]; left
+out, timm draws bilinear or bicubic for every rotate and shear, one more draw). `BatchAutoAugment` draws every image's choices at once and applies
 them with helpers.batch_randaugment's batched ops, so the training pipeline (BatchAugment, the
 together trainer) treats it as it treats BatchRandAugment.
 """
@@ -27,8 +28,8 @@ import torch
 from PIL import Image
 
 from helpers.augment import OPS_STANDARD, SIGNED_OPS, apply_op, parse_rand_augment
-from helpers.batch_randaugment import (OpDraws, BatchRandAugment, _check_images, _check_options, _draw,
-                                       apply_choices, op_choices)
+from helpers.batch_randaugment import (OpDraws, BatchRandAugment, apply_choices, check_images, check_options,
+                                       draw_random, op_choices)
 from helpers.constants import CIFAR_FILL
 
 AUTO_AUGMENT = "original"  # the --aa name (timm's, and DeiT's main.py's help)
@@ -64,10 +65,12 @@ IMAGENET_POLICY = (
 POOL = OPS_STANDARD + ("PosterizeOriginal",)  # every op a policy may name, as indices for the batched ops
 
 
-def check_aa(spec: str) -> None:
-    """Raise a ValueError naming what --aa takes, unless `spec` is '' (off), 'original' or a
-    RandAugment string."""
-    if spec and spec != AUTO_AUGMENT and not spec.startswith("rand"):
+def check_aa(spec: str | None) -> None:
+    """Raise a ValueError naming what --aa takes, unless `spec` is '' or None (off), 'original' or
+    a RandAugment string."""
+    if not spec:
+        return
+    if not isinstance(spec, str) or spec != AUTO_AUGMENT and not spec.startswith("rand"):
         raise ValueError(f"--aa (Recipe.aa) takes a RandAugment string such as 'rand-m9-mstd0.5-inc1', "
                          f"'{AUTO_AUGMENT}' (AutoAugment's ImageNet policy) or '' (off), not {spec!r}.")
     if spec.startswith("rand"):
@@ -81,11 +84,15 @@ def batch_policy(spec: str, **kwargs):
 
 
 def check_policy(policy) -> None:
+    """Raise a ValueError naming the first malformed part of a policy."""
+    if not policy:
+        raise ValueError("a policy needs at least one sub-policy, e.g. helpers.auto_augment.IMAGENET_POLICY.")
     for k, sub_policy in enumerate(policy):
-        for name, prob, magnitude in sub_policy:
-            if name not in POOL or not 0 <= prob <= 1 or not 0 <= magnitude <= 10:
-                raise ValueError(f"sub-policy {k}: ({name!r}, {prob}, {magnitude}) needs an op of {POOL}, "
-                                 f"a probability in [0, 1] and a magnitude in [0, 10].")
+        for op in sub_policy:
+            if not (isinstance(op, tuple) and len(op) == 3 and op[0] in POOL and 0 <= op[1] <= 1
+                    and 0 <= op[2] <= 10):
+                raise ValueError(f"sub-policy {k}: {op!r} is not (op, probability, magnitude) with an op of "
+                                 f"{POOL}, a probability in [0, 1] and a magnitude in [0, 10].")
     if len({len(sub_policy) for sub_policy in policy}) != 1:
         raise ValueError("every sub-policy needs the same number of ops (AutoAugment's have two).")
 
@@ -145,10 +152,10 @@ def sample_auto_augment(batch: int, policy=IMAGENET_POLICY, generator: torch.Gen
     a sub-policy per image, uniform; each op applied with its probability; signs for signed ops."""
     check_policy(policy)
     ops, probs, magnitudes, signed = _policy_table(policy)
-    chosen = _draw("randint", (batch,), generator, "cpu", high=len(policy))
+    chosen = draw_random("randint", (batch,), generator, "cpu", high=len(policy))
     shape = (ops.shape[1], batch)
-    applied = _draw("rand", shape, generator, "cpu") < probs[chosen].T
-    flip = signed[chosen].T & (_draw("rand", shape, generator, "cpu") < 0.5)
+    applied = draw_random("rand", shape, generator, "cpu") < probs[chosen].T
+    flip = signed[chosen].T & (draw_random("rand", shape, generator, "cpu") < 0.5)
     return OpDraws(ops[chosen].T, applied, magnitudes[chosen].T, torch.where(flip, -1.0, 1.0).double())
 
 
@@ -160,12 +167,12 @@ class BatchAutoAugment:
     def __init__(self, policy=IMAGENET_POLICY, fill=CIFAR_FILL, interpolation: str = "bicubic",
                  generator: torch.Generator | None = None):
         check_policy(policy)
-        _check_options(interpolation, fill)
+        check_options(interpolation, fill)
         self.policy, self.fill, self.interpolation, self.generator = policy, fill, interpolation, generator
 
     def draws(self, images: torch.Tensor) -> OpDraws:
         """One call's random draws for these images (op_choices then apply_choices applies them)."""
-        _check_images(images)
+        check_images(images)
         return sample_auto_augment(len(images), self.policy, self.generator)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

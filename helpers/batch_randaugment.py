@@ -57,7 +57,7 @@ OP_FAMILIES = {
 _LUMA_WEIGHTS = (19595, 38470, 7471)
 
 
-def _check_images(images) -> None:
+def check_images(images) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a uint8 (B, 3, H, W) tensor of RGB images, got {shape}. "
@@ -68,7 +68,7 @@ def _check_images(images) -> None:
                          f"before normalization. Convert with (x * 255).round().to(torch.uint8).")
 
 
-def _check_options(interpolation: str, fill) -> None:
+def check_options(interpolation: str, fill) -> None:
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}.")
     if len(fill) != 3:
@@ -309,8 +309,8 @@ def apply_op(name: str, images: torch.Tensor, magnitudes, signs=None, fill=CIFAR
 
     Notebooks: used in 04.
     """
-    _check_images(images)
-    _check_options(interpolation, fill)
+    check_images(images)
+    check_options(interpolation, fill)
     if name not in LEVEL_TO_ARGUMENT:
         op_argument(name, 0.0)  # raises the ValueError that lists the known names
     pool = (name,)
@@ -331,7 +331,7 @@ class OpDraws:
     signs: torch.Tensor
 
 
-def _draw(kind: str, shape, generator, device, **kw) -> torch.Tensor:
+def draw_random(kind: str, shape, generator, device, **kw) -> torch.Tensor:
     """Random numbers made on the generator's device, then moved: a seed gives the same draws
     on any device (as in helpers.augment)."""
     where = generator.device if generator is not None else device
@@ -355,14 +355,14 @@ def sample_ops(batch: int, num_ops: int = 2, magnitude: float = 9.0, mstd: float
         raise ValueError(f"need num_ops >= 0, magnitude >= 0, mstd >= 0 and 0 <= prob <= 1; got "
                          f"num_ops={num_ops}, magnitude={magnitude}, mstd={mstd}, prob={prob}.")
     shape = (num_ops, batch)
-    ops = _draw("randint", shape, generator, device, high=pool_size)
-    applied = _draw("rand", shape, generator, device) < prob
+    ops = draw_random("randint", shape, generator, device, high=pool_size)
+    applied = draw_random("rand", shape, generator, device) < prob
     if math.isinf(mstd):
-        magnitudes = _draw("rand", shape, generator, device) * magnitude
+        magnitudes = draw_random("rand", shape, generator, device) * magnitude
     else:
-        magnitudes = magnitude + mstd * _draw("randn", shape, generator, device)
+        magnitudes = magnitude + mstd * draw_random("randn", shape, generator, device)
     magnitudes = magnitudes.clamp(0.0, mmax)
-    signs = torch.where(_draw("rand", shape, generator, device) < 0.5, -1.0, 1.0).double()
+    signs = torch.where(draw_random("rand", shape, generator, device) < 0.5, -1.0, 1.0).double()
     return OpDraws(ops, applied, magnitudes, signs)
 
 
@@ -372,8 +372,8 @@ def apply_ops(images: torch.Tensor, draws: OpDraws, increasing: bool = True, fil
 
     Notebooks: used in 04.
     """
-    _check_images(images)
-    _check_options(interpolation, fill)
+    check_images(images)
+    check_options(interpolation, fill)
     pool = _pool(increasing)
     return apply_choices(images, *op_choices(draws, pool), pool, fill, interpolation)
 
@@ -407,8 +407,8 @@ def rand_augment_batch(images: torch.Tensor, num_ops: int = 2, magnitude: float 
     Defaults are the seed's 'rand-m9-mstd0.5-inc1' with timm's p=0.5, the CIFAR-10 mean as fill
     and bicubic resampling (what the PIL pipeline uses).
     """
-    _check_images(images)
-    _check_options(interpolation, fill)
+    check_images(images)
+    check_options(interpolation, fill)
     draws = sample_ops(len(images), num_ops, magnitude, mstd, mmax, prob, len(_pool(increasing)), generator, "cpu")
     return apply_ops(images, draws, increasing, fill, interpolation)
 
@@ -420,7 +420,7 @@ class BatchRandAugment:
     def __init__(self, config: RandAugmentConfig = RandAugmentConfig(m=9.0, mstd=0.5, inc=True),
                  fill=CIFAR_FILL, interpolation: str = "bicubic",
                  generator: torch.Generator | None = None):
-        _check_options(interpolation, fill)
+        check_options(interpolation, fill)
         self.config, self.fill, self.interpolation = config, fill, interpolation
         self.generator = generator
 
@@ -440,7 +440,7 @@ class BatchRandAugment:
     def draws(self, images: torch.Tensor) -> OpDraws:
         """One call's random draws for these images, drawn as __call__ draws them (op_choices then
         apply_choices applies them)."""
-        _check_images(images)
+        check_images(images)
         c = self.config
         return sample_ops(len(images), c.n, c.m, c.mstd, c.mmax, c.p, len(self.pool), self.generator, "cpu")
 

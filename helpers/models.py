@@ -24,6 +24,7 @@ def optional_dropout(rate: float) -> nn.Dropout | None:
 
 
 def dropped(dropout: nn.Dropout | None, x: torch.Tensor) -> torch.Tensor:
+    """x through the dropout, or x itself where there is none."""
     return x if dropout is None else dropout(x)
 
 

@@ -42,7 +42,7 @@ def ablation_block(profile_name: str, results_dir: Path = ablate.RESULTS) -> str
         markdown_table(ablate.SUMMARY_HEADER, [ablate.summary_cells(r) for r in ablate.summarize(results, names)]),
         markdown_table(ablate.CONTRIBUTIONS_HEADER, [ablate.contribution_cells(r) for r in contributions]),
         ablate.contributions_footnote(contributions) + ".",
-        *([f"Other rows of the paper's Table 8, run with the same protocol and seeds beside `full`:",
+        *(["Other rows of the paper's Table 8, run with the same protocol and seeds beside `full`:",
            markdown_table(ablate.TABLE_8_HEADER, [ablate.table_8_cells(r) for r in table_8]),
            ablate.table_8_footnote(table_8) + "."] if table_8 else []),
     ]) + "\n"

@@ -32,6 +32,12 @@ def test_the_policy_is_timms_original_imagenet_policy():
     assert len(AA.IMAGENET_POLICY) == 25 and {len(sub) for sub in AA.IMAGENET_POLICY} == {2}
 
 
+def test_signed_ops_are_those_whose_argument_depends_on_the_sign():
+    for name in A.LEVEL_TO_ARGUMENT:
+        turns = A.op_argument(name, 5.0, -1) != A.op_argument(name, 5.0, 1)
+        assert turns == (name in A.SIGNED_OPS), name
+
+
 def test_posterize_original_keeps_4_to_8_bits_as_timms():
     for m in range(11):
         assert A.op_argument("PosterizeOriginal", m) == timm_aa.LEVEL_TO_ARG["PosterizeOriginal"](m, {})[0]
@@ -95,9 +101,14 @@ def test_recipe_and_pipeline_take_it_by_deits_name(cifar):
 def test_a_wrong_aa_string_names_what_it_takes(bad, says):
     with pytest.raises(ValueError, match=says):
         Recipe(aa=bad)
+    assert Recipe(aa=None).batch_transform().per_image is None and Recipe(aa="").batch_transform().per_image is None
 
 
 def test_a_malformed_policy_is_refused():
+    with pytest.raises(ValueError, match="at least one sub-policy"):
+        AA.BatchAutoAugment(policy=())
+    with pytest.raises(ValueError, match="not \\(op, probability, magnitude\\)"):
+        AA.AutoAugment(policy=((("Rotate", 0.5), ("Invert", 1.0, 0)),))
     with pytest.raises(ValueError, match="sub-policy 0"):
         AA.AutoAugment(policy=((("Blur", 0.5, 3), ("Rotate", 0.5, 3)),))
     with pytest.raises(ValueError, match="same number of ops"):

@@ -507,8 +507,8 @@ def test_committed_cpu_ablation_records_its_teacher():
     from helpers.ablate import RESULTS
     results = load_results("cpu")
     assert results, f"no committed cpu ablation results in {RESULTS / 'cpu'}: notebook 03 reads them"
-    distilled = [r for r in results if r["variant"].startswith("full+")]
-    assert distilled, "the committed cpu ablation has no distilled run (variants full+...)"
+    distilled = [r for r in results if r["recipe"]["distillation_type"] != "none"]
+    assert distilled, "the committed cpu ablation has no distilled run (variants full+...-distillation)"
     missing = [f"{r['variant']}-seed{r['seed']}" for r in distilled if not r["teacher"]]
     assert not missing, f"these committed distilled runs do not record their teacher: {missing}"
     assert 0 < distill.reference_teacher(results)["test_acc"] <= 100

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from helpers.ablate import run_config, run_variant, variants
+from helpers.ablate import all_variants, run_config, run_variant
 from helpers.constants import RESULTS
 from helpers.files import read_result
 from helpers.profiles import get_profile
@@ -26,10 +26,10 @@ def _stop(history):
     raise FirstEpochDone(history[0])
 
 
-@pytest.mark.parametrize("variant", ["plain", "full"])
+@pytest.mark.parametrize("variant", ["plain", "full", "full+dropout", "full-randaugment+autoaugment"])
 def test_a_committed_cpu_ablation_run_is_what_this_code_trains(variant, tmp_path, one_thread):
     committed = committed_run(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
-    profile, recipe = get_profile("cpu"), variants()[variant]
+    profile, recipe = get_profile("cpu"), all_variants()[variant]
     assert "(x86_64, 1 threads)" in committed["device"]  # one thread, as here: the same sums in the same order
     assert committed["config"] == asdict(run_config(profile, recipe, 0, None, compile=False))
     with pytest.raises(FirstEpochDone) as done:
