@@ -22,6 +22,7 @@ together trainer) treats it as it treats BatchRandAugment.
 """
 from __future__ import annotations
 
+import functools
 import random
 
 import torch
@@ -139,7 +140,14 @@ class AutoAugment:
 
 
 def _policy_table(policy) -> tuple[torch.Tensor, ...]:
-    """(sub-policies, ops) tensors: op index into POOL, probability, magnitude, whether signed."""
+    """(sub-policies, ops) tensors: op index into POOL, probability, magnitude, whether signed.
+    Checked and built once per policy, not at every batch."""
+    return _table(tuple(tuple(sub) for sub in policy))
+
+
+@functools.lru_cache(maxsize=8)
+def _table(policy: tuple) -> tuple[torch.Tensor, ...]:
+    check_policy(policy)
     ops = torch.tensor([[POOL.index(name) for name, _, _ in sub] for sub in policy])
     probs = torch.tensor([[prob for _, prob, _ in sub] for sub in policy], dtype=torch.float64)
     magnitudes = torch.tensor([[float(m) for _, _, m in sub] for sub in policy], dtype=torch.float64)
@@ -150,7 +158,6 @@ def _policy_table(policy) -> tuple[torch.Tensor, ...]:
 def sample_auto_augment(batch: int, policy=IMAGENET_POLICY, generator: torch.Generator | None = None) -> OpDraws:
     """Every image's choices at once, as OpDraws over POOL (slots = the ops of a sub-policy):
     a sub-policy per image, uniform; each op applied with its probability; signs for signed ops."""
-    check_policy(policy)
     ops, probs, magnitudes, signed = _policy_table(policy)
     chosen = draw_random("randint", (batch,), generator, "cpu", high=len(policy))
     shape = (ops.shape[1], batch)
