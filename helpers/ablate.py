@@ -95,6 +95,7 @@ TABLE_8_ROWS = {
     "full+dropout": ("with dropout", dict(drop=0.1)),
     "full-mixup-cutmix": ("without mixup and cutmix", dict(mixup=0.0, cutmix=0.0)),
     "full-randaugment+autoaugment": ("autoaugment instead of randaugment", dict(aa="original")),
+    "full+sgd": ("SGD for pre-training", dict(opt="sgd")),
 }
 
 
@@ -155,19 +156,22 @@ def runs_folder(runs_dir: Path, profile: Profile, epochs: int | None) -> Path:
     return runs_dir / (profile.name if epochs in (None, profile.epochs) else f"{profile.name}-{epochs}ep")
 
 
-def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool) -> TrainConfig:
-    """One run's TrainConfig: the profile's, with the run's seed and the recipe's label smoothing."""
-    return profile_config(profile, seed=seed, smoothing=recipe.smoothing, compile=compile,
-                          **({"epochs": epochs} if epochs else {}))
+def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool,
+               **changes) -> TrainConfig:
+    """One run's TrainConfig: the profile's, with the run's seed and the recipe's label smoothing and
+    optimizer (and its settings in the profile); `changes` override any field."""
+    return profile_config(profile, seed=seed, smoothing=recipe.smoothing, opt=recipe.opt, compile=compile,
+                          **({"epochs": epochs} if epochs else {}), **changes)
 
 
 def run_variant(variant: str, recipe: Recipe, profile: Profile, seed: int, *, results_dir: Path,
                 runs_dir: Path, epochs: int | None = None, teacher=None, device=None, progress=True,
-                on_epoch=None) -> dict:
+                on_epoch=None, config_changes: dict | None = None) -> dict:
     """Train one variant with one seed (or resume it), write its result JSON and return it.
-    on_epoch(history) is fit's hook, called after every epoch."""
+    on_epoch(history) is fit's hook, called after every epoch; config_changes override TrainConfig
+    fields (e.g. a learning rate being tried)."""
     device = device or pick_device()
-    config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda")
+    config = run_config(profile, recipe, seed, epochs, compile=device.type == "cuda", **(config_changes or {}))
     torch.manual_seed(seed)  # paired seeds: the same initial weights in every variant of one shape
     started = time.perf_counter()
     history = train_in_profile(f"{variant}-seed{seed}", profile=profile, recipe=recipe, teacher=teacher,
@@ -206,8 +210,8 @@ def distilled(recipe: Recipe) -> bool:
 
 
 def trains_together(recipe: Recipe) -> bool:
-    """Whether helpers.together.fit_together can train the recipe's model: not with dropout."""
-    return recipe.drop == 0
+    """Whether helpers.together.fit_together can train the recipe: not with dropout, and only with AdamW."""
+    return recipe.drop == 0 and recipe.opt == "adamw"
 
 
 def together_groups(pending: list[tuple[str, int]], table: dict[str, Recipe], size: int) -> list[list[tuple[str, int]]]:

@@ -15,15 +15,16 @@ from helpers.weight_average import WeightAverage, ema_key
 
 
 def profile_config(profile: Profile, **overrides) -> TrainConfig:
-    """TrainConfig sized by the profile; keyword arguments override any field.
+    """TrainConfig sized by the profile, with its learning rate (and weight decay) for the
+    optimizer `opt` (default AdamW); keyword arguments override any field.
 
     Notebooks: used in 04.
     """
     unknown = set(overrides) - {f.name for f in fields(TrainConfig)}
     if unknown:
         raise TypeError(f"Unknown TrainConfig fields: {sorted(unknown)}.")
-    sized = dict(epochs=profile.epochs, batch_size=profile.batch_size,
-                 warmup_epochs=profile.warmup_epochs, lr=profile.lr)
+    sized = dict(epochs=profile.epochs, batch_size=profile.batch_size, warmup_epochs=profile.warmup_epochs,
+                 **profile.optimizer_settings(overrides.get("opt", "adamw")))
     return TrainConfig(**{**sized, **overrides})
 
 

@@ -14,6 +14,7 @@ from helpers.batch_augment import BatchAugment
 from helpers.data import TensorBatches
 from helpers.models import build_vit
 from helpers.losses import DEFAULT_ALPHA, PAPER_TAU, DistillationLoss
+from helpers.train import check_opt
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 # (field, lowest, highest): probabilities in [0, 1], Beta alphas non-negative, smoothing and drop
@@ -36,6 +37,7 @@ class Recipe:
     drop_path: float = 0.1
     drop: float = 0.0  # dropout (main.py's --drop); DeiT leaves it out, ViT-B trained with 0.1 (Table 9)
     repeated_aug: bool = True
+    opt: str = "adamw"  # the pre-training optimizer, a column of Table 8; "sgd" takes the profile's SGD settings
     distillation_type: str = "none"
     # None: the kind's weight, 1/2 for hard and the paper's lambda 0.1 for soft. The soft default
     # is the paper's (Section 6: tau 3, lambda 0.1); DeiT's main.py defaults to
@@ -48,6 +50,7 @@ class Recipe:
         if self.distillation_type not in DISTILLATION_TYPES:
             raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, "
                              f"not {self.distillation_type!r}.")
+        check_opt(self.opt)
         check_aa(self.aa)  # a typo fails now, not after the first epoch
         for name, low, high in RANGES:  # a value out of range fails now too, with its name
             value = getattr(self, name)

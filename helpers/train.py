@@ -32,6 +32,7 @@ from helpers.weight_average import decay_key, ema_key
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
 HISTORY_CSV = "history.csv"
+OPTIMIZERS = ("adamw", "sgd")
 
 
 class CheckpointError(CourseError, RuntimeError):
@@ -52,10 +53,20 @@ class TrainConfig:
     smoothing: float = 0.1  # used when targets are class indices; mixed targets carry their own
     seed: int = 0
     compile: bool = False  # torch.compile; falls back to eager where it cannot compile
+    opt: str = "adamw"  # main.py's --opt: "adamw", or "sgd" (Table 8's "SGD for pre-training" row)
+    momentum: float = 0.9  # SGD's (main.py's --momentum); AdamW ignores it
+
+    def __post_init__(self):
+        check_opt(self.opt)
 
     @property
     def scaled_lr(self) -> float:
         return self.lr * self.batch_size / 512
+
+
+def check_opt(opt: str) -> None:
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"opt must be one of {OPTIMIZERS}, not {opt!r}.")
 
 
 def pick_device() -> torch.device:
@@ -490,12 +501,16 @@ def train_step(network, optimizer, inputs, targets, loss_fn, clip_grad, autocast
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, lr: float, device: torch.device):
-    """AdamW without decay on norms/biases/tokens; fused on CUDA (the whole update in a few
-    multi-tensor kernels, where the default foreach path launches one per operation).
+    """AdamW (or, with config.opt "sgd", SGD with Nesterov momentum: what timm's "sgd", and so
+    DeiT's --opt sgd, builds) without decay on norms/biases/tokens; fused on CUDA (the whole
+    update in a few multi-tensor kernels, where the default foreach path launches one per operation).
 
     Notebooks: used in 04.
     """
-    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=lr, fused=device.type == "cuda")
+    groups, fused = param_groups(model, config.weight_decay), device.type == "cuda"
+    if config.opt == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=True, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
 def _stop_if_not_finite(loss: torch.Tensor, when: str, lr: float, run_dir, what: str = "loss") -> None:

@@ -1,0 +1,93 @@
+"""Which learning rate for Table 8's "SGD for pre-training" row? The paper gives none.
+
+DeiT's Section 6 says its AdamW settings were cross-validated; for SGD it reports only the
+result. So the course does the same at its own scale: DeiT's recipe (ablate's `full+sgd`, SGD
+with Nesterov momentum 0.9 as timm's "sgd" builds it, weight decay the profile's sgd_weight_decay)
+is trained once per learning rate, seed 0, for the profile's whole run, and the rate with the
+best final *validation* accuracy becomes the profile's `sgd_lr` (helpers.profiles). The test set
+plays no part in the choice.
+
+    python -m benchmarks.sgd_lr --profile cpu --lrs 0.03 0.1 0.3 1.0
+    python -m benchmarks.sgd_lr --profile cpu --report
+
+Learning rates are for a batch of 512 and scaled with the batch, as every lr in the course.
+Each rate writes results/sgd_lr/<profile>/lr<rate>/<profile>/full+sgd-seed0.json (the
+ablation's result format, with provenance) when it finishes, and is skipped once that exists;
+its run resumes from runs/sgd_lr/. Several processes with --threads 1 share the cores.
+Notebook 05 shows the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from helpers.ablate import result_path, run_variant, table_8_variants
+from helpers.cli import positive_float, positive_int
+from helpers.constants import RESULTS, RUNS
+from helpers.errors import reports_errors
+from helpers.profiles import PROFILES, get_profile, smoke_test_label
+
+FOLDER, VARIANT = RESULTS / "sgd_lr", "full+sgd"
+
+
+def rate_folder(root: Path, profile_name: str, lr: float) -> Path:
+    return root / profile_name / f"lr{lr:g}"
+
+
+def sweep_results(profile_name: str, root: Path = FOLDER) -> list[dict]:
+    """Every finished rate's result, lowest rate first."""
+    found = [json.loads(path.read_text()) for path in sorted((root / profile_name).glob(f"lr*/{profile_name}/{VARIANT}-seed0.json"))]
+    return sorted(found, key=lambda result: result["config"]["lr"])
+
+
+def best_rate(results: list[dict]) -> float:
+    """The learning rate of the best final validation accuracy (ties: the lower rate)."""
+    if not results:
+        raise ValueError("no finished SGD run to choose from: run `python -m benchmarks.sgd_lr --lrs ...` first.")
+    return max(results, key=lambda result: (result["final_val_acc"], -result["config"]["lr"]))["config"]["lr"]
+
+
+def print_report(results: list[dict]) -> None:
+    best = best_rate(results)
+    print(f"{'lr (batch 512)':>15s} {'final val acc':>14s} {'test acc':>9s} {'best val':>9s}")
+    for result in results:
+        best_val = max(record["val_acc"] for record in result["history"])
+        mark = "  <- chosen on validation" if result["config"]["lr"] == best else ""
+        print(f"{result['config']['lr']:>15g} {result['final_val_acc']:>14.2f} {result['test_acc']:>9.2f} "
+              f"{best_val:>9.2f}{mark}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sgd_lr", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=list(PROFILES))
+    parser.add_argument("--lrs", type=positive_float, nargs="+", default=[], help="learning rates for a batch of 512")
+    parser.add_argument("--report", action="store_true", help="print the table of the finished rates and stop")
+    parser.add_argument("--results-dir", type=Path, default=FOLDER)
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (1 lets two processes share two cores)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = get_profile(args.profile)
+    if not args.report:
+        if not args.lrs:
+            parser.error("give --lrs to train, or --report to print the finished ones")
+        print(smoke_test_label(profile))
+        recipe = table_8_variants()[VARIANT]
+        for lr in args.lrs:
+            folder = rate_folder(args.results_dir, profile.name, lr)
+            if result_path(folder, profile, VARIANT, 0).exists():
+                print(f"lr {lr:g}: done already ({folder})")
+                continue
+            run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=RUNS / "sgd_lr" / f"lr{lr:g}",
+                        progress=not args.no_progress, config_changes={"lr": lr})
+    print_report(sweep_results(profile.name, args.results_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(reports_errors(main)())
