@@ -11,54 +11,24 @@ plays no part in the choice.
     python -m benchmarks.sgd_lr --profile cpu --report
 
 Learning rates are for a batch of 512 and scaled with the batch, as every lr in the course.
-Each rate writes results/sgd_lr/<profile>/lr<rate>/<profile>/full+sgd-seed0.json (the
-ablation's result format, with provenance) when it finishes, and is skipped once that exists;
+Each rate writes results/sgd_lr/lr<rate>/<profile>/full+sgd-seed0.json (the ablation's
+result format, with provenance) when it finishes, and is skipped once that exists;
 its run resumes from runs/sgd_lr/. Several processes with --threads 1 share the cores.
 Notebook 05 shows the table.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from helpers.ablate import result_path, run_variant, table_8_variants
 from helpers.cli import positive_float, positive_int
-from helpers.constants import RESULTS, RUNS
+from helpers.constants import RUNS
 from helpers.errors import reports_errors
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
-
-FOLDER, VARIANT = RESULTS / "sgd_lr", "full+sgd"
-
-
-def rate_folder(root: Path, profile_name: str, lr: float) -> Path:
-    return root / profile_name / f"lr{lr:g}"
-
-
-def sweep_results(profile_name: str, root: Path = FOLDER) -> list[dict]:
-    """Every finished rate's result, lowest rate first."""
-    found = [json.loads(path.read_text()) for path in sorted((root / profile_name).glob(f"lr*/{profile_name}/{VARIANT}-seed0.json"))]
-    return sorted(found, key=lambda result: result["config"]["lr"])
-
-
-def best_rate(results: list[dict]) -> float:
-    """The learning rate of the best final validation accuracy (ties: the lower rate)."""
-    if not results:
-        raise ValueError("no finished SGD run to choose from: run `python -m benchmarks.sgd_lr --lrs ...` first.")
-    return max(results, key=lambda result: (result["final_val_acc"], -result["config"]["lr"]))["config"]["lr"]
-
-
-def print_report(results: list[dict]) -> None:
-    best = best_rate(results)
-    print(f"{'lr (batch 512)':>15s} {'final val acc':>14s} {'test acc':>9s} {'best val':>9s}")
-    for result in results:
-        best_val = max(record["val_acc"] for record in result["history"])
-        mark = "  <- chosen on validation" if result["config"]["lr"] == best else ""
-        print(f"{result['config']['lr']:>15g} {result['final_val_acc']:>14.2f} {result['test_acc']:>9.2f} "
-              f"{best_val:>9.2f}{mark}")
-
+from helpers.sgd_lr import FOLDER, VARIANT, print_report, rate_folder, sweep_results
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sgd_lr", description=__doc__,
@@ -67,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lrs", type=positive_float, nargs="+", default=[], help="learning rates for a batch of 512")
     parser.add_argument("--report", action="store_true", help="print the table of the finished rates and stop")
     parser.add_argument("--results-dir", type=Path, default=FOLDER)
+    parser.add_argument("--runs-dir", type=Path, default=RUNS / "sgd_lr", help="checkpoints, to resume a run")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (1 lets two processes share two cores)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -79,11 +50,11 @@ def main(argv=None) -> int:
         print(smoke_test_label(profile))
         recipe = table_8_variants()[VARIANT]
         for lr in args.lrs:
-            folder = rate_folder(args.results_dir, profile.name, lr)
+            folder = rate_folder(args.results_dir, lr)
             if result_path(folder, profile, VARIANT, 0).exists():
                 print(f"lr {lr:g}: done already ({folder})")
                 continue
-            run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=RUNS / "sgd_lr" / f"lr{lr:g}",
+            run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=rate_folder(args.runs_dir, lr),
                         progress=not args.no_progress, config_changes={"lr": lr})
     print_report(sweep_results(profile.name, args.results_dir))
     return 0

@@ -31,8 +31,9 @@ variant's seed 0 first), finished runs are skipped and interrupted ones resume f
 runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget); --time-limit-s stops before a run that would not fit in the time left.
 
 Table 8's other rows (`python -m helpers ablate --only full+dropout full-mixup-cutmix
-full-randaugment+autoaugment`) run with the same protocol and seeds beside `full`, which they are
-compared with; they are not in the default set.
+full-randaugment+autoaugment full+sgd`) run with the same protocol and seeds beside `full`, which
+they are compared with; they are not in the default set. full+sgd trains with SGD at the profile's
+sgd_lr, which benchmarks/sgd_lr.py chose on validation (the paper gives no SGD learning rate).
 
 --together M trains up to M of the pending runs in the same steps (helpers.together.fit_together:
 the same results to float rounding, more work per step for a GPU that one small model leaves
@@ -40,7 +41,7 @@ idle): plain and distilled students (extra token and head) form separate groups,
 order above. A group's checkpoint goes to runs/ablation/<profile>/together<n>-<hash of its
 runs>/, so the same pending runs resume there; each result is written as a single run's, with
 "together": n and train_seconds the group's time / n. A group that runs out of GPU memory is
-given up, and the runs left go on in groups half as large. A run with dropout trains alone.
+given up, and the runs left go on in groups half as large. A run with dropout or SGD trains alone.
 """
 from __future__ import annotations
 

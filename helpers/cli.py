@@ -38,10 +38,11 @@ from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
 from helpers.resolution import ResizeInputs, at_resolution, upsample_images
-from helpers.train import CHECKPOINT, CheckpointError, evaluate, load_checkpoint, pick_device
+from helpers.train import CHECKPOINT, OPTIMIZERS, CheckpointError, evaluate, load_checkpoint, pick_device
 
 # The flags a resumed run takes from its checkpoint's training config when they are not given.
-SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed")
+SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed",
+                      "momentum")
 
 
 def positive_int(text: str) -> int:
@@ -105,8 +106,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=list(PROFILES), help="run size (default: DEIT_PROFILE, else by hardware)")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int, help="per process, as in DeiT")
-    p.add_argument("--lr", type=positive_float, help="for a global batch of 512; scaled linearly")
-    p.add_argument("--weight-decay", type=non_negative_float)
+    p.add_argument("--lr", type=positive_float, help="for a global batch of 512; scaled linearly (default: the "
+                                                      "profile's, for --opt)")
+    p.add_argument("--weight-decay", type=non_negative_float, help="default: 0.05 for AdamW, the profile's for SGD")
+    p.add_argument("--momentum", type=non_negative_float, help="SGD's (default 0.9)")
     p.add_argument("--warmup-epochs", type=non_negative_int)
     p.add_argument("--min-lr", type=non_negative_float)
     p.add_argument("--clip-grad", type=positive_float)
@@ -135,6 +138,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--drop-path", type=float, default=d.drop_path)
     g.add_argument("--drop", type=float, default=d.drop,
                    help="dropout rate (DeiT: 0, its main.py's default; Table 8's 'with dropout' row; notebook 02)")
+    g.add_argument("--opt", choices=OPTIMIZERS, default=d.opt,
+                   help="the optimizer: adamw, or sgd (Nesterov momentum) as Table 8's 'SGD for pre-training'")
     g.add_argument("--repeated-aug", action=argparse.BooleanOptionalAction, default=d.repeated_aug)
     g.add_argument("--distillation-type", choices=DISTILLATION_TYPES, default=d.distillation_type)
     g.add_argument("--distillation-alpha", type=float, default=d.distillation_alpha,
@@ -181,6 +186,7 @@ def recipe_from(args) -> Recipe:
     return Recipe(aa=args.aa, reprob=args.reprob, mixup=args.mixup, cutmix=args.cutmix,
                   mixup_prob=args.mixup_prob, mixup_switch_prob=args.mixup_switch_prob,
                   smoothing=args.smoothing, drop_path=args.drop_path, drop=args.drop, repeated_aug=args.repeated_aug,
+                  opt=args.opt,
                   distillation_type=args.distillation_type, distillation_alpha=args.distillation_alpha,
                   distillation_tau=args.distillation_tau)
 
@@ -292,8 +298,9 @@ def run(args) -> int:
     model_config = {**profile.vit_sizes, **sizes, **({"img_size": args.input_size} if args.input_size else {})}
     overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-                                       min_lr=args.min_lr, clip_grad=args.clip_grad).items() if v is not None}
-    config = profile_config(profile, seed=args.seed, smoothing=recipe.smoothing,
+                                       min_lr=args.min_lr, clip_grad=args.clip_grad,
+                                       momentum=args.momentum).items() if v is not None}
+    config = profile_config(profile, seed=args.seed, smoothing=recipe.smoothing, opt=recipe.opt,
                             compile=device.type == "cuda" if args.compile is None else args.compile,
                             **overrides)
     if args.warmup_epochs is not None and args.warmup_epochs > config.epochs:

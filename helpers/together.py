@@ -343,6 +343,9 @@ def _checked_members(members: list[Member]) -> list[Member]:
     if distributed()[1] > 1:
         raise RuntimeError("fit_together runs in one process; use fit for training under torchrun.")
     check_same_shape([m.model for m in members])
+    if any(m.config.opt != "adamw" for m in members):
+        raise ValueError("fit_together trains with AdamW only (its StackedAdamW): train a run with opt='sgd' alone "
+                         "with helpers.train.fit (`python -m helpers ablate --together` does so by itself).")
     lengths = {len(m.train_batches) for m in members}
     for what in ("epochs", "batch_size", "compile"):
         values = {getattr(m.config, what) for m in members}

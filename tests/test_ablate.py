@@ -132,6 +132,15 @@ def test_a_runs_config_has_its_seed_budget_and_its_recipes_label_smoothing():
     assert ablate.run_config(ci, Recipe(), 0, None, compile=False).epochs == ci.epochs
 
 
+def test_a_run_with_sgd_takes_the_profiles_sgd_settings_and_adamw_its_own():
+    cpu = get_profile("cpu")
+    sgd = ablate.run_config(cpu, Recipe(opt="sgd"), 0, None, compile=False)
+    assert (sgd.opt, sgd.lr, sgd.weight_decay) == ("sgd", cpu.sgd_lr, cpu.sgd_weight_decay)
+    adamw = ablate.run_config(cpu, Recipe(), 0, None, compile=False)
+    assert (adamw.opt, adamw.lr, adamw.weight_decay) == ("adamw", cpu.lr, 0.05)  # DeiT's weight decay
+    assert ablate.run_config(cpu, Recipe(opt="sgd"), 0, None, compile=False, lr=0.3).lr == 0.3
+
+
 def test_run_costs_learn_a_plain_runs_time_from_a_distilled_group():
     costs = ablate.RunCosts(distilled_cost=2.0, compile_s=5.0, teacher_s=7.0)
     costs.measured(2, True, 25.0)  # minus 5 s of compiling, over 2 runs, each twice a plain run: 5 s
@@ -376,6 +385,7 @@ def test_table_8_rows_are_deits_recipe_with_one_change_and_not_in_the_protocols_
     assert differing_fields(Recipe(), extra["full-mixup-cutmix"]) == {"mixup", "cutmix"}
     assert differing_fields(Recipe(), extra["full-randaugment+autoaugment"]) == {"aa"}
     assert extra["full-randaugment+autoaugment"].aa == "original"
+    assert differing_fields(Recipe(), extra["full+sgd"]) == {"opt"} and extra["full+sgd"].opt == "sgd"
     assert all(row in TABLE_8_OTHER for row, _ in ablate.TABLE_8_ROWS.values())
     assert list(ablate.all_variants()) == list(protocol) + list(extra)
 
@@ -406,4 +416,5 @@ def test_the_runner_takes_table_8_rows_by_name_only_and_trains_dropout_alone(tmp
                         results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False)
     assert list(calls) == ["full+dropout-seed0"] and grouped == [("full", 0)]
     assert not ablate.trains_together(ablate.all_variants()["full+dropout"])
+    assert not ablate.trains_together(ablate.all_variants()["full+sgd"])
     assert all(ablate.trains_together(r) for r in ablate.variants().values())

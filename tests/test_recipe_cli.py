@@ -144,7 +144,11 @@ def test_resume_with_another_runtime_option_continues(tmp_path, capsys):
 
 def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
     assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--drop-path", "0.2", "--drop", "0.1",
-                             "--seed", "3")) == 0
+                             "--seed", "3", "--opt", "sgd", "--momentum", "0.8")) == 0
+    config = torch.load(tmp_path / "last.pt", weights_only=False)["config"]
+    ci = get_profile("ci")  # SGD takes the profile's SGD learning rate and decay unless given
+    assert (config["opt"], config["momentum"], config["lr"], config["weight_decay"]) == ("sgd", 0.8, ci.sgd_lr,
+                                                                                       ci.sgd_weight_decay)
     history = json.loads((tmp_path / "history.json").read_text())["history"]
     capsys.readouterr()
     monkeypatch.setenv("DEIT_PROFILE", "cpu")  # not the run's profile: the checkpoint says ci
@@ -152,7 +156,7 @@ def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, 
     assert cli.main(["--output-dir", str(tmp_path), "--resume", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "profile ci: 100 training images" in out and "mixup=0.0" in out and "drop_path=0.2" in out
-    assert "drop=0.1" in out
+    assert "drop=0.1" in out and "opt='sgd'" in out
     assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
     assert cli.main(["--output-dir", str(tmp_path), "--resume", "--mixup", "0.5", "--no-progress"]) == 2
     assert "'mixup': 0.5" in capsys.readouterr().err  # a flag given explicitly is not overridden

@@ -41,7 +41,7 @@ def member(data, recipe, seed, teacher=None, epochs=2, **config):
     torch.manual_seed(seed)
     model = recipe.build_model(**TINY)
     config = TrainConfig(**{**dict(epochs=epochs, batch_size=BATCH, warmup_epochs=1, lr=4e-3, seed=seed,
-                                   smoothing=recipe.smoothing), **config})
+                                   smoothing=recipe.smoothing, opt=recipe.opt), **config})
     return Member(model, recipe.train_batches(data[0], BATCH, seed=seed), config, recipe.batch_transform(),
                   recipe.loss_fn(teacher))
 
@@ -177,6 +177,12 @@ def test_models_of_different_shapes_are_refused_with_the_fix(data):
 def test_a_model_with_dropout_is_refused_with_the_fix(data):
     with pytest.raises(ValueError, match="dropout.*helpers.train.fit"):
         fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain().but(drop=0.1), 1)],
+                     val_batches(data), device="cpu")
+
+
+def test_a_run_with_sgd_is_refused_with_the_fix(data):
+    with pytest.raises(ValueError, match="AdamW only.*helpers.train.fit"):
+        fit_together([member(data, Recipe.plain(), 0), member(data, Recipe.plain().but(opt="sgd"), 1)],
                      val_batches(data), device="cpu")
 
 

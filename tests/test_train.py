@@ -99,6 +99,33 @@ def test_adamw_decays_only_weight_matrices_by_lr_times_the_configs_decay():
         torch.testing.assert_close(p.detach(), before[n] * factor, msg=n)
 
 
+def test_opt_sgd_steps_as_timms_sgd_which_deits_opt_sgd_builds():
+    from timm.optim import create_optimizer_v2, param_groups_weight_decay
+    torch.manual_seed(0)
+    model = build_vit(**TINY)
+    ours, theirs = copy.deepcopy(model), copy.deepcopy(model)
+    config = TrainConfig(opt="sgd", weight_decay=5e-4, momentum=0.9)
+    optimizers = [make_optimizer(ours, config, 0.05, torch.device("cpu")),
+                  # timm leaves 1-D parameters and the tokens a ViT's no_weight_decay() names undecayed
+                  create_optimizer_v2(param_groups_weight_decay(theirs, 5e-4, no_weight_decay_list=("cls_token", "pos_embed")), "sgd",
+                                      lr=0.05, momentum=0.9)]
+    assert isinstance(optimizers[0], torch.optim.SGD) and optimizers[0].defaults["nesterov"]
+    images, labels = torch.randn(4, 3, 32, 32), torch.arange(4)
+    for _ in range(3):  # momentum and decay act from the second step on
+        for net, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            F.cross_entropy(net(images), labels).backward()
+            optimizer.step()
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(ours.patch_embed.proj.weight, model.patch_embed.proj.weight)
+
+
+def test_an_unknown_optimizer_is_named_with_the_choices():
+    with pytest.raises(ValueError, match="opt must be one of \\('adamw', 'sgd'\\), not 'adam'"):
+        TrainConfig(opt="adam")
+
+
 def test_a_step_is_minus_lr_times_the_gradient_and_clip_grad_zero_or_none_clip_nothing():
     torch.manual_seed(0)
     model = build_vit(**TINY)
