@@ -520,12 +520,12 @@ def _print_table(header, rows, widths) -> None:
         print(" ".join(f"{c:<{-w}s}" if w < 0 else f"{c:>{w}s}" for c, w in zip(cells, widths)))
 
 
-def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None, epochs: int | None = None,
+def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | None = None, epochs: int | None = None,
                  results_dir: Path = RESULTS, runs_dir: Path = RUNS / "ablation", progress=True,
                  time_limit_s: float | None = None, costs: RunCosts | None = None, together: int | None = None,
                  group_checkpoints: bool = True) -> list[dict]:
-    """Run the named variants (default: all) for seeds 0..seeds-1, seed by seed; skip those
-    whose result exists. With time_limit_s, stop before a run expected to end past the limit
+    """Run the named variants (default: all) for seeds 0..seeds-1 (or the listed seeds), seed by
+    seed; skip those whose result exists. With time_limit_s, stop before a run expected to end past the limit
     (expected: by `costs`, RunCosts, which learns from each run). With together=M, the pending
     runs train in groups of up to M (run_together); results come back in the same order.
 
@@ -542,7 +542,8 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
     device = pick_device()
     costs = costs or RunCosts()
     teacher, results, pending, started = None, [], [], time.perf_counter()
-    for seed in range(seeds):
+    seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
+    for seed in seeds:
         for name in names:
             path = result_path(results_dir, profile, name, seed)
             if path.exists() and (found := read_result(path)).get("protocol") == PROTOCOL:
@@ -567,7 +568,7 @@ def run_ablation(names=None, seeds: int = SEEDS, profile: Profile | None = None,
         results += run_together(pending, table, profile, together, started, results_dir=results_dir, runs_dir=runs_dir,
                                 epochs=epochs, device=device, progress=progress, time_limit_s=time_limit_s,
                                 costs=costs, checkpoints=group_checkpoints)
-        order = [(name, seed) for seed in range(seeds) for name in names]
+        order = [(name, seed) for seed in seeds for name in names]
         results.sort(key=lambda r: order.index((r["variant"], r["seed"])))
     return results
 
@@ -610,12 +611,14 @@ def run_together(pending, table, profile: Profile, size: int, started: float, *,
 
 @reports_errors
 def main(argv=None) -> int:
-    from helpers.cli import positive_int
+    from helpers.cli import non_negative_int, positive_int
 
     parser = argparse.ArgumentParser(prog="python -m helpers ablate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="VARIANT")
     parser.add_argument("--seeds", type=positive_int, default=SEEDS, help=f"seeds 0..N-1 for every variant (default {SEEDS})")
+    parser.add_argument("--seed", type=non_negative_int, metavar="K",
+                        help="seed K only, in place of --seeds (several processes with --threads 1 share the cores)")
     parser.add_argument("--profile", choices=list(PROFILES))
     parser.add_argument("--epochs", type=positive_int, help="override the profile's epochs (same for every run)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
@@ -657,7 +660,7 @@ def main(argv=None) -> int:
                               f"check --results-dir and --profile (DEIT_PROFILE), or run the ablation first.")
     else:
         make_folder(args.results_dir, "Choose another --results-dir")
-        run_ablation(args.only, args.seeds, profile, args.epochs, args.results_dir,
+        run_ablation(args.only, args.seeds if args.seed is None else [args.seed], profile, args.epochs, args.results_dir,
                      progress=not args.no_progress, time_limit_s=args.time_limit_s,
                      costs=RunCosts(args.expected_run_s, args.distilled_cost, args.compile_s, args.teacher_s),
                      together=args.together, group_checkpoints=not args.no_group_checkpoints)
