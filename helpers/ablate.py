@@ -28,7 +28,9 @@ and soft distillation with the batch-mean KL (K times stronger; notebook 03's hy
 
 Each run writes results/ablation/<profile>/<variant>-seed<k>.json. Runs go seed by seed (every
 variant's seed 0 first), finished runs are skipped and interrupted ones resume from
-runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget); --time-limit-s stops before a run that would not fit in the time left.
+runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget);
+--time-limit-s stops before a run that would not fit in the time left. --seed K runs seed K
+alone: on two cores, a process per seed with --threads 1 trains three seeds at once.
 
 Table 8's other rows (`python -m helpers ablate --only full+dropout full-mixup-cutmix
 full-randaugment+autoaugment full+sgd`) run with the same protocol and seeds beside `full`, which

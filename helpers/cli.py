@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from helpers.data import TensorBatches, load_cifar10
-from helpers.constants import IMAGE_SIZE, RUNS
+from helpers.constants import IMAGE_SIZE, OPTIMIZERS, RUNS
 from helpers.weight_average import ema_key
 from helpers.profile_runs import EVAL_BATCH, profile_config, train_in_profile
 from helpers.models import count_parameters, vit_config
@@ -38,7 +38,7 @@ from helpers.profiles import PROFILES, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import DISTILLATION_TYPES, Recipe
 from helpers.resolution import ResizeInputs, at_resolution, upsample_images
-from helpers.train import CHECKPOINT, OPTIMIZERS, CheckpointError, evaluate, load_checkpoint, pick_device
+from helpers.train import CHECKPOINT, CheckpointError, evaluate, load_checkpoint, pick_device
 
 # The flags a resumed run takes from its checkpoint's training config when they are not given.
 SAVED_CONFIG_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "min_lr", "clip_grad", "seed",

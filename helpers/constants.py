@@ -11,6 +11,7 @@ RUNS = Path(os.environ.get(RUNS_ENV) or REPO / "runs")  # checkpoints; DEIT_RUNS
 RESULTS = REPO / "results"  # committed reference results
 NOTEBOOKS = REPO / "notebooks"
 
+OPTIMIZERS = ("adamw", "sgd")  # DeiT's --opt values the course trains with (timm's names)
 IMAGE_SIZE = 32  # CIFAR-10's pixels per side: the size every model and teacher here first trains at
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # CIFAR-10's label order, also alphabetical

@@ -22,6 +22,12 @@ class FolderError(CourseError, RuntimeError):
     """A folder the command must write into cannot be made; the message names the path to change."""
 
 
+def check_choice(name: str, value, choices: tuple) -> None:
+    """A setting that must be one of a few values: otherwise a ValueError that lists them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, not {value!r}.")
+
+
 def make_folder(path, change: str = "Choose another path") -> Path:
     """mkdir -p path, or FolderError naming what is in the way and `change` (e.g. the flag to fix)."""
     path = Path(path)

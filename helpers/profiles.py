@@ -98,7 +98,7 @@ def profile_name() -> str:
 def get_profile(name: str | None = None) -> Profile:
     """The Profile called `name`, or the active one.
 
-    Notebooks: used in 00, 02, 03.
+    Notebooks: used in 00, 02, 03, 05.
     """
     name = name or profile_name()
     if name not in PROFILES:

@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass, replace
 
 from helpers.auto_augment import batch_policy, check_aa
 from helpers.batch_augment import BatchAugment
+from helpers.constants import OPTIMIZERS
 from helpers.data import TensorBatches
+from helpers.errors import check_choice
 from helpers.models import build_vit
 from helpers.losses import DEFAULT_ALPHA, PAPER_TAU, DistillationLoss
-from helpers.train import check_opt
 
 DISTILLATION_TYPES = ("none", "soft", "hard")
 # (field, lowest, highest): probabilities in [0, 1], Beta alphas non-negative, smoothing and drop
@@ -47,10 +48,8 @@ class Recipe:
     distillation_kl: str = "numel"  # soft: KL summed and divided by B*K as in DeiT's code, or "batchmean"
 
     def __post_init__(self):
-        if self.distillation_type not in DISTILLATION_TYPES:
-            raise ValueError(f"distillation_type must be one of {DISTILLATION_TYPES}, "
-                             f"not {self.distillation_type!r}.")
-        check_opt(self.opt)
+        check_choice("distillation_type", self.distillation_type, DISTILLATION_TYPES)
+        check_choice("opt", self.opt, OPTIMIZERS)
         check_aa(self.aa)  # a typo fails now, not after the first epoch
         for name, low, high in RANGES:  # a value out of range fails now too, with its name
             value = getattr(self, name)
@@ -58,8 +57,7 @@ class Recipe:
                 raise ValueError(f"{name} must lie in [{low}, {high}], not {value}.")
         if self.distillation_tau <= 0:
             raise ValueError(f"distillation_tau must be above 0, not {self.distillation_tau}.")
-        if self.distillation_kl not in ("numel", "batchmean"):
-            raise ValueError(f"distillation_kl must be 'numel' or 'batchmean', not {self.distillation_kl!r}.")
+        check_choice("distillation_kl", self.distillation_kl, ("numel", "batchmean"))
 
     @classmethod
     def plain(cls) -> "Recipe":

@@ -4,8 +4,6 @@ The paper gives no SGD learning rate (Section 6 says only that its AdamW setting
 cross-validated). benchmarks/sgd_lr.py trains ablate's `full+sgd` once per rate, seed 0, and
 writes each run where this module reads it; the rate with the best final validation accuracy is
 the profile's `sgd_lr` (helpers.profiles). The test set plays no part in the choice.
-
-Notebooks: used in 05.
 """
 from __future__ import annotations
 
@@ -23,7 +21,10 @@ def rate_folder(root: Path, lr: float) -> Path:
 
 
 def sweep_results(profile_name: str, root: Path = FOLDER) -> list[dict]:
-    """Every finished rate's result, lowest rate first."""
+    """Every finished rate's result, lowest rate first.
+
+    Notebooks: used in 05.
+    """
     paths = root.glob(f"lr*/{profile_name}/{VARIANT}-seed0.json")
     found = [read_result(path) for path in paths]
     return sorted(found, key=lambda result: result["config"]["lr"])
@@ -37,7 +38,10 @@ def best_rate(results: list[dict]) -> float:
 
 
 def print_report(results: list[dict]) -> None:
-    """A table: each rate's final validation accuracy and training loss, the chosen rate marked."""
+    """A table: each rate's final validation accuracy and training loss, the chosen rate marked.
+
+    Notebooks: used in 05.
+    """
     best = best_rate(results)
     print(f"{'lr (batch 512)':>15s} {'lr (batch ' + str(results[0]['config']['batch_size']) + ')':>15s} "
           f"{'final val acc':>14s} {'final train loss':>17s}")

@@ -23,7 +23,8 @@ from torch import nn
 
 from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
-from helpers.errors import CourseError, make_folder
+from helpers.constants import OPTIMIZERS
+from helpers.errors import CourseError, check_choice, make_folder
 from helpers.losses import classification_loss
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.speed import sync
@@ -32,7 +33,6 @@ from helpers.weight_average import decay_key, ema_key
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
 HISTORY_CSV = "history.csv"
-OPTIMIZERS = ("adamw", "sgd")
 
 
 class CheckpointError(CourseError, RuntimeError):
@@ -57,16 +57,11 @@ class TrainConfig:
     momentum: float = 0.9  # SGD's (main.py's --momentum); AdamW ignores it
 
     def __post_init__(self):
-        check_opt(self.opt)
+        check_choice("opt", self.opt, OPTIMIZERS)
 
     @property
     def scaled_lr(self) -> float:
         return self.lr * self.batch_size / 512
-
-
-def check_opt(opt: str) -> None:
-    if opt not in OPTIMIZERS:
-        raise ValueError(f"opt must be one of {OPTIMIZERS}, not {opt!r}.")
 
 
 def pick_device() -> torch.device:

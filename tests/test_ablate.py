@@ -70,6 +70,18 @@ def test_seeds_are_paired_same_initial_weights_and_data_seed_in_every_variant(tm
     assert calls["plain-seed0"][0] != calls["plain-seed1"][0]
 
 
+def test_seed_k_on_the_command_line_trains_that_seed_alone_as_it_would_among_the_others(tmp_path, monkeypatch):
+    calls, alone = {}, {}
+    monkeypatch.setattr(ablate, "train_in_profile", _fake_training(calls))
+    ablate.run_ablation(["plain"], seeds=2, profile=get_profile("ci"), results_dir=tmp_path / "r",
+                        runs_dir=tmp_path / "runs", progress=False)
+    monkeypatch.setattr(ablate, "train_in_profile", _fake_training(alone))
+    assert ablate.main(["--profile", "ci", "--only", "plain", "--seed", "1", "--results-dir", str(tmp_path / "s"),
+                        "--no-progress"]) == 0
+    assert alone == {"plain-seed1": calls["plain-seed1"]}  # the same initial weights and data seed
+    assert [p.name for p in (tmp_path / "s" / "ci").iterdir()] == ["plain-seed1.json"]
+
+
 def test_runner_writes_final_validation_and_test_skips_finished_runs(tmp_path, monkeypatch):
     profile = get_profile("ci")
     kwargs = dict(profile=profile, epochs=1, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",

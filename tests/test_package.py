@@ -61,7 +61,7 @@ def test_the_command_line_runs_a_command():
     result = run("ablate", "--list")
     protocol, table_8 = result.stdout.strip().split("\n\n")
     assert result.returncode == 0 and len(protocol.splitlines()) == 17
-    assert table_8.startswith("Table 8's other rows") and len(table_8.splitlines()) == 1 + 3
+    assert table_8.startswith("Table 8's other rows") and len(table_8.splitlines()) == 1 + 4
 
 
 def test_each_helper_names_the_notebooks_that_use_it():

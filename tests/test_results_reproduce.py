@@ -2,8 +2,6 @@
 ablation run or crossover run, trained again here the way its runner trains it, gives the first
 record of its history. A change that alters training (data, split, augmentation, model, optimizer, seeding)
 fails here, before the committed results that the notebooks show go stale unnoticed."""
-from dataclasses import asdict
-
 import pytest
 import torch
 
@@ -11,6 +9,7 @@ from helpers.ablate import all_variants, run_config, run_variant
 from helpers.constants import RESULTS
 from helpers.files import read_result
 from helpers.profiles import get_profile
+from helpers.train import TrainConfig
 
 # Another CPU may round differently, which moves a first epoch's mean loss by far less than this;
 # other initial weights alone moved plain's by 0.002 to 0.01 (five unseeded runs, 2026-11-28).
@@ -26,12 +25,13 @@ def _stop(history):
     raise FirstEpochDone(history[0])
 
 
-@pytest.mark.parametrize("variant", ["plain", "full", "full+dropout", "full-randaugment+autoaugment"])
+@pytest.mark.parametrize("variant", ["plain", "full", "full+dropout", "full-randaugment+autoaugment", "full+sgd"])
 def test_a_committed_cpu_ablation_run_is_what_this_code_trains(variant, tmp_path, one_thread):
     committed = committed_run(RESULTS / "ablation" / "cpu" / f"{variant}-seed0.json")
     profile, recipe = get_profile("cpu"), all_variants()[variant]
     assert "(x86_64, 1 threads)" in committed["device"]  # one thread, as here: the same sums in the same order
-    assert committed["config"] == asdict(run_config(profile, recipe, 0, None, compile=False))
+    # a field added to TrainConfig since the run takes its default, which the run trained with
+    assert TrainConfig(**committed["config"]) == run_config(profile, recipe, 0, None, compile=False)
     with pytest.raises(FirstEpochDone) as done:
         run_variant(variant, recipe, profile, 0, results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
                     device=torch.device("cpu"), progress=False, on_epoch=_stop)

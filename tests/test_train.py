@@ -107,8 +107,8 @@ def test_opt_sgd_steps_as_timms_sgd_which_deits_opt_sgd_builds():
     config = TrainConfig(opt="sgd", weight_decay=5e-4, momentum=0.9)
     optimizers = [make_optimizer(ours, config, 0.05, torch.device("cpu")),
                   # timm leaves 1-D parameters and the tokens a ViT's no_weight_decay() names undecayed
-                  create_optimizer_v2(param_groups_weight_decay(theirs, 5e-4, no_weight_decay_list=("cls_token", "pos_embed")), "sgd",
-                                      lr=0.05, momentum=0.9)]
+                  create_optimizer_v2(param_groups_weight_decay(theirs, 5e-4, no_weight_decay_list=("cls_token", "pos_embed")),
+                                      "sgd", lr=0.05, momentum=0.9)]
     assert isinstance(optimizers[0], torch.optim.SGD) and optimizers[0].defaults["nesterov"]
     images, labels = torch.randn(4, 3, 32, 32), torch.arange(4)
     for _ in range(3):  # momentum and decay act from the second step on
