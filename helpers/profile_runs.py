@@ -88,6 +88,10 @@ def train_in_profile(name: str, model=None, profile: Profile | None = None, *, r
     config_overrides.setdefault("compile", compiles_by_default(profile, device))
     if recipe is not None:
         config_overrides.setdefault("smoothing", recipe.smoothing)
+        config_overrides.setdefault("opt", recipe.opt)  # and with it the profile's settings for that optimizer
+        if config_overrides["opt"] != recipe.opt:
+            raise ValueError(f"opt={config_overrides['opt']!r} contradicts the recipe's opt={recipe.opt!r}: "
+                             f"set the optimizer in the recipe (Recipe(opt=...)) only.")
     config = profile_config(profile, **config_overrides)
     train, val, test = profile_data(profile, train_per_class=train_per_class)
     metadata = {**(metadata or {}), "train_images": len(train)}  # a resume must train on the same data

@@ -1,9 +1,8 @@
 """The learning rate of Table 8's "SGD for pre-training" row, chosen on validation.
 
-The paper gives no SGD learning rate (Section 6 says only that its AdamW settings were
-cross-validated). benchmarks/sgd_lr.py trains ablate's `full+sgd` once per rate, seed 0, and
-writes each run where this module reads it; the rate with the best final validation accuracy is
-the profile's `sgd_lr` (helpers.profiles). The test set plays no part in the choice.
+The paper gives no SGD learning rate. benchmarks/sgd_lr.py trains ablate's `full+sgd` once per
+rate, seed 0, and writes each run where this module reads it; the rate with the best final
+validation accuracy is the profile's `sgd_lr` (helpers.profiles). The test set plays no part.
 """
 from __future__ import annotations
 

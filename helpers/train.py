@@ -58,6 +58,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice("opt", self.opt, OPTIMIZERS)
+        if not 0 <= self.momentum < 1:  # at 1 the buffer never forgets, beyond it the steps grow
+            raise ValueError(f"momentum must lie in [0, 1), not {self.momentum} (DeiT's is 0.9).")
 
     @property
     def scaled_lr(self) -> float:

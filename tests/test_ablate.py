@@ -424,9 +424,9 @@ def test_the_runner_takes_table_8_rows_by_name_only_and_trains_dropout_alone(tmp
     monkeypatch.setattr(ablate, "train_in_profile", _fake_training(calls))
     grouped = []
     monkeypatch.setattr(ablate, "run_together", lambda pending, *a, **k: grouped.extend(pending) or [])
-    ablate.run_ablation(["full", "full+dropout"], seeds=1, profile=get_profile("ci"), together=2,
+    ablate.run_ablation(["full", "full+dropout", "full+sgd"], seeds=1, profile=get_profile("ci"), together=2,
                         results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False)
-    assert list(calls) == ["full+dropout-seed0"] and grouped == [("full", 0)]
+    assert list(calls) == ["full+dropout-seed0", "full+sgd-seed0"] and grouped == [("full", 0)]
     assert not ablate.trains_together(ablate.all_variants()["full+dropout"])
     assert not ablate.trains_together(ablate.all_variants()["full+sgd"])
     assert all(ablate.trains_together(r) for r in ablate.variants().values())

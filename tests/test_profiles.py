@@ -152,6 +152,24 @@ def test_profile_config_takes_the_profiles_sizes_and_rate_and_the_overrides():
         profile_config(get_profile("ci"), learning_rate=1e-3)
 
 
+def test_train_in_profile_trains_with_the_recipes_optimizer_at_the_profiles_settings_for_it(monkeypatch):
+    from helpers.recipe import Recipe
+    ci = get_profile("ci")
+    config = fit_inputs(monkeypatch, recipe=Recipe(opt="sgd"))["config"]
+    assert (config.opt, config.lr, config.weight_decay) == ("sgd", ci.sgd_lr, ci.sgd_weight_decay)
+    assert fit_inputs(monkeypatch, recipe=Recipe(opt="sgd"), lr=0.5)["config"].lr == 0.5  # an override wins
+    assert fit_inputs(monkeypatch, recipe=Recipe())["config"].opt == "adamw"
+    with pytest.raises(ValueError, match="contradicts the recipe's opt='adamw'"):
+        fit_inputs(monkeypatch, recipe=Recipe(), opt="sgd")
+
+
+def test_momentum_must_lie_below_one():
+    from helpers.train import TrainConfig
+    for momentum in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="momentum must lie in \\[0, 1\\)"):
+            TrainConfig(opt="sgd", momentum=momentum)
+
+
 def fit_inputs(monkeypatch, **kwargs):
     """What train_in_profile hands fit (ci profile, on the CPU), without training."""
     from helpers import profile_runs

@@ -142,6 +142,12 @@ def test_resume_with_another_runtime_option_continues(tmp_path, capsys):
     assert json.loads((tmp_path / "history.json").read_text())["history"] == history  # finished: returned as is
 
 
+def test_lr_and_weight_decay_given_with_opt_sgd_replace_the_profiles_sgd_settings(tmp_path):
+    assert cli.main(cli_args(tmp_path, "--aa", "", "--opt", "sgd", "--lr", "0.2", "--weight-decay", "1e-4")) == 0
+    config = torch.load(tmp_path / "last.pt", weights_only=False)["config"]
+    assert (config["opt"], config["lr"], config["weight_decay"], config["momentum"]) == ("sgd", 0.2, 1e-4, 0.9)
+
+
 def test_resume_needs_only_the_folder_and_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
     assert cli.main(cli_args(tmp_path, "--aa", "", "--mixup", "0", "--drop-path", "0.2", "--drop", "0.1",
                              "--seed", "3", "--opt", "sgd", "--momentum", "0.8")) == 0
