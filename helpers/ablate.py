@@ -294,20 +294,29 @@ class RunCosts:
     run's training (its share of a group's steps), a distilled run's cost relative to a plain one
     (the teacher's forward in every step), the compile time of a graph (model shape and group
     size) not yet trained in this process, and the teacher's training until it is loaded. After
-    each run or group, run_s becomes what that one took."""
+    each run or group, run_s becomes what that one took. Under --together a run that trains alone
+    (dropout, SGD) is timed apart, as alone_s: a whole run's seconds, not a group member's share
+    (until one is measured, the share stands in)."""
     run_s: float = 0.0
     distilled_cost: float = 1.0
     compile_s: float = 0.0
     teacher_s: float = 0.0
     graphs: set = field(default_factory=set)
+    alone_s: float | None = None
 
-    def expected_s(self, size: int, is_distilled: bool, needs_teacher: bool) -> float:
-        return (size * self.run_s * self._cost(is_distilled) + self._compiling(size, is_distilled)
+    def expected_s(self, size: int, is_distilled: bool, needs_teacher: bool, alone: bool = False) -> float:
+        per_run = self.alone_s if alone and self.alone_s is not None else self.run_s
+        return (size * per_run * self._cost(is_distilled) + self._compiling(size, is_distilled)
                 + (self.teacher_s if needs_teacher else 0.0))
 
-    def measured(self, size: int, is_distilled: bool, seconds: float) -> None:
-        """Record a run or group of `size` that took `seconds` (the teacher's training not included)."""
-        self.run_s = max(0.0, seconds - self._compiling(size, is_distilled)) / size / self._cost(is_distilled)
+    def measured(self, size: int, is_distilled: bool, seconds: float, alone: bool = False) -> None:
+        """Record a run or group of `size` that took `seconds` (the teacher's training not included);
+        alone: a run trained by itself while the others train in groups."""
+        per_run = max(0.0, seconds - self._compiling(size, is_distilled)) / size / self._cost(is_distilled)
+        if alone:
+            self.alone_s = per_run
+        else:
+            self.run_s = per_run
         self.graphs.add((is_distilled, size))
 
     def _cost(self, is_distilled: bool) -> float:
@@ -556,7 +565,8 @@ def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | 
                 pending.append((name, seed))
                 continue
             is_distilled = distilled(table[name])
-            expected = costs.expected_s(1, is_distilled, is_distilled and teacher is None)
+            alone = bool(together)  # it cannot join a group (trains_together): time it apart from their shares
+            expected = costs.expected_s(1, is_distilled, is_distilled and teacher is None, alone)
             if out_of_time(f"{name} seed {seed}", "a run", time.perf_counter() - started, expected, time_limit_s):
                 return results
             teacher = teacher_for([table[name]], teacher, profile, device)
@@ -565,7 +575,7 @@ def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | 
             results.append(run_variant(name, table[name], profile, seed, results_dir=results_dir,
                                        runs_dir=runs_dir, epochs=epochs, teacher=teacher, device=device,
                                        progress=progress))
-            costs.measured(1, is_distilled, time.perf_counter() - run_started)
+            costs.measured(1, is_distilled, time.perf_counter() - run_started, alone)
     if together:
         results += run_together(pending, table, profile, together, started, results_dir=results_dir, runs_dir=runs_dir,
                                 epochs=epochs, device=device, progress=progress, time_limit_s=time_limit_s,

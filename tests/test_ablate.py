@@ -161,6 +161,33 @@ def test_run_costs_learn_a_plain_runs_time_from_a_distilled_group():
     assert costs.expected_s(1, False, True) == pytest.approx(5.0 + 5.0 + 7.0)  # a new graph and the teacher
 
 
+def test_run_costs_time_a_run_trained_alone_apart_from_a_group_members_share():
+    costs = ablate.RunCosts(run_s=2.0)  # a member's share of a group on a GPU: far less than a run alone
+    assert costs.expected_s(1, False, False, alone=True) == pytest.approx(2.0)  # nothing measured alone yet
+    costs.measured(1, False, 30.0, alone=True)  # a run with dropout or SGD, trained alone
+    assert (costs.run_s, costs.alone_s) == (2.0, 30.0)
+    assert costs.expected_s(4, False, False) == pytest.approx(8.0)  # a group still costs its shares
+    assert costs.expected_s(1, False, False, alone=True) == pytest.approx(30.0)
+    costs.measured(4, False, 12.0)
+    assert (costs.run_s, costs.alone_s) == (3.0, 30.0)
+
+
+def test_the_runner_times_runs_alone_apart_under_together(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(ablate, "train_in_profile", _fake_training({}))
+    monkeypatch.setattr(ablate, "run_together", lambda *a, **k: [])
+
+    class Recording(ablate.RunCosts):
+        def measured(self, size, is_distilled, seconds, alone=False):
+            seen.append((size, alone))
+            super().measured(size, is_distilled, seconds, alone)
+    ablate.run_ablation(["full+sgd"], seeds=1, profile=get_profile("ci"), together=2, costs=Recording(),
+                        results_dir=tmp_path / "r", runs_dir=tmp_path / "runs", progress=False)
+    ablate.run_ablation(["full+sgd"], seeds=1, profile=get_profile("ci"), costs=Recording(),
+                        results_dir=tmp_path / "r2", runs_dir=tmp_path / "runs2", progress=False)
+    assert seen == [(1, True), (1, False)]  # without --together every run is a plain run
+
+
 def test_results_of_another_protocol_are_ignored(tmp_path):
     folder = tmp_path / "ci"
     folder.mkdir()
