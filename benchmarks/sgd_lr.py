@@ -55,7 +55,11 @@ def main(argv=None) -> int:
                 continue
             run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=rate_folder(args.runs_dir, lr),
                         progress=not args.no_progress, config_changes={"lr": lr})
-    print_report(sweep_results(profile.name, args.results_dir))
+    results = sweep_results(profile.name, args.results_dir)
+    if not results:
+        raise SystemExit(f"error: no finished {profile.name}-profile SGD run in {args.results_dir}: check "
+                         f"--results-dir and --profile, or train some rates with --lrs.")
+    print_report(results)
     return 0
 
 

@@ -29,3 +29,8 @@ def test_a_sweep_trains_each_rate_once_with_sgd_and_reports_the_choice(tmp_path,
     assert chosen.split()[0] == f"{best_rate(found):g}"
     assert sweep.main(argv) == 0  # finished rates are not trained again
     assert capsys.readouterr().out.count("done already") == 2
+
+
+def test_a_report_without_runs_says_where_it_looked_and_what_to_do(tmp_path):
+    with pytest.raises(SystemExit, match=f"no finished ci-profile SGD run in {tmp_path}.*--lrs"):
+        sweep.main(["--profile", "ci", "--report", "--results-dir", str(tmp_path)])
