@@ -29,6 +29,7 @@ from helpers.errors import reports_errors
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.sgd_lr import FOLDER, VARIANT, print_report, rate_folder, sweep_results
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sgd_lr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,9 +16,10 @@ coin per image, as in timm.
 `AutoAugment` works on PIL images and draws from a random.Random exactly as timm's AutoAugment
 draws from Python's random module (a sub-policy, then per op: apply?, then sign), so the same
 seed gives the same images, when timm is given one interpolation (hparams["interpolation"]; left
-out, timm draws bilinear or bicubic for every rotate and shear, one more draw). `BatchAutoAugment` draws every image's choices at once and applies
-them with helpers.batch_randaugment's batched ops, so the training pipeline (BatchAugment, the
-together trainer) treats it as it treats BatchRandAugment.
+out, timm draws bilinear or bicubic for every rotate and shear, one more draw).
+`BatchAutoAugment` draws every image's choices at once and applies them with
+helpers.batch_randaugment's batched ops, so the training pipeline (BatchAugment, the together
+trainer) treats it as it treats BatchRandAugment.
 """
 from __future__ import annotations
 

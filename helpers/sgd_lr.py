@@ -10,6 +10,7 @@ from pathlib import Path
 
 from helpers.constants import RESULTS
 from helpers.files import read_result
+from helpers.train import TrainConfig
 
 FOLDER, VARIANT = RESULTS / "sgd_lr", "full+sgd"
 
@@ -47,5 +48,5 @@ def print_report(results: list[dict]) -> None:
     for result in results:
         config, last = result["config"], result["history"][-1]
         mark = "  <- chosen on validation" if config["lr"] == best else ""
-        print(f"{config['lr']:>15g} {config['lr'] * config['batch_size'] / 512:>15.4g} "
+        print(f"{config['lr']:>15g} {TrainConfig(**config).scaled_lr:>15.4g} "
               f"{result['final_val_acc']:>14.2f} {last['train_loss']:>17.3f}{mark}")
