@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from helpers.ablate import result_path, run_variant, table_8_variants
+from helpers.ablate import check_same_run, result_path, run_config, run_variant, table_8_variants
 from helpers.cli import positive_float, positive_int
 from helpers.constants import RUNS
 from helpers.errors import reports_errors
+from helpers.files import read_result
 from helpers.profiles import PROFILES, get_profile, smoke_test_label
 from helpers.sgd_lr import FOLDER, VARIANT, print_report, rate_folder, sweep_results
 
@@ -51,7 +52,10 @@ def main(argv=None) -> int:
         recipe = table_8_variants()[VARIANT]
         for lr in args.lrs:
             folder = rate_folder(args.results_dir, lr)
-            if result_path(folder, profile, VARIANT, 0).exists():
+            path = result_path(folder, profile, VARIANT, 0)
+            if path.exists():  # reused only if it trained as this call would
+                check_same_run(read_result(path), run_config(profile, recipe, 0, None, compile=False, lr=lr), recipe,
+                               profile, path)
                 print(f"lr {lr:g}: done already ({folder})")
                 continue
             run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=rate_folder(args.runs_dir, lr),

@@ -27,7 +27,8 @@ distillation (the paper's tau 3 and lambda 0.1, KL normalised per element as in 
 and soft distillation with the batch-mean KL (K times stronger; notebook 03's hypothesis).
 
 Each run writes results/ablation/<profile>/<variant>-seed<k>.json. Runs go seed by seed (every
-variant's seed 0 first), finished runs are skipped and interrupted ones resume from
+variant's seed 0 first), finished runs are skipped (a result trained with other settings stops the
+call with the settings named) and interrupted ones resume from
 runs/ablation/<profile>/ (runs/ablation/<profile>-<E>ep/ for another --epochs budget);
 --time-limit-s stops before a run that would not fit in the time left. --seed K runs seed K
 alone: on two cores, a process per seed with --threads 1 trains three seeds at once.
@@ -67,7 +68,7 @@ from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.stats import format_estimate, holm_rejections, mean_and_se, paired_difference
-from helpers.train import TrainConfig, evaluate, pick_device
+from helpers.train import TrainConfig, differences, evaluate, pick_device, run_identity
 
 RESULTS = ALL_RESULTS / "ablation"
 PROTOCOL = 2  # results of another protocol version (e.g. best epoch on the test set) are ignored
@@ -159,6 +160,14 @@ def runs_folder(runs_dir: Path, profile: Profile, epochs: int | None) -> Path:
     return runs_dir / (profile.name if epochs in (None, profile.epochs) else f"{profile.name}-{epochs}ep")
 
 
+RUN_SIZES = ("model", "train_images", "val_images", "test_images")
+
+
+def run_sizes(profile: Profile) -> dict:
+    """A result's RUN_SIZES: its model's shape and how many images it trained and was measured on."""
+    return dict(zip(RUN_SIZES, (profile.vit_sizes, profile.train_size, profile.val_size, profile.test_size)))
+
+
 def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool,
                **changes) -> TrainConfig:
     """One run's TrainConfig: the profile's, with the run's seed and the recipe's label smoothing and
@@ -195,8 +204,7 @@ def write_result(variant: str, recipe: Recipe, profile: Profile, seed: int, conf
         "train_seconds": sum(r["seconds"] for r in history) / (together or 1),
         "wall_clock_seconds_this_session": wall_clock_s / (together or 1),
         **({"together": together} if together else {}),
-        "recipe": recipe.as_dict(), "config": asdict(config), "model": profile.vit_sizes,
-        "train_images": profile.train_size, "val_images": profile.val_size, "test_images": profile.test_size,
+        "recipe": recipe.as_dict(), "config": asdict(config), **run_sizes(profile),
         "teacher": getattr(teacher, "info", None) and {k: v for k, v in teacher.info.items() if k != "history"},
         "history": history, **provenance(),
     }
@@ -335,14 +343,20 @@ def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_
     return False
 
 
-def check_same_epochs(found: dict, config: TrainConfig, path: Path) -> None:
-    """A finished run is reused only if it was trained as this call asks (every run of an ablation
-    must have the same budget); else stop and say how to keep both."""
-    for key in ("epochs", "batch_size"):
-        if found.get("config", {}).get(key) != getattr(config, key):
-            raise SystemExit(f"error: {path} was trained with {key} {found.get('config', {}).get(key)}, "
-                             f"not {getattr(config, key)} as asked. Use another --results-dir for this budget, "
-                             f"or delete the old results to replace them.")
+def check_same_run(found: dict, config: TrainConfig, recipe: Recipe, profile: Profile, path: Path) -> None:
+    """A finished run is reused only if it was trained as this call would train it: the same
+    config (epochs, learning rate, ...), recipe, model and data sizes. Else stop and say how to keep
+    both, rather than compare runs of two protocols."""
+    def identity(config: TrainConfig, recipe: dict, sizes: dict) -> dict:
+        return {**run_identity(config, {"recipe": recipe}), **sizes}
+
+    # fields added to TrainConfig or Recipe since the run was written take their defaults
+    saved = identity(TrainConfig(**found.get("config", {})), found.get("recipe", {}),
+                     {key: found.get(key) for key in RUN_SIZES})
+    now = identity(config, recipe.as_dict(), run_sizes(profile))
+    if saved != now:
+        raise SystemExit(f"error: {path} was trained otherwise than this call asks; {differences(saved, now)}"
+                         f"Use another --results-dir for these settings, or delete the old results to replace them.")
 
 
 def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
@@ -558,7 +572,8 @@ def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | 
         for name in names:
             path = result_path(results_dir, profile, name, seed)
             if path.exists() and (found := read_result(path)).get("protocol") == PROTOCOL:
-                check_same_epochs(found, run_config(profile, table[name], seed, epochs, compile=False), path)
+                check_same_run(found, run_config(profile, table[name], seed, epochs, compile=False), table[name],
+                               profile, path)
                 results.append(found)
                 continue
             if together and trains_together(table[name]):

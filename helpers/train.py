@@ -256,20 +256,30 @@ def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
     return identity
 
 
+def differences(saved: dict, now: dict) -> str:
+    """The settings in which two run identities differ, a line each, for an error that names them;
+    within a setting that is a dict (the recipe) only its differing keys, as recipe.<key>."""
+    def flat(identity: dict) -> dict:
+        return {f"{k}.{sub}" if isinstance(v, dict) else k: x
+                for k, v in identity.items() for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+    saved, now = flat(saved), flat(now)
+    changed = sorted(k for k in now.keys() | saved.keys() if saved.get(k) != now.get(k))
+    return f"it differs in {changed}:\n" + "".join(f"  {k}: saved {saved.get(k)!r}, now {now.get(k)!r}\n"
+                                                  for k in changed)
+
+
 def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metadata: dict | None, averages=()):
     state = load_checkpoint(run_dir / CHECKPOINT)
     # Fields added to TrainConfig or Recipe after the checkpoint was written take their defaults.
-    saved_config = TrainConfig(**{**asdict(TrainConfig()), **state.get("config", {})})
+    saved_config = TrainConfig(**state.get("config", {}))
     saved, now = run_identity(saved_config, state.get("metadata")), run_identity(config, metadata)
     for key in RECORDED_IDENTITY:
         if key not in saved:  # written before runs recorded it
             now.pop(key, None)
     if saved != now:
-        changed = sorted(k for k in now if saved.get(k) != now[k])
-        raise CheckpointError(
-            f"{run_dir / CHECKPOINT} was written by a run with another config or recipe; "
-            f"it differs in {changed}:\n" + "".join(f"  {k}: saved {saved.get(k)!r}, now {now[k]!r}\n" for k in changed)
-            + "Use a new run_dir, or delete that folder to start over.")
+        raise CheckpointError(f"{run_dir / CHECKPOINT} was written by a run with another config or recipe; "
+                              f"{differences(saved, now)}Use a new run_dir, or delete that folder to start over.")
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as err:

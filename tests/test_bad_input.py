@@ -61,17 +61,13 @@ def test_a_checkpoint_from_before_the_data_size_was_recorded_still_resumes(tmp_p
 def test_the_ablation_refuses_to_reuse_runs_of_another_budget_and_names_a_damaged_result(tmp_path, monkeypatch):
     def fake_run(name, recipe, profile, seed, *, results_dir, epochs=None, **kwargs):
         config = ablate.run_config(profile, recipe, seed, epochs, compile=False)
-        path = ablate.result_path(results_dir, profile, name, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result = {"protocol": ablate.PROTOCOL, "variant": name, "seed": seed, "config": {"epochs": config.epochs,
-                  "batch_size": config.batch_size}}
-        path.write_text(json.dumps(result))
-        return result
+        return ablate.write_result(name, recipe, profile, seed, config, [{"val_acc": 1, "test_acc": 1, "seconds": 1}],
+                                   teacher=None, results_dir=results_dir, wall_clock_s=1.0)
     monkeypatch.setattr(ablate, "run_variant", fake_run)
     run = dict(seeds=1, profile=ablate.get_profile("ci"), results_dir=tmp_path, progress=False)
     ablate.run_ablation(["plain"], epochs=1, **run)
     assert ablate.run_ablation(["plain"], epochs=1, **run)[0]["config"]["epochs"] == 1  # the same budget: reused
-    with pytest.raises(SystemExit, match="trained with epochs 1, not 2 as asked. Use another --results-dir"):
+    with pytest.raises(SystemExit, match=r"(?s)differs in \['epochs'\]:\n  epochs: saved 1, now 2\n.*Use another --results-dir"):
         ablate.run_ablation(["plain"], epochs=2, **run)
     damaged = ablate.result_path(tmp_path, run["profile"], "plain", 0)
     damaged.write_text("{not json")
@@ -174,7 +170,7 @@ def test_resuming_with_another_model_names_the_setting_not_a_list_of_weights(tmp
     assert cli.main(run + ["--depth", "2"]) == 0
     assert cli.main(run + ["--depth", "1", "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "differs in ['model']" in err and "'depth': 2" in err and "'depth': 1" in err and "blocks.1" not in err
+    assert "differs in ['model.depth']" in err and "model.depth: saved 2, now 1" in err and "blocks.1" not in err
 
 
 def test_distillation_settings_without_a_distillation_type_are_not_silently_ignored(tmp_path, capsys):

@@ -1,7 +1,10 @@
 import pytest
 
 from benchmarks import sgd_lr as sweep
-from helpers.sgd_lr import best_rate, sweep_results
+from helpers.ablate import result_path
+from helpers.files import write_json_atomically
+from helpers.profiles import get_profile
+from helpers.sgd_lr import VARIANT, best_rate, sweep_results
 
 
 def result(lr, val_acc):
@@ -29,6 +32,10 @@ def test_a_sweep_trains_each_rate_once_with_sgd_and_reports_the_choice(tmp_path,
     assert chosen.split()[0] == f"{best_rate(found):g}"
     assert sweep.main(argv) == 0  # finished rates are not trained again
     assert capsys.readouterr().out.count("done already") == 2
+    path = result_path(tmp_path / "r" / "lr1", get_profile("ci"), VARIANT, 0)
+    write_json_atomically({**found[1], "config": {**found[1]["config"], "weight_decay": 0.05}}, path)
+    with pytest.raises(SystemExit, match=r"(?s)differs in \['weight_decay'\].*Use another --results-dir"):
+        sweep.main(argv)  # trained otherwise (an older profile, say): never reused as this rate's run
 
 
 def test_a_report_without_runs_says_where_it_looked_and_what_to_do(tmp_path):
