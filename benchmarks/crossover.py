@@ -32,7 +32,7 @@ from helpers.profiles import PROFILES
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.train import TrainConfig, evaluate, fit
-from helpers.errors import reports_errors
+from helpers.errors import check_same_settings, reports_errors
 
 RECIPES = {"plain": Recipe.plain(), "full": Recipe()}
 
@@ -102,14 +102,6 @@ RUN_SETTINGS = ("train_per_class", "val_per_class", "embed_dim", "depth", "heads
                 "warmup_epochs", "batch_size", "lr", "seen_every")
 
 
-def check_same_settings(saved: dict, asked: dict, path: Path) -> None:
-    changed = [k for k in RUN_SETTINGS if saved.get(k) != asked[k]]
-    if changed:
-        raise SystemExit(f"error: {path} was made with other settings ("
-                         + ", ".join(f"{k} {saved.get(k)} there, {asked[k]} now" for k in changed)
-                         + "). Give this comparison its own --results-dir.")
-
-
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
@@ -121,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.recipes:
             path = out / f"{name}-seed{seed}.json"
             if path.exists():
-                check_same_settings(read_result(path).get("config", {}), vars(args), path)
+                saved = read_result(path).get("config", {})
+                check_same_settings({k: saved.get(k) for k in RUN_SETTINGS}, {k: vars(args)[k] for k in RUN_SETTINGS},
+                                    path, "Give this comparison its own --results-dir.")
                 print(f"{path} exists: skipped", flush=True)
                 continue
             result = run_one(name, seed, args, train, val, seen)

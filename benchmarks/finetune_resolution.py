@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks import per_seed_setup, seeds_then_summary
 from helpers.cli import positive_int
 from helpers.constants import IMAGE_SIZE, RUNS
-from helpers.errors import reports_errors
-from helpers.files import write_missing_seeds
+from helpers.errors import check_same_settings, reports_errors
 from helpers.profile_runs import finetune_in_profile, profile_data, train_in_profile
-from helpers.profiles import PROFILES, get_profile, smoke_test_label
+from helpers.profiles import PROFILES
 from helpers.provenance import provenance
-from helpers.recipe import Recipe
+from helpers.recipe import Recipe, comparable_recipe
 from helpers.resolution import (FINETUNE_RESULTS, FINETUNE_SIZE, FINETUNINGS, ResizeInputs, before_finetuning,
                                 describe_finetuning, finetune_overrides, finetune_results)
 from helpers.teacher import load_or_train_teacher
-from helpers.train import pick_device
 
 RECIPE = Recipe(distillation_type="hard")  # notebook 04's
 
@@ -73,16 +71,17 @@ def run_seed(seed: int, profile, teacher, device) -> dict:
 @reports_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    profile, device = get_profile(args.profile), pick_device()
-    folder = Path(args.results_dir) / profile.name
+    profile, device, folder = per_seed_setup(args)
     teacher = load_or_train_teacher(profile, train_if_missing=True, device=device).to_device(device)
-    write_missing_seeds(range(args.seeds), folder, lambda seed: run_seed(seed, profile, teacher, device))
-    if profile.name == "ci":
-        print(smoke_test_label(profile))
-    print(describe_finetuning(finetune_results(profile.name, folder.parent)))
-    return 0
+
+    def check_finished(found, seed, path):  # made with this recipe and these fine-tuning settings
+        check_same_settings({"recipe": comparable_recipe(found.get("recipe", {})), "settings": found.get("settings"),
+                             "size": found.get("size")},
+                            {"recipe": RECIPE.comparable(), "settings": finetune_overrides(profile), "size": FINETUNE_SIZE},
+                            path, "Use another --results-dir for these settings, or delete the old results.")
+
+    return seeds_then_summary(profile, folder, range(args.seeds), lambda seed: run_seed(seed, profile, teacher, device),
+                              check_finished, lambda: describe_finetuning(finetune_results(profile.name, folder.parent)))
 
 
 if __name__ == "__main__":

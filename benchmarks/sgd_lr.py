@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.ablate import check_same_run, result_path, run_config, run_variant, table_8_variants
+from helpers.ablate import check_same_run, result_path, run_config, run_sizes, run_variant, table_8_variants
 from helpers.cli import positive_float, positive_int
 from helpers.constants import RUNS
 from helpers.errors import reports_errors
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             path = result_path(folder, profile, VARIANT, 0)
             if path.exists():  # reused only if it trained as this call would
                 check_same_run(read_result(path), run_config(profile, recipe, 0, None, compile=False, lr=lr), recipe,
-                               profile, path)
+                               path, run_sizes(profile))
                 print(f"lr {lr:g}: done already ({folder})")
                 continue
             run_variant(VARIANT, recipe, profile, 0, results_dir=folder, runs_dir=rate_folder(args.runs_dir, lr),

@@ -19,19 +19,17 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
-from helpers.ablate import FULL, run_config
+from benchmarks import per_seed_setup, seeds_then_summary
+from helpers.ablate import FULL, check_same_run, run_config
 from helpers.cli import positive_int
 from helpers.constants import RESULTS
 from helpers.errors import reports_errors
-from helpers.files import write_missing_seeds
 from helpers.profile_runs import steps_in_profile, train_in_profile
-from helpers.profiles import PROFILES, get_profile, smoke_test_label
+from helpers.profiles import PROFILES
 from helpers.provenance import provenance
-from helpers.train import pick_device
 from helpers.weight_average import (describe_weight_averages, ema_key, horizon_decays, initial_share,
                                     memory_steps, weight_average_results)
 
@@ -77,16 +75,15 @@ def run_seed(seed: int, profile, device) -> dict:
 @reports_errors
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    profile, device = get_profile(args.profile), pick_device()
-    folder = Path(args.results_dir) / profile.name
-    write_missing_seeds([args.seed] if args.seed is not None else range(args.seeds), folder,
-                        lambda seed: run_seed(seed, profile, device))
-    if profile.name == "ci":
-        print(smoke_test_label(profile))
-    print(describe_weight_averages(weight_average_results(profile.name, folder.parent)))
-    return 0
+    profile, device, folder = per_seed_setup(args)
+
+    def check_finished(found, seed, path):  # trained as this call would train it
+        check_same_run(found, run_config(profile, FULL, seed, None, compile=False), FULL, path,
+                       {"total_steps": steps_in_profile(profile, FULL)})
+
+    return seeds_then_summary(profile, folder, [args.seed] if args.seed is not None else range(args.seeds),
+                              lambda seed: run_seed(seed, profile, device), check_finished,
+                              lambda: describe_weight_averages(weight_average_results(profile.name, folder.parent)))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from pathlib import Path
 import torch
 
 from helpers.constants import RESULTS as ALL_RESULTS, RUNS
-from helpers.errors import make_folder, reports_errors
+from helpers.errors import check_same_settings, make_folder, reports_errors
 from helpers.profile_runs import EVAL_BATCH, profile_config, profile_data, train_in_profile
 from helpers.files import read_result, write_json_atomically
 from helpers.paper import (SOFT_DISTILLATION_LAMBDA, SOFT_DISTILLATION_TAU, TABLE_8_DEFAULT, TABLE_8_OTHER,
@@ -68,7 +68,7 @@ from helpers.profiles import PROFILES, Profile, get_profile
 from helpers.provenance import provenance
 from helpers.recipe import Recipe
 from helpers.stats import format_estimate, holm_rejections, mean_and_se, paired_difference
-from helpers.train import TrainConfig, differences, evaluate, pick_device, run_identity
+from helpers.train import TrainConfig, evaluate, pick_device, run_identity
 
 RESULTS = ALL_RESULTS / "ablation"
 PROTOCOL = 2  # results of another protocol version (e.g. best epoch on the test set) are ignored
@@ -343,20 +343,18 @@ def out_of_time(what: str, unit: str, elapsed_s: float, expected_s: float, time_
     return False
 
 
-def check_same_run(found: dict, config: TrainConfig, recipe: Recipe, profile: Profile, path: Path) -> None:
+def check_same_run(found: dict, config: TrainConfig, recipe: Recipe, path: Path, recorded: dict | None = None) -> None:
     """A finished run is reused only if it was trained as this call would train it: the same
-    config (epochs, learning rate, ...), recipe, model and data sizes. Else stop and say how to keep
-    both, rather than compare runs of two protocols."""
-    def identity(config: TrainConfig, recipe: dict, sizes: dict) -> dict:
-        return {**run_identity(config, {"recipe": recipe}), **sizes}
-
+    config (epochs, learning rate, ...) and recipe, and the `recorded` values (a result's
+    RUN_SIZES: model and data sizes). Else stop and say how to keep both, rather than compare runs
+    of two protocols."""
+    recorded = recorded or {}
     # fields added to TrainConfig or Recipe since the run was written take their defaults
-    saved = identity(TrainConfig(**found.get("config", {})), found.get("recipe", {}),
-                     {key: found.get(key) for key in RUN_SIZES})
-    now = identity(config, recipe.as_dict(), run_sizes(profile))
-    if saved != now:
-        raise SystemExit(f"error: {path} was trained otherwise than this call asks; {differences(saved, now)}"
-                         f"Use another --results-dir for these settings, or delete the old results to replace them.")
+    saved = {**run_identity(TrainConfig(**found.get("config", {})), {"recipe": found.get("recipe", {})}),
+             **{key: found.get(key) for key in recorded}}
+    now = {**run_identity(config, {"recipe": recipe.as_dict()}), **recorded}
+    check_same_settings(saved, now, path, "Use another --results-dir for these settings, or delete the old "
+                                          "results to replace them.")
 
 
 def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
@@ -573,7 +571,7 @@ def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | 
             path = result_path(results_dir, profile, name, seed)
             if path.exists() and (found := read_result(path)).get("protocol") == PROTOCOL:
                 check_same_run(found, run_config(profile, table[name], seed, epochs, compile=False), table[name],
-                               profile, path)
+                               path, run_sizes(profile))
                 results.append(found)
                 continue
             if together and trains_together(table[name]):

@@ -28,6 +28,27 @@ def check_choice(name: str, value, choices: tuple) -> None:
         raise ValueError(f"{name} must be one of {choices}, not {value!r}.")
 
 
+def differences(saved: dict, now: dict) -> str:
+    """The settings in which two run identities differ, a line each, for an error that names them;
+    within a setting that is a dict (the recipe) only its differing keys, as recipe.<key>."""
+    def flat(identity: dict) -> dict:
+        return {f"{k}.{sub}" if isinstance(v, dict) else k: x
+                for k, v in identity.items() for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+    saved, now = flat(saved), flat(now)
+    changed = sorted(k for k in now.keys() | saved.keys() if saved.get(k) != now.get(k))
+    return f"it differs in {changed}:\n" + "".join(f"  {k}: saved {saved.get(k)!r}, now {now.get(k)!r}\n"
+                                                  for k in changed)
+
+
+def check_same_settings(saved: dict, now: dict, path, fix: str) -> None:
+    """A finished result at `path` is reused only if it was made with the settings this call would
+    use; else stop with the settings that differ and `fix` (e.g. another results folder)."""
+    if saved != now:
+        raise SystemExit(f"error: {path} was made with other settings than this call's; "
+                         f"{differences(saved, now)}{fix}")
+
+
 def make_folder(path, change: str = "Choose another path") -> Path:
     """mkdir -p path, or FolderError naming what is in the way and `change` (e.g. the flag to fix)."""
     path = Path(path)

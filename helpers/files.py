@@ -52,11 +52,14 @@ def seed_results(folder) -> list[dict]:
     return [read_result(p) for p in sorted(Path(folder).glob("seed*.json"))]
 
 
-def write_missing_seeds(seeds, folder, run_seed) -> None:
-    """folder/seed<k>.json = run_seed(k) for each seed without one yet (a finished seed is kept)."""
+def write_missing_seeds(seeds, folder, run_seed, check_finished=None) -> None:
+    """folder/seed<k>.json = run_seed(k) for each seed without one yet. A finished seed is kept, once
+    check_finished(its result, k, its path) has not refused it (as made with other settings)."""
     for seed in seeds:
         path = Path(folder) / f"seed{seed}.json"
         if path.exists():
+            if check_finished:
+                check_finished(read_result(path), seed, path)
             print(f"seed {seed}: {path} exists, skipped")
             continue
         write_json_atomically(run_seed(seed), path)

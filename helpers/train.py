@@ -24,7 +24,7 @@ from torch import nn
 from helpers.augment import normalize
 from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
 from helpers.constants import OPTIMIZERS
-from helpers.errors import CourseError, check_choice, make_folder
+from helpers.errors import CourseError, check_choice, differences, make_folder
 from helpers.losses import classification_loss
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
 from helpers.speed import sync
@@ -254,19 +254,6 @@ def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
         if key in (metadata or {}):
             identity[key] = metadata[key]
     return identity
-
-
-def differences(saved: dict, now: dict) -> str:
-    """The settings in which two run identities differ, a line each, for an error that names them;
-    within a setting that is a dict (the recipe) only its differing keys, as recipe.<key>."""
-    def flat(identity: dict) -> dict:
-        return {f"{k}.{sub}" if isinstance(v, dict) else k: x
-                for k, v in identity.items() for sub, x in (v.items() if isinstance(v, dict) else [(None, v)])}
-
-    saved, now = flat(saved), flat(now)
-    changed = sorted(k for k in now.keys() | saved.keys() if saved.get(k) != now.get(k))
-    return f"it differs in {changed}:\n" + "".join(f"  {k}: saved {saved.get(k)!r}, now {now.get(k)!r}\n"
-                                                  for k in changed)
 
 
 def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metadata: dict | None, averages=()):

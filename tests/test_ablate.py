@@ -136,18 +136,20 @@ def test_a_finished_run_is_reused_only_if_it_was_trained_as_asked(tmp_path):
     config = ablate.run_config(ci, recipe, 0, None, compile=False)
     found = ablate.write_result("full", recipe, ci, 0, config, [{"val_acc": 1.0, "test_acc": 1.0, "seconds": 1.0}],
                                 teacher=None, results_dir=tmp_path, wall_clock_s=1.0)
-    ablate.check_same_run(found, config, recipe, ci, tmp_path)
+    sizes = ablate.run_sizes(ci)
+    ablate.check_same_run(found, config, recipe, tmp_path, sizes)
     # a run written before TrainConfig had an optimizer trained with the default one, AdamW
     older = {**found, "config": {k: v for k, v in found["config"].items() if k not in ("opt", "momentum")}}
-    ablate.check_same_run(older, config, recipe, ci, tmp_path)
-    ablate.check_same_run(found, replace(config, compile=True), recipe, ci, tmp_path)  # how, not what, it trains
+    ablate.check_same_run(older, config, recipe, tmp_path, sizes)
+    ablate.check_same_run(found, replace(config, compile=True), recipe, tmp_path, sizes)  # how, not what, it trains
     for name, changed in [("batch_size", replace(config, batch_size=64)), ("lr", replace(config, lr=1e-3))]:
         with pytest.raises(SystemExit, match=rf"differs in \['{name}'\]"):
-            ablate.check_same_run(found, changed, recipe, ci, tmp_path)
+            ablate.check_same_run(found, changed, recipe, tmp_path, sizes)
     with pytest.raises(SystemExit, match=r"(?s)differs in \['recipe.drop_path'\].*Use another --results-dir"):
-        ablate.check_same_run(found, config, recipe.but(drop_path=0.0), ci, tmp_path)
+        ablate.check_same_run(found, config, recipe.but(drop_path=0.0), tmp_path, sizes)
     with pytest.raises(SystemExit, match=r"differs in \['train_images'\]"):
-        ablate.check_same_run(found, config, recipe, replace(ci, train_per_class=ci.train_per_class + 1), tmp_path)
+        ablate.check_same_run(found, config, recipe, tmp_path,
+                              ablate.run_sizes(replace(ci, train_per_class=ci.train_per_class + 1)))
 
 
 def test_a_runs_config_has_its_seed_budget_and_its_recipes_label_smoothing():

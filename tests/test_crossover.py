@@ -27,7 +27,7 @@ def test_each_recipe_and_seed_is_recorded_once_with_overfitting_evidence(tmp_pat
     assert capsys.readouterr().out.count("exists: skipped") == 4
     # other settings in the same folder: refused, the finished runs kept as they were
     before = (tmp_path / "results" / "plain-seed0.json").read_text()
-    with pytest.raises(SystemExit, match=r"made with other settings \(epochs 2 there, 3 now\). Give this"):
+    with pytest.raises(SystemExit, match=r"(?s)other settings.*differs in \['epochs'\]:\n  epochs: saved 2, now 3\nGive this"):
         crossover.main(tiny(tmp_path, "--epochs", "3"))
     assert (tmp_path / "results" / "plain-seed0.json").read_text() == before
 

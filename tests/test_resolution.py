@@ -237,6 +237,10 @@ def test_the_benchmark_records_each_seed_with_provenance_and_the_teacher_each_ru
     assert "SMOKE TEST" in capsys.readouterr().out
     assert bench.main(["--profile", "ci", "--seeds", "1", "--results-dir", str(tmp_path)]) == 0   # kept, not redone
     assert "exists, skipped" in capsys.readouterr().out
+    older = {**result, "settings": {**result["settings"], "epochs": 2}}
+    (tmp_path / "ci" / "seed0.json").write_text(json.dumps(older))
+    with pytest.raises(SystemExit, match=r"(?s)differs in \['settings.epochs'\].*Use another --results-dir"):
+        bench.main(["--profile", "ci", "--seeds", "1", "--results-dir", str(tmp_path)])
 
 
 def test_the_summary_pairs_the_seeds_and_marks_what_is_distinguishable(capsys):

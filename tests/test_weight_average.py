@@ -153,6 +153,11 @@ def test_train_in_profile_tests_each_average_and_the_benchmark_records_them(tmp_
     assert "SMOKE TEST" in out and "2 seed(s), profile ci" in out
     assert bench.main(["--profile", "ci", "--seeds", "2", "--results-dir", str(tmp_path)]) == 0
     assert "exists, skipped" in capsys.readouterr().out
+    older = {**result, "config": {**result["config"], "lr": result["config"]["lr"] * 2}}  # another profile's, say
+    (tmp_path / "ci" / "seed1.json").write_text(json.dumps(older))
+    with pytest.raises(SystemExit, match=r"(?s)seed1.json was made with other settings.*differs in \['lr'\]"):
+        bench.main(["--profile", "ci", "--seeds", "2", "--results-dir", str(tmp_path)])
+    assert json.loads((tmp_path / "ci" / "seed1.json").read_text()) == older  # left as it was
 
 
 def test_the_summary_pairs_each_average_with_its_model(capsys):
