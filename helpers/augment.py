@@ -57,7 +57,7 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4,
     The batched form of RandomCrop(32, padding=4) + RandomHorizontalFlip, DeiT's choice at <= 32 px.
     Offsets and flips come from `generator` (drawn on its device), so a seed gives the same crops anywhere.
 
-    Notebooks: built in 00 (the crop and flip); used in 01, 02.
+    Notebooks: used in 00, 01, 02.
     """
     _check_batch(x)
     if padding < 0:

@@ -294,6 +294,7 @@ def _restore(run_dir: Path, model, optimizer, scaler, config: TrainConfig, metad
 
 
 NAN_CHECK_EVERY = {"cuda": 50}  # steps between NaN checks of the loss: one waits for the GPU
+POSTFIX_EVERY = 20  # steps between updates of the progress bar's loss, at most (tqdm redraws each time)
 
 
 class GPUMemoryError(CourseError, torch.OutOfMemoryError):
@@ -387,9 +388,9 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     if lr_schedule is None:
         def lr_schedule(step, total):
             return lr_at(step, total, warmup_steps, peak_lr, config.warmup_lr, config.min_lr)
-    talk = progress and rank == 0
     log_epochs = (progress if log_epochs is None else log_epochs) and rank == 0
     check_every = NAN_CHECK_EVERY.get(device.type, 1)
+    drawing = bars_wanted(progress and rank == 0)  # a progress bar, and its loss
 
     start_epoch, history, scaler = 0, [], grad_scaler_for(device)
     run_dir = Path(run_dir) if run_dir else None
@@ -421,7 +422,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
         network.train()
         sync(device)  # work still queued (the compile trial, the last evaluation) is not this epoch's
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not bars_wanted(talk))
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not drawing)
         for i, (images, labels) in enumerate(bar):
             step = epoch * steps_per_epoch + i
             lr = lr_schedule(step, total_steps)
@@ -433,10 +434,11 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
             loss_sum += loss.detach()
             for average in averages:
                 average.update(model)
-            if talk and i % 20 == 0:  # reading the loss waits for the GPU: not every step
-                bar.set_postfix(loss=f"{loss.item():.3f}")
             if i % check_every == 0 or i == steps_per_epoch - 1:
                 _stop_if_not_finite(loss, f"at epoch {epoch + 1}, step {i + 1}", lr, run_dir)
+            # the bar's loss only where the check above has waited for the GPU already (every 50 steps there)
+            if drawing and i % max(POSTFIX_EVERY, check_every) == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         train_loss = all_reduce_sum([loss_sum.item() / steps_per_epoch], device)[0] / world
         trained = time.perf_counter() - started  # the loss's .item() waited for the GPU
         # A step's loss that was not finite, whichever step: in fp16 its update was skipped, so the

@@ -310,6 +310,42 @@ def test_progress_bars_answer_tqdms_own_switch(small_data, capfd, monkeypatch):
     assert "epoch 1/1" not in one_epoch()
 
 
+def test_the_bars_loss_is_read_only_where_the_nan_check_has_waited_for_the_gpu(small_data, monkeypatch):
+    """Reading a loss makes the CPU wait for the GPU: the bar shows it only at the NaN checks."""
+    import tqdm.auto
+
+    from helpers import train as train_module
+    monkeypatch.setattr(train_module, "NAN_CHECK_EVERY", {"cpu": 3})  # a GPU's rule, on the CPU
+    monkeypatch.setattr(train_module, "POSTFIX_EVERY", 2)
+    events, check = [], train_module._stop_if_not_finite
+
+    def checking(*args, **kwargs):
+        events.append("check")
+        return check(*args, **kwargs)
+
+    class Bar(tqdm.auto.tqdm):
+        def set_postfix(self, *args, **kwargs):
+            events.append("loss shown")
+            return super().set_postfix(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_stop_if_not_finite", checking)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    train, test = small_data
+
+    def one_epoch() -> list:
+        events.clear()
+        fit(build_vit(**TINY), TensorBatches(train, 24), TensorBatches(test, 40, shuffle=False),
+            TrainConfig(epochs=1, batch_size=24, warmup_epochs=0, lr=4e-3), progress=True, device="cpu")
+        return list(events)
+
+    shown = one_epoch()
+    assert shown.count("loss shown") >= 2  # steps 1, 4, 7, ...
+    assert all(shown[i - 1] == "check" for i, event in enumerate(shown) if event == "loss shown")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert "loss shown" not in one_epoch()  # no bar drawn: no loss read for it
+
+
 def test_running_out_of_gpu_memory_names_smaller_settings_and_keeps_finished_epochs(small_data, tmp_path):
     from helpers.errors import CourseError
 
