@@ -160,12 +160,19 @@ def runs_folder(runs_dir: Path, profile: Profile, epochs: int | None) -> Path:
     return runs_dir / (profile.name if epochs in (None, profile.epochs) else f"{profile.name}-{epochs}ep")
 
 
+RESULT_KEYS = ("variant", "seed", "final_val_acc", "test_acc")  # what the tables read
 RUN_SIZES = ("model", "train_images", "val_images", "test_images")
 
 
 def run_sizes(profile: Profile) -> dict:
     """A result's RUN_SIZES: its model's shape and how many images it trained and was measured on."""
     return dict(zip(RUN_SIZES, (profile.vit_sizes, profile.train_size, profile.val_size, profile.test_size)))
+
+
+def unknown_variants(names) -> str | None:
+    """What is wrong with these variant names, or None if every one is a variant."""
+    unknown = [n for n in names if n not in all_variants()]
+    return f"unknown variants {unknown}; `python -m helpers ablate --list` shows them." if unknown else None
 
 
 def run_config(profile: Profile, recipe: Recipe, seed: int, epochs: int | None, compile: bool,
@@ -363,8 +370,15 @@ def load_results(profile_name: str, results_dir: Path = RESULTS) -> list[dict]:
     Notebooks: used in 02, 05.
     """
     folder = results_dir / profile_name
-    found = [read_result(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-    results = [r for r in found if r.get("protocol") == PROTOCOL]
+    found = {path: read_result(path) for path in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+    results = []
+    for path, result in found.items():
+        if result.get("protocol") != PROTOCOL:
+            continue
+        if missing := [key for key in RESULT_KEYS if key not in result]:
+            raise SystemExit(f"error: {path} lacks {missing}, so it is not a whole result. Restore it (git "
+                             f"checkout) or delete it to train that run again.")
+        results.append(result)
     if len(results) < len(found):  # said, not silently dropped: someone may expect them counted
         print(f"note: {len(found) - len(results)} file(s) in {folder} are not results of protocol {PROTOCOL} "
               f"(helpers.ablate) and are left out.", file=sys.stderr)
@@ -557,9 +571,8 @@ def run_ablation(names=None, seeds: int | list[int] = SEEDS, profile: Profile | 
     profile = profile or get_profile()
     table = all_variants()
     names = list(names or variants())
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise SystemExit(f"Unknown variants {unknown}; `python -m helpers ablate --list` shows them.")
+    if wrong := unknown_variants(names):
+        raise SystemExit(f"error: {wrong}")
     if together is not None and together < 1:
         raise SystemExit(f"--together needs at least 1 model per group, not {together}.")
     device = pick_device()
@@ -684,6 +697,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: no {profile.name}-profile results of this protocol in {args.results_dir / profile.name}: "
                               f"check --results-dir and --profile (DEIT_PROFILE), or run the ablation first.")
     else:
+        if wrong := unknown_variants(args.only or []):  # before a folder is made for them
+            parser.error(wrong)
         make_folder(args.results_dir, "Choose another --results-dir")
         run_ablation(args.only, args.seeds if args.seed is None else [args.seed], profile, args.epochs, args.results_dir,
                      progress=not args.no_progress, time_limit_s=args.time_limit_s,

@@ -178,7 +178,8 @@ def start_distributed() -> tuple[int, int, torch.device]:
 
 def recipe_from(args) -> Recipe:
     unused = [flag for flag, value, default in (("--distillation-alpha", args.distillation_alpha, None),
-                                                ("--distillation-tau", args.distillation_tau, Recipe().distillation_tau))
+                                                ("--distillation-tau", args.distillation_tau, Recipe().distillation_tau),
+                                                ("--teacher-path", args.teacher_path, None))
               if value != default]
     if args.distillation_type == "none" and unused:
         raise ValueError(f"{' and '.join(unused)} set how a student learns from its teacher: add "
@@ -226,12 +227,16 @@ def trained_model(path, flag: str):
     if not Path(path).is_file():
         raise CheckpointError(f"no checkpoint at {path}. Training writes {CHECKPOINT} into its --output-dir "
                               f"(default runs/<profile>/deit); {flag} takes that file.")
-    state = load_checkpoint(path, needs=("model",))
+    state = load_checkpoint(path, needs=("model",), fix=f"It was left untouched. {flag} takes a run's {CHECKPOINT}, "
+                                                      f"written by `python -m helpers train`: check the path.")
     meta = state.get("metadata", {})
     if "model" not in meta:
         raise CheckpointError(f"{path} has no model config in its metadata: it is not a run of `python -m helpers "
                               f"train`. {flag} takes a run's {CHECKPOINT} (e.g. runs/<profile>/deit/{CHECKPOINT}); "
                               f"`python -m helpers teacher` evaluates the CNN teacher.")
+    if newer := sorted(set(meta.get("recipe", {})) - set(Recipe().as_dict())):
+        raise CheckpointError(f"{path} was written by a newer version of this course (recipe settings {newer} are "
+                              f"unknown here): update this checkout (git pull) to read it.")
     recipe = Recipe(**meta.get("recipe", {}))
     model = recipe.build_model(**{k: v for k, v in meta["model"].items() if k not in ("drop_path_rate", "drop_rate", "distilled")})
     try:
@@ -276,8 +281,9 @@ def main(argv=None) -> int:
     from helpers.errors import reports_errors
     args = parser().parse_args(argv)
 
-    def hint(err) -> str:
-        if isinstance(err, CheckpointError) and not args.eval and not str(err).startswith("--resume"):
+    def hint(err) -> str:  # for the run's own folder, not for a checkpoint given to --eval or --finetune
+        if (isinstance(err, CheckpointError) and not args.eval and not str(err).startswith("--resume")
+                and not (args.finetune and str(args.finetune) in str(err))):
             return "(On the command line: --resume continues a run; --output-dir picks another folder.)"
         return ""
     return reports_errors(run, also=(FloatingPointError, ValueError), hint=hint)(args)

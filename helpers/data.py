@@ -8,12 +8,14 @@ ROOT is the `root` argument, else the environment variable DEIT_DATA, else the r
 """
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import shlex
 import socket
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,7 +310,8 @@ def train_validation_split(arrays: CIFAR10Arrays, val_per_class: int, train_per_
         if val_per_class + wanted > len(members):
             fix = (f"use a train_per_class (--train-per-class) of at most {len(members) - val_per_class}"
                    if val_per_class < len(members) else
-                   f"use a val_per_class (--val-per-class) below {len(members)}")
+                   f"use a val_per_class below {len(members)} (a profile's, or benchmarks.crossover's "
+                   f"--val-per-class)")
             if len(members) < FULL_PER_CLASS["train"]:
                 fix += (f"; or, if this copy should hold all {FULL_PER_CLASS['train']:,} per class, it is "
                         f"incomplete: copy or extract it again")
@@ -396,18 +399,26 @@ class TensorBatches:
             yield self.images[idx], self.labels[idx]
 
 
+TORCHVISION_FOLDER = "cifar-10-batches-py"  # where torchvision's CIFAR10 looks, under its root
+
+
 def extract_archive(archive, dest=None) -> Path:
-    """Unpack an image-folder archive (such as cifar10-jpeg.tar.xz) into dest/cifar10-jpeg (dest:
-    default $DEIT_DATA, else the repo's data/), train/ and test/ at the top of the archive or in one folder.
+    """Unpack a CIFAR-10 archive into dest (default $DEIT_DATA, else the repo's data/): one of image
+    folders (such as cifar10-jpeg.tar.xz) into dest/cifar10-jpeg, or torchvision's own
+    cifar-10-python.tar.gz into dest/cifar-10-batches-py, where the loader looks for each. The copy
+    may be at the top of the archive or in one folder of any name.
 
     It unpacks into a temporary folder first and renames it when complete, so an interrupted or
-    failed extraction never leaves a half-filled data/cifar10-jpeg that looks finished."""
+    failed extraction never leaves a half-filled copy that looks finished."""
     import lzma
     import shutil
 
     archive, dest = Path(archive), data_root(dest)
     if not archive.is_file():
         raise DataError(f"No archive at {archive}. Check the path.")
+    if archive.suffix.lower() == ".zip":
+        raise DataError(f"{archive} is a zip archive; this unpacks tar archives (.tar, .tar.gz, .tar.xz). Unzip it "
+                        f"yourself so that {dest / 'cifar10-jpeg'}/train/ and test/ hold the class folders.")
     existing = next(p for p in (dest, *dest.parents) if p.exists())  # "." or "/" at the latest
     if not existing.is_dir():  # checked before unpacking anything
         raise DataError(f"{existing} is a file, so {dest} cannot be made to hold the data. "
@@ -418,26 +429,38 @@ def extract_archive(archive, dest=None) -> Path:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DataError(f"{target} exists but holds no train/ and test/ image folders. Move it away "
                         f"(or delete it), then extract again.")
+    make_folder(dest, f"Choose a folder that can be written (--dest FOLDER, or set {DATA_ENV})")
     partial = dest / f".cifar10-jpeg.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial.mkdir()
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(partial, filter="data")
-        if find_source(partial) is None:
-            raise DataError(f"{archive} does not hold train/ and test/ image folders.")
-    except (tarfile.TarError, EOFError, lzma.LZMAError) as err:
-        shutil.rmtree(partial)
+        found = _unpacked_copy(partial)
+        if found is None:
+            raise DataError(f"{archive} holds neither train/ and test/ image folders nor torchvision's "
+                            f"{TORCHVISION_FOLDER}, at its top or in one folder.")
+        kind, copy = found
+        target = target if kind == "folder" else dest / TORCHVISION_FOLDER
+        if find_source(target):  # torchvision's copy, there already
+            return target
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise DataError(f"{target} exists already. Move it away (or delete it), then extract again.")
+        if target.exists():
+            target.rmdir()  # empty: checked above
+        copy.rename(target)
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(f"{archive} could not be unpacked ({err}): it is damaged or incomplete. "
                         f"Copy or download it again.") from None
-    except BaseException:
-        shutil.rmtree(partial)
-        raise
-    if target.exists():
-        target.rmdir()  # empty: checked above
-    find_source(partial)[1].rename(target)  # the folder holding train/ and test/, at the top or one down
-    shutil.rmtree(partial, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _unpacked_copy(folder: Path) -> tuple[str, Path] | None:
+    """find_source of an unpacked archive: at its top, or in any one folder below it."""
+    return find_source(folder) or next((found for child in sorted(folder.iterdir())
+                                        if child.is_dir() and (found := find_source(child))), None)
 
 
 @reports_errors
@@ -447,7 +470,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m helpers data", description="CIFAR-10 data tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("extract", help=f"unpack an image-folder archive into ${DATA_ENV}, else the repo's data/")
+    ex = sub.add_parser("extract", help=f"unpack an archive of the image folders, or torchvision's "
+                                        f"cifar-10-python.tar.gz, into ${DATA_ENV}, else the repo's data/")
     ex.add_argument("archive")
     ex.add_argument("--dest", default=None, help=f"default: ${DATA_ENV}, else the repo's data/")
     sub.add_parser("check", help="load both splits (building the cache), print their sizes, fail if incomplete")

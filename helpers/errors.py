@@ -9,6 +9,7 @@ folder before any work, so that a long run never fails at its end for want of a 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def make_folder(path, change: str = "Choose another path") -> Path:
     except PermissionError:
         raise FolderError(f"{path} cannot be made or written here (permission denied). "
                           f"{change}.") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # it was there already, read-only: found now, not after the work
+        raise FolderError(f"{path} cannot be written (permission denied). {change}.")
     return path
 
 

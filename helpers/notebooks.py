@@ -49,7 +49,7 @@ def execute(path: Path, timeout: int = 600) -> float:
     from nbclient import NotebookClient
 
     os.environ["DEIT_PROFILE"] = "ci"  # the kernel inherits this environment
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     for cell in nb.cells:  # nbformat 4.5 wants an id on every cell (a cell pasted in by hand may lack one)
         cell.setdefault("id", uuid.uuid4().hex[:8])
     start = time.perf_counter()
@@ -107,13 +107,28 @@ class NotebookPathError(CourseError, ValueError):
     """A path given as a notebook is not a notebook file."""
 
 
+def read_notebook(path: Path):
+    """The notebook at path (nbformat 4), or NotebookPathError naming it when it is not valid JSON,
+    such as after a merge conflict: read before its kernel starts, and left as it is."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except ValueError as err:  # nbformat's NotJSONError is one
+        raise NotebookPathError(f"{path} cannot be read as a notebook ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:120]}). Restore it (git checkout -- {path}) or "
+                                f"mend it (a merge conflict leaves <<<<<<< lines in it).") from None
+
+
 def notebook_files(paths) -> list[Path]:
-    """The notebooks named, or every numbered one in notebooks/ when none is."""
+    """The notebooks named, or every numbered one in notebooks/ when none is; each one readable."""
     paths = list(paths) or sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
     wrong = [p for p in paths if not Path(p).is_file() or Path(p).suffix != ".ipynb"]
     if wrong:
         raise NotebookPathError(f"{wrong[0]} is not a notebook file (.ipynb); give a path such as "
                                 "notebooks/00_the_problem.ipynb.")
+    for path in paths:  # a damaged one is named before any runs
+        read_notebook(Path(path))
     return [Path(p) for p in paths]
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from helpers.constants import RUNS, RUNS_ENV
 from helpers.errors import make_folder, reports_errors
-from helpers.notebooks import NotebookPathError
+from helpers.notebooks import NotebookPathError, read_notebook
 
 SLOW_CELLS = 3  # the rehearsal's slowest cells, per notebook, in the report
 
@@ -51,7 +51,7 @@ def execute_timed(path: Path, save_to: Path, cell_timeout_s: float | None, progr
     from nbclient.exceptions import CellExecutionError, DeadKernelError
     from tqdm import tqdm
 
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     started, cells, interrupted = {}, [], []
     bar = tqdm(total=sum(c.cell_type == "code" for c in nb.cells), desc=path.stem, unit="cell",
                disable=not progress, leave=False)

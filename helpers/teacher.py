@@ -254,11 +254,13 @@ def save_teacher(model: nn.Module, record: dict, path) -> None:
     import timm
 
     path = Path(path)
+    new = path.with_name(path.name + ".new")  # written whole before the old one moves: a failed save loses neither
+    save_atomically({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), **record,
+                     "versions": {"torch": str(torch.__version__), "timm": str(timm.__version__)}}, new)
     if path.exists():
         os.replace(path, path.with_name(path.name + ".prev"))
         print(f"The teacher that was at {path} is kept as {path.name}.prev.", flush=True)
-    save_atomically({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), **record,
-                     "versions": {"torch": str(torch.__version__), "timm": str(timm.__version__)}}, path)
+    os.replace(new, path)
 
 
 def _how_to_train(name: str) -> str:
@@ -299,8 +301,10 @@ def load_teacher(profile=None, *, path=None, config: TeacherConfig | None = None
         _unusable(path, unusable, f"it does not hold a teacher: {type(err).__name__}: "
                                       f"{str(err).splitlines()[0][:160]}", err)
     if saved_config != config:
+        fix = (f"A teacher of another profile is used with that --profile. {use_own}" if path != own
+               else _how_to_train(profile.name))
         raise TeacherError(f"{path} holds a teacher trained with another config:\n  saved: {saved_config}\n"
-                           f"  now:   {config}\n{_how_to_train(profile.name)}.")
+                           f"  now:   {config}\n{fix}.")
     info = {k: v for k, v in state.items() if k != "model"}
     return FrozenTeacher(model, info)
 

@@ -58,7 +58,7 @@ from helpers.regularization import DropPath
 from helpers.speed import sync
 from helpers.train import (CHECKPOINT, COMPILE_NOTICE, HISTORY, HISTORY_CSV, NAN_CHECK_EVERY, NO_EVALUATION_IMAGES, CheckpointError,
                            TrainConfig, check_evaluation_batches, distributed, load_checkpoint, lr_at, param_groups,
-                           pick_device, prepare_eval, run_identity, seed_everything, compiled_or_as_is,
+                           holds_checkpoint, pick_device, prepare_eval, run_identity, seed_everything, compiled_or_as_is,
                            _stop_if_not_finite)
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch's AdamW defaults, which make_optimizer uses
@@ -420,10 +420,7 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
 
     run_dir = make_folder(run_dir, "Choose another run folder (DEIT_RUNS)") if run_dir else None
     start_epoch, histories = 0, [[] for _ in members]
-    if run_dir and (run_dir / CHECKPOINT).exists():
-        if not resume:
-            raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
-                                  f"or choose a new run_dir (nothing was overwritten).")
+    if run_dir and holds_checkpoint(run_dir, resume):
         start_epoch, histories = _restore(run_dir, members, params, optimizer, scaler)
 
     linear = _linear_parameters(template) if mask_dtype != torch.float32 else set()  # under autocast only

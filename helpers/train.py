@@ -218,10 +218,12 @@ def _out_of_memory(err: BaseException) -> torch.OutOfMemoryError | None:
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "history")  # what fit saves every epoch
 
 
-def load_checkpoint(path, needs=CHECKPOINT_KEYS) -> dict:
-    """A checkpoint written by fit, or CheckpointError (the file is left as it is)."""
+RESUME_FIX = "It was left untouched: replace it, or delete it (or use another folder) to train from scratch."
+
+
+def load_checkpoint(path, needs=CHECKPOINT_KEYS, fix: str = RESUME_FIX) -> dict:
+    """A checkpoint written by fit, or CheckpointError ending in `fix` (the file is left as it is)."""
     path = Path(path)
-    fix = "It was left untouched: replace it, or delete it (or use another folder) to train from scratch."
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
@@ -239,6 +241,21 @@ RUNTIME_OPTIONS = ("compile",)
 # their size (helpers.profile_runs) and its model's config (the CLI), so a mismatch is named, not a
 # state_dict error.
 RECORDED_IDENTITY = ("train_images", "img_size", "model")
+
+
+def holds_checkpoint(run_dir: Path, resume: bool) -> bool:
+    """Whether run_dir holds a checkpoint to resume. A run there without resume=True, or a run's
+    history without its checkpoint (moved away, say), is refused: nothing is overwritten."""
+    if (run_dir / CHECKPOINT).exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
+                                  f"or choose a new run_dir (nothing was overwritten).")
+        return True
+    if left := [name for name in (HISTORY, HISTORY_CSV) if (run_dir / name).exists()]:
+        raise CheckpointError(f"{run_dir} holds a run's {' and '.join(left)} but no {CHECKPOINT} to resume it from. "
+                              f"Choose a new run folder, or move those files away to train there from scratch "
+                              f"(nothing was overwritten).")
+    return False
 
 
 def run_identity(config: TrainConfig, metadata: dict | None) -> dict:
@@ -396,10 +413,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     run_dir = Path(run_dir) if run_dir else None
     if run_dir and rank == 0:  # before any training: an epoch's work must find its checkpoint's folder
         make_folder(run_dir, "Choose another run folder (on the command line: --output-dir, or DEIT_RUNS)")
-    if run_dir and (run_dir / CHECKPOINT).exists():
-        if not resume:
-            raise CheckpointError(f"{run_dir} already holds a run. Pass resume=True to continue it, "
-                                  f"or choose a new run_dir (nothing was overwritten).")
+    if run_dir and holds_checkpoint(run_dir, resume):
         start_epoch, history = _restore(run_dir, model, optimizer, scaler, config, metadata, averages)
         if start_epoch and log_epochs:
             print(f"Resumed from {run_dir / CHECKPOINT} after epoch {start_epoch}.")

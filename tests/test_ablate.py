@@ -378,7 +378,7 @@ def test_paired_difference_without_spread_or_with_one_seed():
 
 
 def test_unknown_variant_is_named():
-    with pytest.raises(SystemExit, match="Unknown variants \\['fast'\\]"):
+    with pytest.raises(SystemExit, match="error: unknown variants \\['fast'\\]"):
         ablate.run_ablation(["fast"], profile=get_profile("ci"))
 
 

@@ -1,6 +1,8 @@
 """Bad input from a user ends in one line that names the fix, and nothing is lost."""
 import json
 import tarfile
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,6 +179,8 @@ def test_distillation_settings_without_a_distillation_type_are_not_silently_igno
     assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), "--distillation-alpha", "0.3"]) == 2
     assert "--distillation-alpha set how a student learns from its teacher: add --distillation-type" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    assert cli.main(["--profile", "ci", "--output-dir", str(tmp_path / "run"), "--teacher-path", "nothere.pt"]) == 2
+    assert "--teacher-path set how a student learns from its teacher: add --distillation-type" in capsys.readouterr().err
 
 
 def test_empty_evaluation_data_and_a_negative_subset_size_name_the_problem(few_images, monkeypatch):
@@ -322,6 +326,100 @@ def test_saving_a_teacher_keeps_the_one_it_replaces(tmp_path, capsys):
     assert "kept as teacher.pt.prev" in capsys.readouterr().out
     kept = torch.load(tmp_path / "teacher.pt.prev", weights_only=True)
     assert kept["test_acc"] == 50.0 and torch.load(tmp_path / "teacher.pt", weights_only=True)["test_acc"] == 10.0
+
+
+def test_a_teacher_that_fails_to_save_leaves_the_old_one_in_place(tmp_path, monkeypatch):
+    from helpers import teacher
+    model = teacher.build_teacher(teacher.TEACHERS["ci"])
+    teacher.save_teacher(model, {"test_acc": 50.0}, tmp_path / "teacher.pt")
+
+    def disk_full(obj, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(teacher, "save_atomically", disk_full)
+    with pytest.raises(OSError):
+        teacher.save_teacher(model, {"test_acc": 10.0}, tmp_path / "teacher.pt")
+    assert torch.load(tmp_path / "teacher.pt", weights_only=True)["test_acc"] == 50.0
+    assert not (tmp_path / "teacher.pt.prev").exists()
+
+
+def test_a_teacher_of_another_profile_names_that_profile_not_a_retraining(tmp_path, capsys, monkeypatch):
+    from helpers import teacher
+    monkeypatch.setattr(teacher, "RUNS", tmp_path / "runs")
+    other = tmp_path / "cpu_teacher.pt"
+    cpu = teacher.TEACHERS["cpu"]
+    teacher.save_teacher(teacher.build_teacher(cpu), {"test_acc": 50.0, "config": asdict(cpu)}, other)
+    with pytest.raises(teacher.TeacherError) as err:
+        teacher.load_teacher("ci", path=other)
+    assert "with that --profile" in str(err.value) and "--retrain" not in str(err.value)
+
+
+def test_an_existing_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    from helpers import errors
+    (tmp_path / "locked").mkdir()
+    # read-only for a user (root, who runs CI here, may write anywhere, so its answer is replaced)
+    monkeypatch.setattr(errors.os, "access", lambda path, mode: Path(path).name != "locked")
+    assert cli.main(["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--no-progress", "--aa", "",
+                     "--output-dir", str(tmp_path / "locked")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'locked'} cannot be written" in err and "--output-dir" in err and "epoch 1" not in err
+    assert list((tmp_path / "locked").iterdir()) == []
+    monkeypatch.setattr(ablate, "run_variant", lambda *a, **k: pytest.fail("trained before checking the folder"))
+    assert ablate.reports_errors(ablate.main)(["--profile", "ci", "--only", "plain", "--seeds", "1",
+                                               "--results-dir", str(tmp_path / "locked")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_a_folder_with_a_runs_history_but_no_checkpoint_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "history.json").write_text('{"history": ["an earlier run"]}')
+    assert cli.main(["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--no-progress", "--aa", "",
+                     "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run's history.json but no last.pt" in err and "nothing was overwritten" in err
+    assert (tmp_path / "history.json").read_text() == '{"history": ["an earlier run"]}'
+
+
+def test_unknown_variants_are_refused_before_a_results_folder_is_made(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ablate.main(["--profile", "ci", "--only", "fast", "--results-dir", str(tmp_path / "new")])
+    assert exit_.value.code == 2 and "error: unknown variants ['fast']" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_result_missing_what_the_tables_read_is_named(tmp_path):
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "ci" / "plain-seed0.json").write_text(json.dumps({"protocol": ablate.PROTOCOL, "variant": "plain",
+                                                                  "seed": 0}))
+    with pytest.raises(SystemExit, match=r"plain-seed0.json lacks \['final_val_acc', 'test_acc'\].*Restore"):
+        ablate.main(["--profile", "ci", "--summary", "--results-dir", str(tmp_path)])
+
+
+def test_a_damaged_notebook_is_named_before_any_notebook_runs(tmp_path, capsys):
+    from helpers import notebooks, prepare
+    damaged = tmp_path / "00_x.ipynb"
+    damaged.write_text('{"cells": [\n<<<<<<< HEAD\n')
+    for main, args in ((notebooks.main, []), (prepare.main, ["--profile", "ci"])):
+        assert main([*args, str(damaged)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {damaged} cannot be read as a notebook" in err and "git checkout" in err
+    assert damaged.read_text() == '{"cells": [\n<<<<<<< HEAD\n'
+
+
+def test_a_checkpoint_given_to_eval_or_finetune_is_never_to_be_deleted(tmp_path, capsys):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    for flag in (["--eval"], ["--profile", "ci", "--output-dir", str(tmp_path / "ft"), "--finetune"]):
+        assert cli.main([*flag, str(tmp_path / "last.pt")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot be read" in err and "delete" not in err and "--resume continues" not in err
+
+
+def test_a_checkpoint_from_a_newer_course_says_to_update(tmp_path, capsys):
+    run = ["--profile", "ci", "--epochs", "1", "--train-per-class", "10", "--no-progress", "--aa", ""]
+    assert cli.main(run + ["--output-dir", str(tmp_path)]) == 0
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state["metadata"]["recipe"]["warp_drive"] = 0.5
+    torch.save(state, tmp_path / "last.pt")
+    assert cli.main(["--eval", str(tmp_path / "last.pt")]) == 2
+    assert "newer version of this course" in capsys.readouterr().err
 
 
 def test_a_device_that_is_not_there_is_refused_by_the_parser(capsys):

@@ -289,6 +289,44 @@ def test_extract_archive_unpacks_image_folders(tmp_path, test_split):
     assert extract_archive(tmp_path / "copy.tar.xz", tmp_path / "out") == folder  # already there
 
 
+def test_torchvisions_own_archive_unpacks_where_the_loader_looks(tmp_path, test_split):
+    import tarfile
+    write_torchvision_format(tmp_path / "src", test_split.subset(range(60)), per_batch=10)
+    archive = tmp_path / "cifar-10-python.tar.gz"  # as torchvision downloads it: one folder, cifar-10-batches-py
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", "cifar-10-batches-py")
+    folder = extract_archive(archive, tmp_path / "out")
+    assert folder == tmp_path / "out" / "cifar-10-batches-py"
+    assert find_source(tmp_path / "out") == ("torchvision", folder)
+    assert len(load_cifar10("test", root=tmp_path / "out")) == 10
+    assert extract_archive(archive, tmp_path / "out") == folder  # there already: kept
+    assert not list((tmp_path / "out").glob("*.partial"))  # nothing half-made beside it
+
+
+def test_image_folders_in_one_folder_of_any_name_are_found(tmp_path, test_split):
+    import tarfile
+    write_image_folder(tmp_path / "src", test_split.subset(range(0, 10000, 1000)), "train")
+    write_image_folder(tmp_path / "src", test_split.subset(range(1, 10000, 1000)), "test")
+    archive = tmp_path / "images.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(tmp_path / "src", "images")
+    assert extract_archive(archive, tmp_path / "out") == tmp_path / "out" / "cifar10-jpeg"
+    assert len(load_cifar10("test", root=tmp_path / "out")) == 10
+
+
+def test_a_zip_archive_or_an_unwritable_destination_is_named_before_unpacking(tmp_path, test_split, monkeypatch):
+    from helpers import errors
+    zipped = tmp_path / "cifar10.zip"
+    zipped.write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match="zip archive.*Unzip it yourself"):
+        extract_archive(zipped, tmp_path / "out")
+    archive = small_archive(tmp_path, test_split)
+    (tmp_path / "locked").mkdir()
+    monkeypatch.setattr(errors.os, "access", lambda path, mode: Path(path).name != "locked")  # read-only, as root cannot be
+    assert data.main(["extract", str(archive), "--dest", str(tmp_path / "locked")]) == 2
+    assert list((tmp_path / "locked").iterdir()) == []
+
+
 def test_a_truncated_archive_is_named_and_leaves_no_half_folder(tmp_path, test_split, capsys):
     whole = small_archive(tmp_path, test_split).read_bytes()
     cut = tmp_path / "cut.tar.xz"
@@ -363,7 +401,7 @@ def test_a_too_small_split_or_a_stray_class_names_the_fix():
     assert isinstance(err.value, DataError) and "train_per_class (--train-per-class) of at most 10" in str(err.value)
     train, _ = data.train_validation_split(arrays, 20, 10)  # the size the message suggests works
     assert len(train) == 100
-    with pytest.raises(DataError, match=r"val_per_class \(--val-per-class\) below 30"):
+    with pytest.raises(DataError, match=r"val_per_class below 30 \(a profile.s, or benchmarks.crossover.s --val-per-class\)"):
         data.train_validation_split(arrays, 40)
     for broken in (torch.cat([labels, torch.tensor([10])]), labels[labels != 3]):  # a stray, a missing class
         odd = data.CIFAR10Arrays(torch.zeros(len(broken), 32, 32, 3, dtype=torch.uint8), broken)
