@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -358,8 +359,23 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else None
 
 
-def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = STAGES) -> list[Path]:
-    """Run every stage not done yet that fits; return the result files written."""
+def run_in_own_group(command: list[str], env: dict, timeout: float | None) -> int:
+    """A stage's exit status. Past `timeout` s (or on Ctrl-C) it is stopped with every process it
+    started, such as a notebook's kernel, which subprocess.run's timeout would leave on the GPU."""
+    process = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    try:
+        return process.wait(timeout=timeout)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+
+
+def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = STAGES,
+             after_each=None) -> list[Path]:
+    """Run every stage not done yet that fits; return the result files written. after_each(files)
+    is called with the files written so far after every stage that ran (an archive kept up to
+    date, so that a window cut short still returns what it finished)."""
     from helpers.files import write_json_atomically
     from helpers.provenance import provenance
 
@@ -384,7 +400,7 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
         started = time.perf_counter()
         try:  # a stage that overruns is stopped, so that the window still ends with an archive
             limit = None if plan.left_s() == math.inf else max(plan.left_s(), expected) + GRACE_S
-            code = subprocess.run(command, cwd=REPO, env=env, timeout=limit).returncode
+            code = run_in_own_group(command, env, limit)
             # The ablation stops by itself before a run that would not fit: partial, not failed.
             status = "done" if code == 0 and plan.done(stage) else "partial" if code == 0 else f"failed (exit {code})"
         except subprocess.TimeoutExpired:
@@ -395,6 +411,8 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
                                               **{k: v for k, v in provenance().items() if k in ("device", "commit", "date")}}
         write_json_atomically(plan.timings, plan.results / TIMINGS)
         print(f"[{stage.name}] {status} in {seconds:.0f} s", flush=True)
+        if after_each:
+            after_each(sorted(set(p for p in [*made, plan.results / TIMINGS] if p.exists())))
         if status == "partial":  # it stopped before work that would not fit: the window is spent
             print(f"[{stage.name}] partial: the next window goes on with it", flush=True)
             break
@@ -405,10 +423,13 @@ def run_plan(plan: Plan, only: list[str] | None = None, stages: list[Stage] = ST
 
 
 def archive(files: list[Path], results: Path, path: Path) -> None:
+    """Pack files into path, a .tar.gz, replacing it whole: a window cut short mid-write keeps the last one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
+    partial = path.with_name(path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
         for f in files:
             tar.add(f, arcname=str(f.relative_to(results)))
+    os.replace(partial, path)
     print(f"archived {len(files)} files in {path} (unpack with `tar -xzf {path.name} -C results`)")
 
 
@@ -447,7 +468,7 @@ def main(argv=None) -> int:
     elif gpu_name() is None:
         print("No CUDA GPU here: the plan's numbers would not be GPU numbers. Use --dry-run to check it on a CPU.")
         return 2
-    made = run_plan(plan, args.only)
+    made = run_plan(plan, args.only, after_each=args.archive and (lambda files: archive(files, results, args.archive)))
     print()
     print_state(plan)
     if args.archive:

@@ -3,6 +3,7 @@ import json
 import re
 import sys
 import tarfile
+import time
 
 import pytest
 
@@ -29,6 +30,31 @@ def test_budget_runs_what_fits_skips_what_is_done_and_what_does_not_fit(tmp_path
     timings = json.loads((tmp_path / gpu_plan.TIMINGS).read_text())["stages"]
     assert list(timings) == ["quick", "after"] and timings["quick"]["status"] == "done"
     assert {"seconds", "device", "commit", "date", "gpu"} <= set(timings["quick"])
+
+
+def test_the_archive_is_brought_up_to_date_after_every_stage(tmp_path):
+    packed = []
+
+    def after_each(files):
+        gpu_plan.archive(files, tmp_path, tmp_path / "out" / "results.tar.gz")
+        with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
+            packed.append(sorted(tar.getnames()))
+    run_plan(Plan(tmp_path, budget_s=60, dry_run=False), stages=[_stage("first", 1), _stage("second", 1)],
+             after_each=after_each)
+    assert packed == [sorted([gpu_plan.TIMINGS, "first.json"]), sorted([gpu_plan.TIMINGS, "first.json", "second.json"])]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.tar.gz"]  # no partial copy left
+
+
+def test_a_stage_stopped_at_its_limit_takes_the_processes_it_started_with_it(tmp_path):
+    import subprocess
+    late = tmp_path / "late.txt"
+    grandchild = f"import time, pathlib; time.sleep(2); pathlib.Path(r'{late}').write_text('still running')"
+    stage = ["-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
+                   f"time.sleep(30)"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        gpu_plan.run_in_own_group([sys.executable, *stage], None, timeout=0.5)
+    time.sleep(3)
+    assert not late.exists()  # the notebook kernel of a stopped stage does not run on beside the next stage
 
 
 def test_a_stage_waits_for_the_stages_it_needs(tmp_path, capsys):
@@ -70,16 +96,14 @@ def test_expected_time_is_the_last_gpu_measurement(tmp_path):
 
 def test_a_failing_or_overrunning_stage_is_recorded(tmp_path, monkeypatch):
     import subprocess
-    real_run, timeouts = subprocess.run, {}
+    real_run, timeouts = gpu_plan.run_in_own_group, {}
 
-    def run(command, **kwargs):  # the failing stage runs for real; the slow one overruns its limit
-        if command[:2] != [sys.executable, "-c"]:  # not a stage (provenance asks git, for one)
-            return real_run(command, **kwargs)
-        timeouts[command[-1]] = kwargs["timeout"]
+    def run(command, env, timeout):  # the failing stage runs for real; the slow one overruns its limit
+        timeouts[command[-1]] = timeout
         if "slow" in command[-1]:
-            raise subprocess.TimeoutExpired(command, kwargs["timeout"])
-        return real_run(command, **kwargs)
-    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+            raise subprocess.TimeoutExpired(command, timeout)
+        return real_run(command, env, timeout)
+    monkeypatch.setattr(gpu_plan, "run_in_own_group", run)
     monkeypatch.setattr(gpu_plan, "GRACE_S", 7)
     failing = Stage("failing", "", [], ["failing.json"], 1, lambda plan: ["-c", "raise SystemExit(3)"])
     slow = Stage("slow", "", [], ["slow.json"], 20, lambda plan: ["-c", "slow"])
@@ -94,15 +118,12 @@ def test_a_failing_or_overrunning_stage_is_recorded(tmp_path, monkeypatch):
 
 
 def test_a_stage_expected_to_take_all_that_is_left_may_run_its_expected_time_plus_grace(tmp_path, monkeypatch):
-    import subprocess
-    real_run, timeouts = subprocess.run, []
+    timeouts = []
 
-    def run(command, **kwargs):
-        if command[:2] != [sys.executable, "-c"]:  # not a stage (provenance asks git, for one)
-            return real_run(command, **kwargs)
-        timeouts.append(kwargs["timeout"])
-        return subprocess.CompletedProcess(command, 0)
-    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+    def run(command, env, timeout):
+        timeouts.append(timeout)
+        return 0
+    monkeypatch.setattr(gpu_plan, "run_in_own_group", run)
     monkeypatch.setattr(gpu_plan, "GRACE_S", 7)
     plan = Plan(tmp_path, budget_s=50, dry_run=False)
     asked = []
@@ -452,14 +473,11 @@ def test_a_gpu_plan_record_with_one_damaged_entry_stops_the_plan(tmp_path):
 
 
 def test_a_failed_stage_fails_the_dry_run_but_not_a_gpu_window(tmp_path, monkeypatch):
-    import subprocess
-    real_run = subprocess.run
+    real_run = gpu_plan.run_in_own_group
 
-    def run(command, **kwargs):  # the teacher's profile stage fails at once
-        if "benchmarks/teacher.py" in command:
-            return subprocess.CompletedProcess(command, 3)
-        return real_run(command, **kwargs)
-    monkeypatch.setattr(gpu_plan.subprocess, "run", run)
+    def run(command, env, timeout):  # the teacher's profile stage fails at once
+        return 3 if "benchmarks/teacher.py" in command else real_run(command, env, timeout)
+    monkeypatch.setattr(gpu_plan, "run_in_own_group", run)
     assert gpu_plan.main(["--dry-run", "--only", "teacher_profile", "--results-dir", str(tmp_path / "dry")]) == 1
     monkeypatch.setattr(gpu_plan, "gpu_name", lambda: "NVIDIA H100")
     assert gpu_plan.main(["--only", "teacher_profile", "--results-dir", str(tmp_path / "gpu")]) == 0
