@@ -51,8 +51,15 @@ def test_mixing_stages_of_one_group_differ_per_model():
     """The group's models really drew differently: not one model's choices copied to all."""
     images, labels = batches(4, 8)
     transforms = [Recipe().batch_transform(generator=torch.Generator().manual_seed(k)) for k in range(4)]
-    got = together(transforms, images.expand(4, *images.shape[1:]).contiguous(), labels[0].expand(4, 8))
+    got = together(transforms, images[0].expand(4, *images.shape[1:]).contiguous(), labels[0].expand(4, 8))
     assert all(not torch.equal(got[0][0], got[k][0]) for k in range(1, 4))
+    # mixing alone, on the same images and labels: the outputs differ only if each model mixed its own way
+    mixing_only = [BatchAugment(crop_flip=False, reprob=0.0, generator=torch.Generator().manual_seed(k))
+                   for k in range(4)]
+    mixed = together(mixing_only, images[0].expand(4, *images.shape[1:]).contiguous(), labels[0].expand(4, 8))
+    assert len({(t.last_mix.method, t.last_mix.lam) for t in mixing_only}) == 4
+    assert all(not torch.equal(mixed[0][0], mixed[k][0]) for k in range(1, 4))  # the images
+    assert all(not torch.equal(mixed[0][1], mixed[k][1]) for k in range(1, 4))  # the targets
 
 
 def test_the_ablation_shares_one_group_and_hooks_of_their_own_stay_alone():

@@ -349,6 +349,8 @@ def move_every_control(driver, path: str, index: int) -> list[str]:
             problems += describe(where, move, before)
             done += 1
     print(f"{where}: {done} moves in {time.monotonic() - started:.0f} s")  # shown with -s or on failure
+    if not done:  # else a widget whose controls the selectors miss would pass untested
+        problems.append(f"{where}: no control of this widget was found and moved")
     return problems
 
 

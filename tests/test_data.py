@@ -250,6 +250,7 @@ def test_tensor_batches_cover_every_image_once_and_reshuffle(test_split):
     batches.set_epoch(1)
     order_epoch1 = torch.cat([i.flatten(1) for i, _ in batches])
     assert sorted(first.tolist()) == sorted(small.labels.tolist())
+    assert sorted(batches.indices().tolist()) == list(range(103))  # every image once, not just as many labels
     assert not torch.equal(order_epoch0[0], order_epoch1)
     with pytest.raises(ValueError, match="batch_size"):
         TensorBatches(small, batch_size=0)

@@ -47,13 +47,15 @@ def test_the_archive_is_brought_up_to_date_after_every_stage(tmp_path):
 
 def test_a_stage_stopped_at_its_limit_takes_the_processes_it_started_with_it(tmp_path):
     import subprocess
-    late = tmp_path / "late.txt"
-    grandchild = f"import time, pathlib; time.sleep(2); pathlib.Path(r'{late}').write_text('still running')"
+    started, late = tmp_path / "started.txt", tmp_path / "late.txt"
+    grandchild = (f"import time, pathlib; pathlib.Path(r'{started}').write_text('up'); time.sleep(3); "
+                  f"pathlib.Path(r'{late}').write_text('still running')")
     stage = ["-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
                    f"time.sleep(30)"]
     with pytest.raises(subprocess.TimeoutExpired):
-        gpu_plan.run_in_own_group([sys.executable, *stage], None, timeout=0.5)
-    time.sleep(3)
+        gpu_plan.run_in_own_group([sys.executable, *stage], None, timeout=2)
+    assert started.exists()  # it ran before the limit, so what follows says something
+    time.sleep(4)
     assert not late.exists()  # the notebook kernel of a stopped stage does not run on beside the next stage
 
 
