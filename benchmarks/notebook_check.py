@@ -81,7 +81,8 @@ def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", 
                    f"--junitxml={junit}", f"--nbval-cell-timeout={cell_timeout_s:.0f}"]
         started = time.perf_counter()
         try:
-            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+            done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, encoding="utf-8",
+                                  errors="replace", timeout=timeout_s)
             tail = (done.stdout + done.stderr)[-REPORT_CHARS:]
         except subprocess.TimeoutExpired:
             return {"passed": False, "seconds": round(time.perf_counter() - started, 1),

@@ -28,7 +28,7 @@ def save_atomically(obj, path) -> None:
 
 
 def write_text_atomically(text: str, path) -> None:
-    _write_via_temporary(path, lambda tmp: tmp.write_text(text))
+    _write_via_temporary(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_json_atomically(obj, path) -> None:
@@ -38,7 +38,7 @@ def write_json_atomically(obj, path) -> None:
 def read_result(path) -> dict:
     """One JSON result file, or an error that names it (a damaged file is left as it is)."""
     try:
-        found = json.loads(Path(path).read_text())
+        found = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {path} cannot be read as a result ({type(err).__name__}: {err}). "
                          f"Restore it (git checkout) or delete it to train that run again.") from None

@@ -24,7 +24,7 @@ def load(name: str, results: Path = RESULTS) -> dict | None:
     Notebooks: used in 03, 04.
     """
     path = results / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def source(record: dict) -> str:
@@ -47,7 +47,7 @@ def headline(name: str, results: Path = RESULTS) -> str:
     Notebooks: used in 03.
     """
     path = results / f"{name}.txt"
-    return path.read_text().splitlines()[0] if path.exists() else missing(name, ".txt")
+    return path.read_text(encoding="utf-8").splitlines()[0] if path.exists() else missing(name, ".txt")
 
 
 def print_throughput(record: dict) -> None:
@@ -212,7 +212,7 @@ def gpu_time_shares(section: str, path: Path = RESULTS / "throughput_profile.txt
 
 def _profile_section(section: str, path: Path) -> str | None:
     """One row's table in the profiler summary, with its totals; None if there is none."""
-    text = path.read_text() if path.exists() else ""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     if f"== {section} ==" not in text:
         return None
     return text.split(f"== {section} ==", 1)[1].split("\n\n", 1)[0]

@@ -71,7 +71,7 @@ def helpers_used(path: Path) -> set[str]:
     import json
     import re
 
-    code = "\n".join("".join(c["source"]) for c in json.loads(Path(path).read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
                      if c["cell_type"] == "code")
     names = set()  # (module, attribute) pairs
     aliases = {}

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report whether README.md is up to date")
     args = parser.parse_args(argv)
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     new = rewrite(text, blocks())
     if args.check:
         if new != text:
@@ -168,6 +168,6 @@ def main(argv=None) -> int:
             return 1
         print("README.md's result tables match results/")
         return 0
-    README.write_text(new)
+    README.write_text(new, encoding="utf-8")
     print("README.md: result tables", "rewritten" if new != text else "already up to date")
     return 0

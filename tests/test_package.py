@@ -1,6 +1,7 @@
 """The package's shape: one command line, import-only modules, no import cycle."""
 import ast
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ MODULES = sorted(p.stem for p in HELPERS.glob("*.py") if p.stem != "__init__")
 def imports_of(module: str) -> set[str]:
     """The helpers modules `module` imports anywhere in its code (also inside functions)."""
     found = set()
-    for node in ast.walk(ast.parse((HELPERS / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse((HELPERS / f"{module}.py").read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "helpers":
             parts = node.module.split(".")
             found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names if a.name in MODULES}
@@ -41,7 +42,7 @@ def test_every_module_imports_and_the_import_graph_has_no_cycle():
 
 
 def test_only_the_entry_point_runs_as_a_script():
-    scripts = [m for m in MODULES if '__name__ == "__main__"' in (HELPERS / f"{m}.py").read_text()]
+    scripts = [m for m in MODULES if '__name__ == "__main__"' in (HELPERS / f"{m}.py").read_text(encoding="utf-8")]
     assert scripts == ["__main__"]
 
 
@@ -120,3 +121,52 @@ def test_the_commit_is_deit_commit_where_set_else_gits_with_uncommitted_changes_
 def test_a_result_records_the_command_it_is_given():
     from helpers.provenance import provenance
     assert provenance("python -m helpers ablate --profile ci")["command"] == "python -m helpers ablate --profile ci"
+
+
+ENCODING_PROBE = r'''
+import sys, sysconfig, traceback, warnings
+from pathlib import Path
+
+repo, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+ours, stdlib = (str(repo / "helpers"), str(repo / "benchmarks")), sysconfig.get_paths()["stdlib"]
+found = []
+
+
+def record(message, category, filename, lineno, file=None, line=None):
+    """Note the code that called the standard library's open() without an encoding (if ours)."""
+    if issubclass(category, EncodingWarning):
+        caller = next(f for f in reversed(traceback.extract_stack()[:-1]) if not f.filename.startswith(stdlib))
+        if caller.filename.startswith(ours):
+            found.append(f"{caller.filename}:{caller.lineno}")
+
+
+warnings.showwarning = record
+warnings.simplefilter("always", EncodingWarning)
+sys.path.insert(0, str(repo))
+from benchmarks import gpu_plan
+from helpers import files, gpu_results, notebooks, provenance, readme_results
+
+provenance.git_commit.__wrapped__()
+files.write_json_atomically({"model": "DeiT-Ti\u2697"}, tmp / "r.json")
+assert files.read_result(tmp / "r.json") == {"model": "DeiT-Ti\u2697"}
+files.write_csv_atomically([{"note": "\u00e9t\u00e9 \u2014 \u2697"}], tmp / "h.csv")
+assert (tmp / "h.csv").read_text(encoding="utf-8").splitlines()[1] == "\u00e9t\u00e9 \u2014 \u2697"
+gpu_results.load("throughput"), gpu_results.headline("throughput_profile"), gpu_plan._json(tmp / "r.json")
+gpu_results._profile_section("c ours", repo / "results" / "throughput_profile.txt")
+notebooks.helpers_used(repo / "notebooks" / "03_distillation.ipynb")
+readme_results.main(["--check"])
+print("\n".join(found) or "none")
+'''
+
+
+def test_text_files_are_utf8_whatever_the_systems_default_encoding(tmp_path):
+    """Windows reads text in the locale's code page (cp1252) unless told otherwise, and the course's
+    notebooks, README and results hold non-ASCII text; Python's -X warn_default_encoding names every
+    read or write that leaves the encoding to the system."""
+    repo = HELPERS.parent
+    probe = tmp_path / "probe.py"
+    probe.write_text(ENCODING_PROBE, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-X", "warn_default_encoding", str(probe), str(repo), str(tmp_path)],
+                          capture_output=True, encoding="utf-8", cwd=tmp_path, env={**os.environ, "DEIT_COMMIT": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "none", done.stdout
