@@ -118,8 +118,9 @@ def finetune_overrides(profile) -> dict:
     after 300 epochs at 5e-4) and main.py's defaults (5 warmup epochs from --warmup-lr 1e-6).
     So a tenth of the epochs, a hundredth of the learning rate held constant after a warmup over a
     sixth of them from a fifth of it, and almost no weight decay. The rest of the recipe is kept,
-    stochastic depth included; DeiT's main.py instead fine-tunes DeiT with the model in eval mode
-    (set_training_mode: "keep in eval mode for deit finetuning"), which turns stochastic depth off.
+    stochastic depth included; DeiT's main.py of the paper's time instead fine-tunes with the model in
+    eval mode (set_training_mode=args.finetune == '', "keep in eval mode during finetuning"), which
+    turns stochastic depth off; its later versions made that a flag, --train-mode, on by default.
 
     Notebooks: used in 04.
     """

@@ -1,7 +1,8 @@
 """The training loop: AdamW, warmup + cosine, clipping, evaluation, checkpoints and resume.
 
 Defaults are DeiT's (Touvron et al., 2021, Table 9): AdamW, lr 5e-4 x batch/512, weight
-decay 0.05, 5 warmup epochs, cosine to 1e-5, label smoothing 0.1. Gradient clipping at 1.0
+decay 0.05, 5 warmup epochs, cosine, label smoothing 0.1; the cosine ends at 1e-5, the --min-lr
+default of DeiT's main.py (Table 9 gives no end). Gradient clipping at 1.0
 keeps the short CPU runs stable. The learning rate changes every step, and the cosine starts
 after the warmup; DeiT's timm scheduler steps once per epoch and counts the warmup epochs in its
 cosine (notebook 04 shows the difference).
