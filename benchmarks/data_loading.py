@@ -3,6 +3,7 @@
     python benchmarks/data_loading.py [--root DATA_FOLDER]
 """
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -28,7 +29,11 @@ def main(argv=None):
         raise SystemExit(f"No CIFAR-10 under {data_root(args.root)}; see README.md, 'Data'.")
     with tempfile.TemporaryDirectory() as tmp:  # a fresh cache, so the first load decodes
         link = Path(tmp) / folder.name
-        link.symlink_to(folder.resolve())
+        try:
+            link.symlink_to(folder.resolve(), target_is_directory=True)
+        except OSError:  # Windows without the right to make links (Developer Mode off): a copy
+            print(f"copying {folder} to a temporary folder (no symbolic link allowed here) ...", flush=True)
+            shutil.copytree(folder, link)
         try:
             rows = [(split, timed(lambda: load_cifar10(split, root=tmp, download=False)),
                      timed(lambda: load_cifar10(split, root=tmp, download=False))) for split in ("train", "test")]

@@ -74,7 +74,7 @@ def check_aa(spec: str | None) -> None:
         return
     if not isinstance(spec, str) or spec != AUTO_AUGMENT and not spec.startswith("rand"):
         raise ValueError(f"--aa (Recipe.aa) takes a RandAugment string such as 'rand-m9-mstd0.5-inc1', "
-                         f"'{AUTO_AUGMENT}' (AutoAugment's ImageNet policy) or '' (off), not {spec!r}.")
+                         f"'{AUTO_AUGMENT}' (AutoAugment's ImageNet policy) or 'none' (off), not {spec!r}.")
     if spec.startswith("rand"):
         parse_rand_augment(spec)  # a typo in a RandAugment string fails here, with its own message
 

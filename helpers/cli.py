@@ -1,7 +1,7 @@
 r"""`python -m helpers train`: DeiT's recipe on CIFAR-10 from the command line.
 
     python -m helpers train --profile full --output-dir runs/deit
-    python -m helpers train --aa '' --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
+    python -m helpers train --aa none --mixup 0 --cutmix 0 --output-dir runs/no-aug   # ablate
     python -m helpers train --output-dir runs/deit --resume                        # continue
     python -m helpers train --eval runs/deit/last.pt                               # evaluate
     python -m helpers train --profile full --finetune runs/deit/last.pt --input-size 48 \
@@ -86,6 +86,11 @@ def device_name(text: str) -> str:
     return text
 
 
+def aa_spec(text: str) -> str:
+    """--aa none means off, as '' does: Windows' cmd passes '' on as two quote marks."""
+    return "" if text.lower() == "none" else text
+
+
 def output_file(text: str) -> Path:
     """An output file's path, checked before any work: a long benchmark must not fail at its end."""
     path = Path(text)
@@ -127,8 +132,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune", metavar="CHECKPOINT",
                    help="start from this run's weights, its position embeddings resampled to --input-size")
     g = p.add_argument_group("DeiT ingredients (defaults: DeiT's)")
-    g.add_argument("--aa", default=d.aa, help="RandAugment string; 'original' for AutoAugment's ImageNet policy "
-                                             "(Table 8's row; notebook 01); '' turns it off")
+    g.add_argument("--aa", default=d.aa, type=aa_spec,
+                   help="RandAugment string; 'original' for AutoAugment's ImageNet policy (Table 8's row; "
+                        "notebook 01); 'none' turns it off (so does '', where the shell passes it)")
     g.add_argument("--reprob", type=float, default=d.reprob)
     g.add_argument("--mixup", type=float, default=d.mixup)
     g.add_argument("--cutmix", type=float, default=d.cutmix)

@@ -34,6 +34,13 @@ _CACHE_VERSION = 2  # 2: the cache records what it was made from
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
+def _entries(folder: Path, want_dirs: bool) -> list[Path]:
+    """The class folders (want_dirs) or images in `folder`, sorted. Hidden names are left out: macOS
+    puts ._0000.jpg metadata beside each image on some drives and archives, and .DS_Store files."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")
+                  and (p.is_dir() if want_dirs else p.suffix.lower() in _IMAGE_SUFFIXES))
+
+
 class DataError(CourseError, RuntimeError):
     """CIFAR-10 could not be found or read; the message says how to fix it.
 
@@ -157,14 +164,14 @@ def _batch_problem(entry) -> str | None:
 
 def _read_folder_split(folder: Path, split: str):
     split_dir = folder / split
-    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    found = [p.name for p in _entries(split_dir, want_dirs=True)]
     if tuple(found) != CLASSES:
         raise DataError(
             f"{split_dir} should hold one folder per CIFAR-10 class {list(CLASSES)}, "
             f"but holds {found}. Check that DEIT_DATA points at the right copy.")
     images, labels = [], []
     for label, name in enumerate(CLASSES):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        files = _entries(split_dir / name, want_dirs=False)
         if not files:
             raise DataError(f"{split_dir / name} has no images. Re-extract the data archive.")
         for path in files:
@@ -211,8 +218,8 @@ def _source_stamp(kind: str, folder: Path, split: str) -> list:
     if kind == "torchvision":
         names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         return [[n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in names if (folder / n).exists()]
-    classes = sorted(p for p in (folder / split).iterdir() if p.is_dir()) if (folder / split).is_dir() else []
-    return [[c.name, sum(1 for _ in os.scandir(c))] for c in classes]
+    classes = _entries(folder / split, want_dirs=True) if (folder / split).is_dir() else []
+    return [[c.name, len(_entries(c, want_dirs=False))] for c in classes]
 
 
 def _load_cache(path: Path, stamp: list):

@@ -5,9 +5,13 @@ import csv
 import io
 import json
 import os
+import time
+import warnings
 from pathlib import Path
 
 import torch
+
+REPLACE_RETRIES_S = (0.1, 0.3, 1.0, None)  # waits between tries of the rename; None: give up
 
 
 def _write_via_temporary(path, write) -> None:
@@ -18,7 +22,14 @@ def _write_via_temporary(path, write) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
-        os.replace(tmp, path)
+        for wait in REPLACE_RETRIES_S:
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:  # Windows: a virus scanner or an indexer holds `path` a moment
+                if wait is None:
+                    raise
+                time.sleep(wait)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -67,9 +78,16 @@ def write_missing_seeds(seeds, folder, run_seed, check_finished=None) -> None:
 
 
 def write_csv_atomically(rows: list[dict], path) -> None:
+    """A spreadsheet's copy of a history whose JSON is the record: if the file is held open (Excel
+    locks the files it shows, on Windows), a warning says so and the run goes on."""
     buffer = io.StringIO()
     columns = list(dict.fromkeys(key for row in rows for key in row))  # rows written by older code may lack some
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    # "\n": the text file's own newline translation makes it "\r\n" on Windows, not "\r\r\n".
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomically(buffer.getvalue(), path)
+    try:
+        write_text_atomically(buffer.getvalue(), path)
+    except PermissionError as err:
+        warnings.warn(f"{path} was not updated ({err}): is it open in another program, such as a spreadsheet? "
+                      f"The JSON beside it holds every epoch; close the file and the next epoch writes it.")

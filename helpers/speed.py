@@ -9,9 +9,12 @@ from torch.utils._pytree import tree_leaves
 
 
 def sync(device) -> None:
-    """Wait for the GPU, so that a timer measures work done rather than work queued."""
-    if torch.device(device).type == "cuda":
+    """Wait for the GPU (CUDA's or Apple's mps), so that a timer measures work done rather than queued."""
+    kind = torch.device(device).type
+    if kind == "cuda":
         torch.cuda.synchronize()
+    elif kind == "mps":
+        torch.mps.synchronize()
 
 
 def endless(batches):

@@ -444,3 +444,18 @@ def test_the_loading_benchmark_names_the_users_damaged_file_not_its_temporary_li
     damaged.write_bytes(damaged.read_bytes()[:20])
     assert data_loading.main(["--root", str(tmp_path)]) == 2
     assert f"{damaged} is not a readable image" in capsys.readouterr().err
+
+
+def test_the_loading_benchmark_copies_the_data_where_no_link_may_be_made(tmp_path, few_images, capsys, monkeypatch):
+    """Windows lets only administrators, or Developer Mode, make symbolic links (WinError 1314)."""
+    from benchmarks import data_loading
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "train")
+    write_image_folder(tmp_path / "cifar10-jpeg", few_images, "test")
+
+    def refused(self, target, target_is_directory=False):
+        raise OSError(22, "A required privilege is not held by the client")
+    monkeypatch.setattr(Path, "symlink_to", refused)
+    assert data_loading.main(["--root", str(tmp_path)]) in (None, 0)
+    out = capsys.readouterr().out
+    assert "copying" in out and out.splitlines()[-2].startswith("train") and out.splitlines()[-1].startswith("test")
+    assert not (tmp_path / ".cache").exists()  # the user's own cache was left alone

@@ -153,6 +153,31 @@ def test_images_are_read_in_file_name_order_whatever_order_the_folder_lists(tmp_
     assert torch.equal(loaded.images, source.images[by_class]) and torch.equal(loaded.labels, source.labels[by_class])
 
 
+def test_hidden_files_from_macos_are_left_out_and_do_not_invalidate_the_cache(tmp_path, monkeypatch, test_split):
+    """macOS writes ._<name> metadata beside each file on some drives and in its archives, and
+    .DS_Store files wherever Finder looks: neither is an image, and neither changes the data."""
+    root = tmp_path / "cifar10-jpeg"
+    write_image_folder(root, test_split.subset(range(0, 10000, 1000)), "train")
+    (root / "test").mkdir()
+    first = load_cifar10("train", root=tmp_path)
+    for folder in [root / "train", *(root / "train").iterdir()]:
+        (folder / ".DS_Store").write_bytes(b"Bud1 finder data")
+    for image in list((root / "train").glob("*/*.png")):
+        image.with_name(f"._{image.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    decode = data._read_folder_split
+
+    def no_decoding(*args):
+        raise AssertionError("images were decoded again")
+    monkeypatch.setattr(data, "_read_folder_split", no_decoding)
+    assert torch.equal(load_cifar10("train", root=tmp_path).images, first.images)  # the cache still holds
+    monkeypatch.setattr(data, "_read_folder_split", decode)
+    for cache in (tmp_path / ".cache").glob("*train*.pt"):
+        cache.unlink()
+    again = load_cifar10("train", root=tmp_path)  # decoded beside the hidden files
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+
+
 def test_only_image_files_are_read_whatever_the_case_of_their_suffix(tmp_path, test_split):
     source = test_split.subset(range(0, 10000, 1000))
     write_image_folder(tmp_path, source, "train")

@@ -63,3 +63,54 @@ def test_a_csv_has_a_column_for_every_key_of_any_row(tmp_path):
     write_csv_atomically([{"a": 1}, {"a": 2, "b": 3}], path)
     with open(path, newline="") as f:
         assert list(csv.DictReader(f)) == [{"a": "1", "b": ""}, {"a": "2", "b": "3"}]
+
+
+def test_a_csv_ends_its_lines_with_one_newline(tmp_path):
+    """csv's own "\r\n", written through a text file, became "\r\r\n" on Windows: blank rows in Excel."""
+    from helpers.files import write_csv_atomically
+    write_csv_atomically([{"epoch": 1, "val_acc": 50.0}, {"epoch": 2, "val_acc": 60.0}], tmp_path / "h.csv")
+    assert (tmp_path / "h.csv").read_bytes().replace(b"\r\n", b"\n") == b"epoch,val_acc\n1,50.0\n2,60.0\n"
+    assert b"\r\r" not in (tmp_path / "h.csv").read_bytes()
+
+
+def held_open(monkeypatch, path, times):
+    """os.replace onto `path` fails with PermissionError `times` times, as on Windows while another
+    program holds the file; the returned list counts the tries."""
+    import os
+
+    from helpers import files
+    tries, replace = [], os.replace
+
+    def refuse(source, target):
+        if str(target) == str(path):
+            tries.append(target)
+            if len(tries) <= times:
+                raise PermissionError(13, "The process cannot access the file", str(target))
+        replace(source, target)
+    monkeypatch.setattr(files.os, "replace", refuse)
+    monkeypatch.setattr(files.time, "sleep", lambda seconds: None)
+    return tries
+
+
+def test_a_file_held_a_moment_is_written_on_a_later_try(tmp_path, monkeypatch):
+    from helpers.files import REPLACE_RETRIES_S, write_json_atomically
+    target = tmp_path / "history.json"
+    tries = held_open(monkeypatch, target, times=len(REPLACE_RETRIES_S) - 1)
+    write_json_atomically({"epoch": 1}, target)
+    assert target.read_text(encoding="utf-8") == '{\n "epoch": 1\n}\n' and len(tries) == len(REPLACE_RETRIES_S)
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_a_record_held_open_fails_keeping_its_old_copy_but_a_held_csv_only_warns(tmp_path, monkeypatch):
+    from helpers.files import write_csv_atomically, write_json_atomically
+    write_json_atomically({"epoch": 1}, tmp_path / "history.json")
+    write_csv_atomically([{"epoch": 1}], tmp_path / "history.csv")
+    held_open(monkeypatch, tmp_path / "history.json", times=99)
+    with pytest.raises(PermissionError):
+        write_json_atomically({"epoch": 2}, tmp_path / "history.json")
+    assert (tmp_path / "history.json").read_text(encoding="utf-8") == '{\n "epoch": 1\n}\n'
+    held_open(monkeypatch, tmp_path / "history.csv", times=99)
+    with pytest.warns(UserWarning, match="history.csv was not updated .* open in another program"):
+        write_csv_atomically([{"epoch": 1}, {"epoch": 2}], tmp_path / "history.csv")
+    assert (tmp_path / "history.csv").read_text(encoding="utf-8") == "epoch\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "history.json"]

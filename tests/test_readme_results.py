@@ -7,7 +7,7 @@ from helpers import ablate, readme_results
 
 
 def test_readme_tables_match_the_committed_results():
-    text = readme_results.README.read_text()
+    text = readme_results.README.read_text(encoding="utf-8")
     names = [m["name"] for m in readme_results.BLOCK.finditer(text)]
     crossovers = {readme_results.block_name(folder) for folder in readme_results.SETTINGS}
     assert {"notebooks", "prepare-cpu", "ablation-cpu", "finetune-cpu", "weight-average-cpu", *crossovers} <= set(names)

@@ -103,7 +103,7 @@ def cli_args(out, *extra):
 
 
 def test_cli_trains_writes_history_and_evaluates(tmp_path, capsys):
-    assert cli.main(cli_args(tmp_path, "--aa", "", "--drop-path", "0.2")) == 0
+    assert cli.main(cli_args(tmp_path, "--aa", "none", "--drop-path", "0.2")) == 0  # none: as '' does
     saved = json.loads((tmp_path / "history.json").read_text())
     assert len(saved["history"]) == 1 and saved["metadata"]["recipe"]["drop_path"] == 0.2
     assert saved["metadata"]["recipe"]["aa"] == "" and "torch" in saved["metadata"]
@@ -399,6 +399,16 @@ def test_time_pipeline_puts_the_preparation_time_in_data_s_and_the_step_in_step_
     assert result["seconds"] == pytest.approx(3 * 0.025) and result["images_per_s"] == pytest.approx(6 / 0.075)
     assert result["data_s"] == pytest.approx(3 * 0.02) and result["step_s"] == pytest.approx(3 * 0.005)
     assert result["gpu_busy"] == pytest.approx(0.2)  # the step's share of the serialized pass
+
+
+def test_timing_waits_for_the_gpu_cudas_or_apples(monkeypatch):
+    from helpers import speed
+    waited = []
+    monkeypatch.setattr(speed.torch.cuda, "synchronize", lambda: waited.append("cuda"))
+    monkeypatch.setattr(speed.torch.mps, "synchronize", lambda: waited.append("mps"))
+    for device in ("cpu", "cuda", "mps", torch.device("cuda", 0)):
+        speed.sync(device)
+    assert waited == ["cuda", "mps", "cuda"]
 
 
 def test_endless_reshuffles_each_pass_with_the_pass_number():
