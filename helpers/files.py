@@ -2,26 +2,71 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from helpers.errors import CourseError
+
 REPLACE_RETRIES_S = (0.1, 0.3, 1.0, None)  # waits between tries of the rename; None: give up
+NEARLY_FULL_BYTES = 64 * 2 ** 20  # free space below which a failed write is put down to a full disk
+
+
+class DiskFullError(CourseError, OSError):
+    """A file could not be written for want of disk space; its previous copy is kept."""
+
+
+def _temporary(path: Path, pid: int | str) -> Path:
+    # One temporary name per process: two runs filling the same cache at once must not collide.
+    return path.with_name(f"{path.name}.{pid}.tmp")
+
+
+def _explain_full_disk(path: Path, err: Exception) -> None:
+    """Raise DiskFullError for `err` if the disk holding `path` is full: torch.save reports it as a
+    RuntimeError about stream positions, a text write as OSError ENOSPC."""
+    free = shutil.disk_usage(path.parent).free
+    full = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # no disk quotas on Windows
+    if getattr(err, "errno", None) in full or free < NEARLY_FULL_BYTES:
+        kept = "Its previous copy was kept. " if path.exists() else ""
+        raise DiskFullError(
+            f"{path} could not be written: its disk is full ({free / 2 ** 20:.0f} MB free; {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). {kept}Free some space and run the same command again: a "
+            f"training run resumes from its last checkpoint.") from err
+
+
+def remove_leftover_temporaries(folder, names) -> None:
+    """Delete the temporaries of `names` in `folder` that a process killed mid-save left there (each a
+    whole checkpoint, perhaps), and say so; call it where only this process writes."""
+    left = [tmp for name in names for tmp in Path(folder).glob(_temporary(Path(name), "*").name)
+            if tmp.name.split(".")[-2].isdigit()]
+    if left:
+        size = sum(tmp.stat().st_size for tmp in left)
+        for tmp in left:
+            tmp.unlink(missing_ok=True)
+        print(f"Removed {len(left)} unfinished file(s) ({size / 2 ** 20:.1f} MB) left in {folder} by a save "
+              f"that was cut short; the finished copies beside them are used.", flush=True)
 
 
 def _write_via_temporary(path, write) -> None:
     """write(tmp_path), then rename over `path`: a crash mid-write leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # One temporary name per process: two runs filling the same cache at once must not collide.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path, os.getpid())
     try:
-        write(tmp)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as written:  # on the disk before the rename: a power cut keeps one whole copy
+                os.fsync(written.fileno())
+        except (OSError, RuntimeError) as err:
+            _explain_full_disk(path, err)
+            raise
         for wait in REPLACE_RETRIES_S:
             try:
                 os.replace(tmp, path)

@@ -14,6 +14,7 @@ later notebooks reuse it through load_or_train_teacher().
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -207,7 +208,7 @@ def first_steps_profile(profile=None, steps: int = 20, device=None, rows: int = 
 
 
 def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=None,
-                  progress: bool = True, data=None) -> tuple[nn.Module, dict]:
+                  progress: bool = True, data=None, run_dir=None) -> tuple[nn.Module, dict]:
     """Train a teacher on the profile's CIFAR-10 subset; return (model, record).
 
     It trains through the course's one training loop (helpers.train.fit) with its own optimizer
@@ -215,7 +216,8 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     and normalized there; on a GPU the model runs channels-last under autocast
     (helpers.precision). `data` is (train, val, test). record holds val_acc (the held-out
     validation images, final epoch) and test_acc, seconds (training only: evaluation excluded),
-    the per-epoch history and the device.
+    the per-epoch history and the device. With run_dir, every epoch is checkpointed there and an
+    interrupted training resumes, as any run of fit does; its config is part of what must match.
     """
     profile = _profile(profile)
     config = config or TEACHERS[profile.name]
@@ -228,7 +230,8 @@ def train_teacher(profile=None, config: TeacherConfig | None = None, *, device=N
     history = fit(model, TensorBatches(train, config.batch_size, seed=config.seed).to(device),
                   TensorBatches(val, 1000, shuffle=False).to(device), loop,
                   batch_transform=_crop_flip_normalize, progress=False, log_epochs=progress, device=device,
-                  optimizer_factory=sgd_nesterov(config), lr_schedule=linear_warmup_then_decay(config))
+                  optimizer_factory=sgd_nesterov(config), lr_schedule=linear_warmup_then_decay(config),
+                  run_dir=run_dir, metadata={"model": asdict(config), "train_images": len(train)})
     seconds = sum(r["train_seconds"] for r in history)
     test_acc = accuracy(model, test.images.permute(0, 3, 1, 2).contiguous().to(device), test.labels.to(device))
     record = {"val_acc": history[-1]["val_acc"], "test_acc": test_acc, "seconds": seconds,
@@ -337,9 +340,17 @@ def load_or_train_teacher(profile=None, retrain: bool = False, *, train_if_missi
             os.replace(path, path.with_name(path.name + ".bad"))
             print(f"Retraining: the unusable checkpoint was moved to {path.name}.bad.", flush=True)
     make_folder(path.parent, "Set DEIT_RUNS to a folder that can be written, or move that file away")  # before training
-    model, record = train_teacher(profile, config, device=device, progress=progress)
+    training = training_folder(path)
+    model, record = train_teacher(profile, config, device=device, progress=progress, run_dir=training)
     save_teacher(model, record, path)
+    shutil.rmtree(training)  # its epochs' checkpoint only served an interrupted training
     return load_teacher(profile, path=path, config=config)
+
+
+def training_folder(path: Path) -> Path:
+    """Where the teacher saved at `path` is checkpointed while it trains: teacher-training/ beside
+    teacher.pt, removed once the teacher is saved."""
+    return path.with_name(f"{path.stem}-training")
 
 
 @reports_errors

@@ -49,8 +49,8 @@ from torch.func import functional_call, stack_module_state
 
 from helpers.batch_augment import (CPU_IMAGES_AT_ONCE, BatchAugment, apply_drawn, draws_ahead, per_model_view,
                                    sharing_groups)
-from helpers.errors import make_folder
-from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
+from helpers.errors import differences, make_folder
+from helpers.files import remove_leftover_temporaries, save_atomically, write_csv_atomically, write_json_atomically
 from helpers.losses import classification_loss, split_outputs
 from helpers.models import set_fused_attention
 from helpers.precision import autocast_for, grad_scaler_for, loss_scale_record
@@ -419,9 +419,13 @@ def fit_together(members: list[Member], val_batches, *, run_dir=None, resume: bo
     masks = _DropPathMasks(drop_probs, device, mask_dtype)
 
     run_dir = make_folder(run_dir, "Choose another run folder (DEIT_RUNS)") if run_dir else None
+    if run_dir:
+        remove_leftover_temporaries(run_dir, [CHECKPOINT])
+        for name in names:
+            remove_leftover_temporaries(run_dir / name, [HISTORY, HISTORY_CSV])
     start_epoch, histories = 0, [[] for _ in members]
     if run_dir and holds_checkpoint(run_dir, resume):
-        start_epoch, histories = _restore(run_dir, members, params, optimizer, scaler)
+        start_epoch, histories = _restore(run_dir, members, names, params, optimizer, scaler)
 
     linear = _linear_parameters(template) if mask_dtype != torch.float32 else set()  # under autocast only
 
@@ -554,13 +558,18 @@ def _save(run_dir: Path, members, names, params, optimizer, scaler, epoch: int, 
         write_csv_atomically(history, run_dir / name / HISTORY_CSV)
 
 
-def _restore(run_dir: Path, members, params, optimizer, scaler):
+def _restore(run_dir: Path, members, names, params, optimizer, scaler):
     state = load_checkpoint(run_dir / CHECKPOINT, needs=("params", "optimizer", "epoch", "histories"))
     now = [run_identity(mb.config, mb.metadata) for mb in members]
-    if state.get("identities") != now:
-        raise CheckpointError(
-            f"{run_dir / CHECKPOINT} was written by another group of runs (other models, configs, recipes "
-            f"or order). Use a new run_dir, or delete that folder to start over.")
+    saved = state.get("identities")
+    if saved != now:
+        if state.get("names") != names or saved is None:
+            how = f"its runs are {state.get('names')}, these are {names}"
+        else:
+            how = "; ".join(f"run {name}: {differences(before, after)}".rstrip()
+                            for name, before, after in zip(names, saved, now) if before != after)
+        raise CheckpointError(f"{run_dir / CHECKPOINT} was written by another group of runs ({how}). "
+                              f"Use a new run_dir, or delete that folder to start over.")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(state["params"][name])

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.augment import normalize
-from helpers.files import save_atomically, write_csv_atomically, write_json_atomically
+from helpers.files import (remove_leftover_temporaries, save_atomically, write_csv_atomically,
+                           write_json_atomically)
 from helpers.constants import OPTIMIZERS
 from helpers.errors import CourseError, check_choice, differences, make_folder
 from helpers.losses import classification_loss
@@ -34,6 +35,7 @@ from helpers.weight_average import decay_key, ema_key
 CHECKPOINT = "last.pt"
 HISTORY = "history.json"
 HISTORY_CSV = "history.csv"
+RUN_FILES = (CHECKPOINT, HISTORY, HISTORY_CSV)
 
 
 class CheckpointError(CourseError, RuntimeError):
@@ -414,6 +416,7 @@ def fit(model: nn.Module, train_batches, val_batches, config: TrainConfig, *,
     run_dir = Path(run_dir) if run_dir else None
     if run_dir and rank == 0:  # before any training: an epoch's work must find its checkpoint's folder
         make_folder(run_dir, "Choose another run folder (on the command line: --output-dir, or DEIT_RUNS)")
+        remove_leftover_temporaries(run_dir, RUN_FILES)
     if run_dir and holds_checkpoint(run_dir, resume):
         start_epoch, history = _restore(run_dir, model, optimizer, scaler, config, metadata, averages)
         if start_epoch and log_epochs:

@@ -380,6 +380,42 @@ def test_missing_teacher_is_explained_and_trained_only_when_asked(tmp_path, cifa
     assert teacher.test_acc == pytest.approx(recomputed)
 
 
+def test_an_interrupted_teacher_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(
+        tmp_path, cifar_train_small, monkeypatch, capsys):
+    config, data = replace(TINY_TEACHER, epochs=3), tiny_teacher_data(cifar_train_small)
+    monkeypatch.setattr(teach, "profile_data", lambda profile: data)
+    whole, _ = teach.train_teacher("ci", config, device="cpu", progress=False, data=data)
+    path, fit = tmp_path / "teacher.pt", teach.fit
+
+    def stopped_after_epoch_2(*args, **kwargs):  # the stop button, in epoch 3
+        def stop(history):
+            if len(history) == 2:
+                raise KeyboardInterrupt
+        return fit(*args, **kwargs, on_epoch=stop)
+    monkeypatch.setattr(teach, "fit", stopped_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        teach.load_or_train_teacher("ci", path=path, config=config, train_if_missing=True, device="cpu", progress=False)
+    assert not path.exists() and (teach.training_folder(path) / "last.pt").exists()
+    monkeypatch.setattr(teach, "fit", fit)
+    teacher = teach.load_or_train_teacher("ci", path=path, config=config, train_if_missing=True, device="cpu",
+                                          progress=True)
+    assert "Resumed from" in capsys.readouterr().out and len(teacher.info["history"]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(teacher.model.state_dict().values(), whole.state_dict().values()))
+    assert not teach.training_folder(path).exists()  # saved as teacher.pt: its checkpoints are gone
+
+
+def test_a_teacher_training_left_by_another_config_is_named_not_resumed(tmp_path, cifar_train_small, monkeypatch):
+    data = tiny_teacher_data(cifar_train_small)
+    monkeypatch.setattr(teach, "profile_data", lambda profile: data)
+    path = tmp_path / "teacher.pt"
+    teach.train_teacher("ci", TINY_TEACHER, device="cpu", progress=False, data=data,
+                        run_dir=teach.training_folder(path))  # as if interrupted before it was saved
+    from helpers.train import CheckpointError
+    with pytest.raises(CheckpointError, match=r"(?s)another config.*model.lr: saved 0.*now 0.*delete that folder"):
+        teach.load_or_train_teacher("ci", path=path, config=replace(TINY_TEACHER, lr=TINY_TEACHER.lr / 2),
+                                    train_if_missing=True, device="cpu", progress=False)
+
+
 def test_corrupt_teacher_is_never_overwritten_silently(saved_teacher, cifar_train_small, monkeypatch):
     path, _, _ = saved_teacher
     path.write_bytes(b"not a checkpoint")

@@ -114,3 +114,54 @@ def test_a_record_held_open_fails_keeping_its_old_copy_but_a_held_csv_only_warns
         write_csv_atomically([{"epoch": 1}, {"epoch": 2}], tmp_path / "history.csv")
     assert (tmp_path / "history.csv").read_text(encoding="utf-8") == "epoch\n1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "history.json"]
+
+
+def test_a_full_disk_is_named_with_the_fix_and_the_previous_copy_is_kept(tmp_path, monkeypatch):
+    import errno
+    from collections import namedtuple
+
+    from helpers import files
+    target = tmp_path / "last.pt"
+    files.save_atomically({"epoch": 1}, target)
+
+    def runs_out(tmp):  # as torch.save reports a disk that filled up mid-write
+        tmp.write_bytes(b"half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 878912 vs 878800")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9 - 4096, 4096))
+    with pytest.raises(files.DiskFullError, match=r"last.pt could not be written: its disk is full \(0 MB free; "
+                                                  r"RuntimeError: .*unexpected pos.*previous copy was kept. Free some"):
+        files._write_via_temporary(target, runs_out)
+    assert files.torch.load(target) == {"epoch": 1} and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+    def no_space(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10 ** 9, 0, 10 ** 9))  # freed since
+    with pytest.raises(files.DiskFullError, match=r"history.json could not be written.*No space left"):
+        files._write_via_temporary(tmp_path / "history.json", no_space)
+    with pytest.raises(RuntimeError, match="unexpected pos") as raised:  # plenty of space: another fault, as it is
+        files._write_via_temporary(target, runs_out)
+    assert not isinstance(raised.value, files.DiskFullError)
+
+
+def test_unfinished_files_of_a_killed_save_are_removed_and_reported(tmp_path, capsys):
+    from helpers.files import remove_leftover_temporaries
+    for name in ("last.pt.4242.tmp", "history.json.17.tmp", "last.pt", "notes.1.txt", "last.pt.mine.tmp"):
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    remove_leftover_temporaries(tmp_path, ["last.pt", "history.json", "history.csv"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "last.pt.mine.tmp", "notes.1.txt"]
+    assert "Removed 2 unfinished file(s)" in capsys.readouterr().out
+    remove_leftover_temporaries(tmp_path, ["last.pt"])
+    assert capsys.readouterr().out == ""  # nothing left: nothing said
+
+
+def test_the_new_copy_is_on_the_disk_before_it_replaces_the_old(tmp_path, monkeypatch):
+    """After a power cut, a rename that reached the disk before the data would leave an empty file."""
+    import os
+
+    from helpers import files
+    events, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(files.os, "fsync", lambda fd: events.append("fsync") or fsync(fd))
+    monkeypatch.setattr(files.os, "replace", lambda a, b: events.append("replace") or replace(a, b))
+    files.save_atomically({"epoch": 1}, tmp_path / "last.pt")
+    assert events == ["fsync", "replace"]

@@ -158,10 +158,13 @@ def test_resume_after_an_interruption_ends_as_an_uninterrupted_run(data, tmp_pat
     assert_same_training(straight, straight_histories, resumed, histories)
 
 
-def test_a_checkpoint_of_another_group_is_refused(data, tmp_path):
+def test_a_checkpoint_of_another_group_is_refused_naming_what_differs(data, tmp_path):
     fit_together([member(data, Recipe.plain(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
-    with pytest.raises(CheckpointError, match="another group"):
+    with pytest.raises(CheckpointError, match=r"another group of runs \(run model-0: it differs in \[.smoothing.\]:\n  smoothing: saved 0.0, now 0.1\)"):
         fit_together([member(data, Recipe(), 0, epochs=1)], val_batches(data), device="cpu", run_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"its runs are \['model-0'\], these are \['model-0', 'model-1'\]"):
+        fit_together([member(data, Recipe.plain(), 0, epochs=1), member(data, Recipe.plain(), 1, epochs=1)],
+                     val_batches(data), device="cpu", run_dir=tmp_path)
 
 
 def test_models_of_different_shapes_are_refused_with_the_fix(data):

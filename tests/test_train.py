@@ -178,7 +178,9 @@ def test_interrupted_run_resumes_to_the_same_history(small_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(small_data, tmp_path / "stopped", batches=InterruptAt(TensorBatches(train, 24), epoch=1, batch=2))
     assert len(json.loads((tmp_path / "stopped" / "history.json").read_text())["history"]) == 1
+    (tmp_path / "stopped" / "last.pt.99999.tmp").write_bytes(b"half of a save killed with its kernel")
     resumed_model, resumed = run(small_data, tmp_path / "stopped")
+    assert not (tmp_path / "stopped" / "last.pt.99999.tmp").exists()
     assert without_time(resumed) == without_time(reference)
     for a, b in zip(reference_model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
