@@ -74,6 +74,7 @@ def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", 
         # in the cpu profile; 120 bars of tqdm alone in one cell do the same). JupyterLab reads
         # them as they come.
         env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
+               "PYTHONIOENCODING": "utf-8",  # what the pipe is read as, whatever the system's code page
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere;
         # --noconftest: the tests' conftest.py would set the ci profile

@@ -88,7 +88,7 @@ def _how_to_fix(root: Path) -> str:
         f"  {root}/cifar-10-batches-py/...          (torchvision's format; `python -m helpers data download` makes it when online)\n"
         f"  {root}/cifar10-jpeg/train/<class>/*.jpg  and .../test/<class>/*.jpg  (image folders)\n"
         f"or point the environment variable {DATA_ENV} at the folder that holds them, e.g.\n"
-        f"  export {DATA_ENV}=/path/to/data\n"
+        f"  export {DATA_ENV}=/path/to/data   (Windows: set {DATA_ENV}=C:\\path\\to\\data)\n"
         f"An archive of the image folders unpacks with {_extract_command(root)}."
     )
 
@@ -198,8 +198,11 @@ def _download(root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         CIFAR10(root=str(root), train=True, download=True)
     except Exception as err:  # urllib, socket, SSL and checksum errors all land here
+        certificates = ("\nPython from python.org on macOS has no certificates until you run "
+                        "'Install Certificates.command' in its folder under Applications.\n"
+                        if "CERTIFICATE_VERIFY_FAILED" in str(err) else "")
         raise DataError(f"CIFAR-10 is not in {root} and downloading it failed "
-                        f"({type(err).__name__}: {err}).\n\n{_how_to_fix(root)}") from None
+                        f"({type(err).__name__}: {err}).\n{certificates}\n{_how_to_fix(root)}") from None
     finally:
         socket.setdefaulttimeout(previous)
 

@@ -90,7 +90,7 @@ def profile_name() -> str:
     if name not in PROFILES:
         raise ProfileError(
             f"{ENV_VAR}={name!r} is not a profile. Use one of: {', '.join(PROFILES)} "
-            f"(for example `export {ENV_VAR}=cpu` before starting Jupyter)."
+            f"(for example `export {ENV_VAR}=cpu`, in Windows' cmd `set {ENV_VAR}=cpu`, before starting Jupyter)."
         )
     return name
 

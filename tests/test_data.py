@@ -97,6 +97,16 @@ def test_no_data_offline_gives_one_clear_error(tmp_path, monkeypatch):
     assert err.value.__suppress_context__  # one error for the student, not a chained urllib traceback
 
 
+def test_a_download_refused_for_want_of_certificates_names_macos_fix(tmp_path, monkeypatch):
+    import ssl
+
+    def no_certificates(*args, **kwargs):
+        raise ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    monkeypatch.setattr(socket, "create_connection", no_certificates)
+    with pytest.raises(DataError, match=r"(?s)CERTIFICATE_VERIFY_FAILED.*'Install Certificates.command'"):
+        load_cifar10("train", root=tmp_path / "empty", download=True)
+
+
 def test_the_download_command_fails_offline_with_the_fix(tmp_path, monkeypatch, capsys):
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable (simulated)")
