@@ -91,8 +91,10 @@ class ResizeInputs(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[-2:]) != (self.size, self.size):
-            images = F.interpolate(images, size=(self.size, self.size), mode="bicubic", align_corners=False,
-                                   antialias=True)
+            # Apple's mps has antialiased bicubic only from torch 2.8 (pytorch/pytorch#149378): the CPU does it
+            there = images.cpu() if images.device.type == "mps" else images
+            images = F.interpolate(there, size=(self.size, self.size), mode="bicubic", align_corners=False,
+                                   antialias=True).to(images.device)
         return self.model(images)
 
 
