@@ -175,4 +175,4 @@ def check_scaled_decay(fn) -> bool:
                               "scale it by total_steps / reference_steps, and turn it back into a decay.")
     return report(True, "a decay is a number of steps: scaled this way the average remembers the same share "
                         "of any run (raising decay to the power reference_steps / total_steps, which keeps "
-                        "decay ** steps, gives nearly the same).")
+                        "decay ** steps, gives nearly the same for runs much longer than the memory).")
