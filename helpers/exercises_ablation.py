@@ -13,11 +13,12 @@ def _removal_costs(results: list[dict]) -> dict[str, dict]:
     return {r["ingredient"]: r["removed"] for r in contributions(results) if r["removed"] is not None}
 
 
-def _names(answer) -> list[str] | None:
-    """`answer` as a list of names, or None unless it is a list (tuple, set) of strings (a None
-    among the names would make sorted() raise instead of the checker giving a hint)."""
-    if isinstance(answer, str):
-        return None
+def _names(answer, ordered: bool = False) -> list[str] | None:
+    """`answer` as a list of names, or None unless it is a list (tuple, or set where the order does
+    not matter) of strings (a None among the names would make sorted() raise instead of the
+    checker giving a hint)."""
+    if isinstance(answer, str) or ordered and isinstance(answer, (set, frozenset, dict)):
+        return None  # a set's order is its hashes', which change from one Python process to the next
     try:
         names = list(answer)
     except TypeError:
@@ -48,9 +49,9 @@ def check_ranking(prediction, results: list[dict]) -> bool:
     if not costs:
         print("Not checkable yet: these results have no leave-one-out runs.")
         return False
-    names = _names(prediction)
+    names = _names(prediction, ordered=True)
     if names is None or sorted(names) != sorted(costs):
-        print(f"Not yet: list each of {sorted(costs)} once, the one whose removal costs most first "
+        print(f"Not yet: list each of {sorted(costs)} once, in a list, the one whose removal costs most first "
               f"(cost: full minus full without it; a negative cost means removing it helps).")
         return False
     wrong = misordered_pairs(names, results)
@@ -86,5 +87,12 @@ def check_within_noise(answer, results: list[dict]) -> bool:
     if sorted(names) == truth:
         print(f"Correct! {truth or 'none'}: a difference the seeds cannot tell from zero is not evidence.")
         return True
+    if unknown := sorted(set(names) - set(_removal_costs(results))):
+        print(f"Not yet: {unknown} {'is not an ingredient' if len(unknown) == 1 else 'are not ingredients'} "
+              f"measured here; use the names {sorted(_removal_costs(results))}.")
+        return False
+    if len(set(names)) < len(names):
+        print("Not yet: name each ingredient once.")
+        return False
     print(f"Not yet: look at each 'removed' value without a *. (Names: {list(INGREDIENT_NAMES)}.)")
     return False

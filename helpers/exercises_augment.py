@@ -6,12 +6,13 @@ prints whether it is right, with a hint when it is not. They never raise: a stub
 """
 from __future__ import annotations
 
+import numbers
 import random
 
 import torch
 
 from helpers import augment, losses
-from helpers.checking import attempt
+from helpers.checking import attempt, gradient_problem
 
 
 def _report(problem: str | None, hint: str, success: str) -> None:
@@ -65,7 +66,7 @@ def check_cutmix_lambda(student_fn) -> None:
             break
         expected = augment.cutmix_lambda(box, h, w)
         try:
-            ok = abs(float(got) - expected) < 1e-9
+            ok = not isinstance(got, str) and abs(float(got) - expected) < 1e-9
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -97,6 +98,11 @@ def check_soft_target_cross_entropy(student_fn) -> None:
         if not torch.allclose(got.float().reshape(()), expected, atol=1e-5):
             problem = f"Expected {expected.item():.4f}, got {got.item():.4f}."
             break
+        problem = gradient_problem(student_fn, losses.soft_target_cross_entropy, (logits, targets), {0: "logits"})
+        if problem:
+            problem = problem[0].upper() + problem[1:]
+            hint = "keep every step a tensor operation on the logits, so that backward() reaches them."
+            break
     _report(problem, hint, "Same value as helpers.losses.soft_target_cross_entropy and "
                            "timm.loss.SoftTargetCrossEntropy.")
 
@@ -120,7 +126,7 @@ def _draws_problem(draws, config) -> str | None:
     for name, magnitude, sign in draws:
         if name not in pool:
             return f"{name!r} is not in the {'increasing' if config.inc else 'standard'} pool."
-        if not isinstance(magnitude, (int, float)):
+        if not isinstance(magnitude, numbers.Real):  # numpy's floats too
             return f"The magnitude must be a number, got {magnitude!r}."
         if not 0 <= magnitude <= config.mmax:
             return (f"Magnitude {magnitude:.3f} lies outside [0, {config.mmax:g}]: clip the noisy "

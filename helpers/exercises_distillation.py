@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from helpers.checking import attempt, check_choice, report
+from helpers.checking import attempt, check_choice, gradient_problem, report
 from helpers.losses import hard_distillation_term, soft_distillation_term
 
 
@@ -35,6 +35,10 @@ def _close(a: float, b: float) -> bool:
 
 # --- Exercise 1: the hard-distillation loss ------------------------------------------------------
 
+def _hard_loss(cls, dist, labels, teacher):
+    return 0.5 * F.cross_entropy(cls, labels) + 0.5 * hard_distillation_term(dist, teacher)
+
+
 def check_hard_distillation_loss(fn) -> bool:
     """fn(cls_logits, dist_logits, labels, teacher_logits) -> 1/2 CE(cls, labels) + 1/2 CE(dist, argmax teacher).
 
@@ -49,8 +53,12 @@ def check_hard_distillation_loss(fn) -> bool:
         if failure:
             return report(False, failure)
         ce_cls = F.cross_entropy(cls, labels).item()
-        want = 0.5 * ce_cls + 0.5 * hard_distillation_term(dist, teacher).item()
+        want = _hard_loss(cls, dist, labels, teacher).item()
         if _close(got, want):
+            failure = gradient_problem(fn, _hard_loss, (cls, dist, labels, teacher),
+                                       {0: "cls_logits", 1: "dist_logits"})
+            if failure:
+                return report(False, failure)
             continue
         soft_ce = -(teacher.softmax(-1) * dist.log_softmax(-1)).sum(-1).mean().item()
         if _close(got, 0.5 * ce_cls + 0.5 * soft_ce):
@@ -84,6 +92,9 @@ def check_soft_distillation_term(fn) -> bool:
             return report(False, failure)
         want = soft_distillation_term(dist, teacher, tau).item()
         if _close(got, want):
+            failure = gradient_problem(fn, soft_distillation_term, (dist, teacher, tau), {0: "dist_logits"})
+            if failure:
+                return report(False, failure)
             continue
         batch, classes = dist.shape
         if _close(got, want * classes):
@@ -98,8 +109,26 @@ def check_soft_distillation_term(fn) -> bool:
         no_temperature = soft_distillation_term(dist, teacher, 1.0).item()  # includes 1**2
         if _close(got, no_temperature * tau ** 2) or _close(got, no_temperature):
             return report(False, "divide both the student's and the teacher's logits by tau before the softmax.")
+        if _close(got, want / tau):
+            return report(False, "multiply by tau**2, not tau: the softened gradients are 1/tau**2 as large.")
+        if got != got:  # NaN
+            return report(False, "the loss is NaN: F.kl_div takes the student's LOG-probabilities first, and the "
+                                  "teacher's probabilities second (or its log-probabilities with log_target=True).")
+        if any(_close(got, slip) for slip in _kl_slips(dist, teacher, tau)):
+            return report(False, "F.kl_div(input, target) wants input = the student's log_softmax(dist / tau) "
+                                  "and target = the teacher's softmax(teacher / tau), both at temperature tau.")
         return report(False, f"for tau={tau} expected {want:.5f}, got {got:.5f}.")
     return report(True, "tau^2 KL(teacher || student) at temperature tau, normalized like DeiT's code.")
+
+
+def _kl_slips(dist, teacher, tau) -> list[float]:
+    """Values of the usual misuses of F.kl_div, each normalized and scaled as the right one."""
+    def term(student, target, **kwargs):
+        return (F.kl_div(student, target, reduction="sum", **kwargs) * tau ** 2 / dist.numel()).item()
+    log_p, p = F.log_softmax(dist / tau, -1), F.softmax(dist / tau, -1)
+    return [term(p, F.softmax(teacher / tau, -1)),                  # probabilities as the input
+            term(F.log_softmax(dist, -1), F.softmax(teacher / tau, -1)),  # tau on the teacher's side only
+            term(log_p, F.softmax(teacher, -1))]                    # tau on the student's side only
 
 
 # --- Exercise 3: the DIST head on the teacher's mistakes -----------------------------------------

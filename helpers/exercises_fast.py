@@ -37,6 +37,23 @@ def _schedule_hint(step: int, got: float, total: int, warmup: int, peak: float, 
             "going from 0 at warmup_steps to 1 at total_steps.")
 
 
+def _cosine_slips(total: int, warmup: int, peak: float, warmup_lr: float, min_lr: float):
+    """(schedule over steps 0..total, hint) for slips that are right at the first steps after the
+    warmup, so that only the whole run tells them apart."""
+    def cosine(step, start, end, floor):
+        if step < warmup:
+            return lr_at(step, total, warmup, peak, warmup_lr, min_lr)
+        progress = min(1.0, (step - start) / max(1, end - start))
+        return floor + (peak - floor) * (1 + math.cos(math.pi * progress)) / 2
+    slips = [((warmup, total, 0.0), "the cosine decays towards 0; it should end at min_lr: "
+                                     "min_lr + (peak - min_lr) * (1 + cos(pi * progress)) / 2."),
+             ((warmup, total - 1, min_lr), "progress reaches 1 one step early: divide by total_steps - "
+                                           "warmup_steps, so that it is 1 at step total_steps."),
+             ((0, total, min_lr), "progress counts from step 0; it should count from warmup_steps: "
+                                  "(step - warmup_steps) / (total_steps - warmup_steps).")]
+    return [([cosine(step, *args) for step in range(total + 1)], hint) for args, hint in slips]
+
+
 def check_warmup_cosine(fn) -> bool:
     """fn(step, total_steps, warmup_steps, peak, warmup_lr, min_lr) -> the learning rate at `step`:
     linear warmup, then half a cosine, compared with helpers.train.lr_at at every step 0..total_steps.
@@ -49,20 +66,25 @@ def check_warmup_cosine(fn) -> bool:
     for total, warmup, peak, warmup_lr, min_lr in _SCHEDULE_CASES:
         run = (f"total_steps={total}, warmup_steps={warmup}, peak={peak:g}, "
                f"warmup_lr={warmup_lr:g}, min_lr={min_lr:g}")
+        values = []
         for step in range(total + 1):
             got, failure = attempt(fn, step, total, warmup, peak, warmup_lr, min_lr)
             if failure:
                 return report(False, f"with {run}, step {step}: {failure}")
             try:
-                got = float(got)
+                values.append(float(got))
             except (TypeError, ValueError):
                 return report(False, f"return the learning rate as a number, not {type(got).__name__}.")
+
+        def same(a, b):  # float32 arithmetic (torch.cos of a tensor) is right to about 1e-7 of the peak
+            return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6 * peak)
+        for step, got in enumerate(values):
             want = lr_at(step, total, warmup, peak, warmup_lr, min_lr)
-            # float32 arithmetic (torch.cos of a tensor) is right to about 1e-7 of the peak; every
-            # mistake in _schedule_hint is off by far more somewhere in the run
-            if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6 * peak):
-                return report(False, f"with {run}, step {step} should have lr {want:.8g}, not {got:.8g}; "
-                              + _schedule_hint(step, got, total, warmup, peak, warmup_lr, min_lr))
+            if not same(got, want):
+                hint = next((h for slip, h in _cosine_slips(total, warmup, peak, warmup_lr, min_lr)
+                             if all(map(same, values, slip))),
+                            _schedule_hint(step, got, total, warmup, peak, warmup_lr, min_lr))
+                return report(False, f"with {run}, step {step} should have lr {want:.8g}, not {got:.8g}; {hint}")
     return report(True, f"equal to helpers.train.lr_at (the schedule helpers.train.fit uses) at every "
                         f"step of {len(_SCHEDULE_CASES)} runs.")
 
@@ -109,6 +131,9 @@ def check_resample_pos_embed(fn) -> bool:
         pos = torch.randn(1, prefix + side * side, dim, generator=generator)
         case = f"a {side}x{side} grid to {grid}x{grid} with {prefix} prefix token(s), D={dim}"
         got, failure = attempt(fn, pos, grid, prefix)
+        if failure and "shape" in failure and "is invalid for input of size" in failure:
+            return report(False, f"with {case}: {failure}. Only the {side * side} patches' rows make a square "
+                                 f"grid: set the first num_prefix_tokens rows aside before the reshape.")
         if failure:
             return report(False, f"with {case}: {failure}")
         want = resample_pos_embed(pos, grid, prefix)
@@ -117,13 +142,15 @@ def check_resample_pos_embed(fn) -> bool:
         if got.shape != want.shape:
             return report(False, f"with {case} the result should have shape {tuple(want.shape)} "
                                  f"(1, prefix + grid*grid, D), not {tuple(got.shape)}.")
+        # any float dtype, compared to its own precision: half's rounding alone is ~5e-4
+        tol = max(1e-5, 4 * torch.finfo(got.dtype).eps) if got.is_floating_point() else 1e-5
         got = got.detach().cpu().float()
-        if not torch.allclose(got[:, :prefix], pos[:, :prefix]):
+        if not torch.allclose(got[:, :prefix], pos[:, :prefix], rtol=tol, atol=tol):
             return report(False, "keep the first num_prefix_tokens rows ([CLS], and [DIST] in a distilled "
                                  "ViT) as they are: only the patches' grid is resampled.")
-        if not torch.allclose(got, want, atol=1e-5):
+        if not torch.allclose(got, want, rtol=tol, atol=tol):
             hint = next((h for slip, h in _SLIPS if torch.allclose(got, _resampled(pos, grid, prefix, **slip),
-                                                                    atol=1e-5)),
+                                                                    rtol=tol, atol=tol)),
                         "the patches' embeddings differ: reshape them to a (1, D, side, side) image as in the "
                         "cell above, F.interpolate it to (grid, grid), and put the tokens back in row order.")
             return report(False, f"with {case}: {hint}")

@@ -5,6 +5,7 @@ Every checker returns True when the answer is right, so a notebook (or a test) c
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -31,7 +32,9 @@ def check_drop_path_schedule(fn) -> bool:
         try:
             got = [float(v) for v in got]
         except (TypeError, ValueError):
-            return report(False, f"return a list of floats, not {type(got).__name__}.")
+            odd = [v for v in got if not isinstance(v, numbers.Real)][:1] if isinstance(got, (list, tuple)) else []
+            return report(False, f"return a list of floats, not {type(got).__name__}"
+                                 + (f" holding {odd[0]!r}" if odd else "") + ".")
         if len(got) != depth:
             return report(False, f"depth={depth} needs {depth} rates, one per block; you returned {len(got)}.")
         if all(math.isclose(g, w, abs_tol=1e-6) for g, w in zip(got, want)):
@@ -43,6 +46,9 @@ def check_drop_path_schedule(fn) -> bool:
         if all(math.isclose(g, max_rate * i / depth, abs_tol=1e-6) for i, g in enumerate(got)):
             return report(False, f"the last block's rate should be max_rate={max_rate}, not {got[-1]:.4g}; "
                                   "divide by depth - 1, not depth.")
+        if all(math.isclose(g, max_rate * (i + 1) / depth, abs_tol=1e-6) for i, g in enumerate(got)):
+            return report(False, "that is Huang et al.'s rule, p_l = l / L * max_rate, whose first block is "
+                                  "already dropped; DeiT's (timm's) rates start at 0: linspace(0, max_rate, depth).")
         return report(False, f"for depth={depth}, max_rate={max_rate} expected "
                               f"{[round(w, 4) for w in want]}, got {[round(g, 4) for g in got]}.")
     return report(True, "rates rise linearly from 0 (first block) to max_rate (last block).")
@@ -98,6 +104,8 @@ def _number_from(fn, *args):
     value, failure = attempt(fn, *args)
     if failure:
         return None, failure
+    if isinstance(value, str):  # float("0.75") would pass
+        return None, f"return one number (a float), not the string {value!r}."
     try:
         return float(value), None
     except (TypeError, ValueError, RuntimeError):
@@ -163,7 +171,9 @@ def check_scaled_decay(fn) -> bool:
         if want == 0.0 and got != 0.0:
             return report(False, f"{case} the memory is {memory_steps(decay) * total / reference:.2f} steps, "
                                   f"under one: the average can be no shorter than the model itself, decay 0.")
-        if want == 0.0 or (0 <= got < 1 and math.isclose(memory_steps(got), memory_steps(want), rel_tol=0.01)):
+        # 0.5 %: the power rule decay ** (reference / total) passes (0.4 % off at 1,860 steps), a memory
+        # one step off does not (0.8 %)
+        if want == 0.0 or (0 <= got < 1 and math.isclose(memory_steps(got), memory_steps(want), rel_tol=0.005)):
             continue
         if got >= 1 and math.isclose(got, memory_steps(want), rel_tol=0.01):
             return report(False, f"{case} you return the memory in steps ({got:,.1f}); return the decay, "

@@ -71,9 +71,9 @@ def check_block_forward(block_class) -> bool:
         reference = Block(dim, heads).eval()
         try:
             reference.load_state_dict(student.state_dict())
-        except RuntimeError as err:
+        except RuntimeError as err:  # its first line only announces the lists of keys below it
             return report(False, f"its weights do not fit helpers.models.Block; keep the parts as given "
-                                 f"({_PARTS}).\n{str(err).splitlines()[0]}")
+                                 f"({_PARTS}).\n" + "\n".join(str(err).splitlines()[:4]))
         x = torch.randn(2, 5, dim, generator=generator)
         got, failure = attempt(student.eval(), x)  # with autograd on, as in training
         if failure:
@@ -84,6 +84,9 @@ def check_block_forward(block_class) -> bool:
                 shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
                 return report(False, f"for tokens of shape {tuple(x.shape)} return a tensor of the same "
                                      f"shape, not {shape}.")
+            if got.dtype != x.dtype:
+                return report(False, f"for {x.dtype} tokens return {x.dtype}, not {got.dtype}: a block keeps "
+                                     f"its input's precision.")
             if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
                 for mistake, hint in _MISTAKES:
                     if torch.allclose(got, mistake(reference, x), rtol=1e-4, atol=1e-5):

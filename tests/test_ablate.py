@@ -322,6 +322,8 @@ def test_ranking_checker_accepts_every_order_the_data_cannot_tell_apart(capsys):
     assert exercises_ablation.check_ranking(["mixup", "randaugment", "cutmix"], results)  # a tie
     assert not exercises_ablation.check_ranking(["cutmix", "mixup", "randaugment"], results)
     assert "cutmix above mixup" in capsys.readouterr().out
+    assert not exercises_ablation.check_ranking({"mixup", "cutmix", "randaugment"}, results)  # a set has no order
+    assert "in a list" in capsys.readouterr().out
     assert exercises_ablation.within_noise(results) == []  # every removal costs 5 or 10 points, seed after seed
     # removing random erasing: paired differences -1.5, +2.0, -0.8 (mean -0.1), a t-test cannot tell it from 0
     noisy = results + _results({"full-random-erasing": [81.5, 79.0, 82.8]})
@@ -337,6 +339,9 @@ def test_within_noise_checker_wants_exactly_the_ingredients_the_t_test_cannot_te
         assert not check(wrong, results)
         assert "look at each 'removed' value without a *" in capsys.readouterr().out
     assert not check(None, results) and "give a list of ingredient names" in capsys.readouterr().out
+    assert check({"random-erasing"}, results)  # here the order does not matter
+    assert not check(["Random-Erasing"], results) and "'Random-Erasing'] is not an ingredient" in capsys.readouterr().out
+    assert not check(["random-erasing", "random-erasing"], results) and "each ingredient once" in capsys.readouterr().out
     # one seed per variant: no spread, so no answer can be checked, not even the right one
     one_seed = _results({"full": [80.0], "full-mixup": [70.0], "full-random-erasing": [81.5]})
     for answer in (["random-erasing"], [], None):

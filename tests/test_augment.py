@@ -513,6 +513,7 @@ def _todo(*args):
     ("check_smooth_one_hot", A.smooth_one_hot,
      lambda y, k, eps: A.smooth_one_hot(y, k, 0.0) * (1 - eps) + eps / (k - 1)),
     ("check_cutmix_lambda", A.cutmix_lambda, lambda box, h, w: 1 - (box[1] - box[0]) / h),
+    ("check_cutmix_lambda", A.cutmix_lambda, lambda box, h, w: str(A.cutmix_lambda(box, h, w))),  # a string
     ("check_soft_target_cross_entropy", soft_target_cross_entropy,
      lambda z, t: torch.nn.CrossEntropyLoss(label_smoothing=0.1)(z, t)),
 ])
@@ -528,6 +529,17 @@ def test_checkers_say_right_wrong_or_todo_and_never_raise(checker, reference, wr
     assert "NotImplementedError" in capsys.readouterr().out
     check(lambda *a: None)
     assert capsys.readouterr().out.startswith("Not right yet.")
+
+
+def test_the_soft_target_checker_refuses_a_loss_cut_off_from_the_logits(capsys):
+    from helpers import exercises_augment
+
+    def without_gradient(logits, targets):
+        with torch.no_grad():
+            return soft_target_cross_entropy(logits, targets)
+    exercises_augment.check_soft_target_cross_entropy(without_gradient)
+    out = capsys.readouterr().out
+    assert out.startswith("Not right yet. The value is right, but training needs a tensor") and "backward()" in out
 
 
 # --- RandAugment's sampler (notebook 01, exercise 4) ------------------------------------------
@@ -580,6 +592,8 @@ def test_sampler_checker_passes_helpers_and_names_each_mistake(mistake, words, c
     assert capsys.readouterr().out.startswith("Correct!")
     check_rand_augment_sampler(_sampler)
     assert capsys.readouterr().out.startswith("Correct!")
+    check_rand_augment_sampler(lambda c, rng: [(n, np.float32(m), s) for n, m, s in _sampler(c, rng)])
+    assert capsys.readouterr().out.startswith("Correct!")  # numpy's numbers are numbers
     check_rand_augment_sampler(lambda c, rng: _sampler(c, rng, **mistake))
     out = capsys.readouterr().out
     assert out.startswith("Not right yet.") and words in out and "Hint:" in out

@@ -582,6 +582,43 @@ def test_checkers_accept_right_answers_and_hint_at_wrong_ones(capsys):
     assert not ex.check_mistakes_question(None)
 
 
+def test_loss_checkers_refuse_a_right_value_that_cannot_train(capsys):
+    """A loss read out as a number, or with a head detached, has the reference's value and trains
+    nothing (or not that head): the checkers look at its gradients too."""
+    def hard(c, d, y, t):
+        return 0.5 * F.cross_entropy(c, y) + 0.5 * F.cross_entropy(d, t.argmax(-1))
+
+    def soft(d, t, tau):
+        return F.kl_div(F.log_softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="sum") * tau**2 / d.numel()
+
+    for wrong, says in ((lambda c, d, y, t: hard(c, d, y, t).item(), "no .item()"),
+                        (lambda c, d, y, t: hard(c, d.detach(), y, t), "no gradient reaches dist_logits"),
+                        (lambda c, d, y, t: hard(c.detach(), d, y, t), "no gradient reaches cls_logits")):
+        assert not ex.check_hard_distillation_loss(wrong)
+        assert says in capsys.readouterr().out
+    with torch.no_grad():
+        assert ex.check_hard_distillation_loss(hard)  # the checker's gradients do not depend on the caller's mode
+    capsys.readouterr()
+    assert not ex.check_soft_distillation_term(lambda d, t, tau: soft(d.detach(), t, tau))
+    assert "still connected to the logits" in capsys.readouterr().out
+    assert ex.check_soft_distillation_term(lambda d, t, tau: soft(d, t.detach(), tau))  # the teacher's side is constant
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda d, t, tau: F.kl_div(F.softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="sum") * tau**2 / d.numel(),
+     "wants input = the student's log_softmax"),
+    (lambda d, t, tau: F.kl_div(F.log_softmax(d, -1), F.softmax(t / tau, -1), reduction="sum") * tau**2 / d.numel(),
+     "both at temperature tau"),
+    (lambda d, t, tau: F.kl_div(F.log_softmax(d / tau, -1), F.log_softmax(t / tau, -1), reduction="sum")
+     * tau**2 / d.numel(), "the loss is NaN"),
+    (lambda d, t, tau: F.kl_div(F.log_softmax(d / tau, -1), F.softmax(t / tau, -1), reduction="sum") * tau / d.numel(),
+     "multiply by tau**2, not tau"),
+])
+def test_the_soft_term_checker_names_the_usual_misuses_of_kl_div(wrong, says, capsys):
+    assert not ex.check_soft_distillation_term(wrong)
+    assert says in capsys.readouterr().out
+
+
 def test_teacher_trains_through_fit_with_sgd_and_its_own_schedule(cifar_train_small, monkeypatch):
     seen = {}
     real_fit = teach.fit

@@ -160,6 +160,7 @@ def test_block_checker_accepts_a_pre_norm_block(block_class, capsys):
     (no_mlp_residual, "differs from helpers.models.Block's by up to"),
     (lambda self, x: x, "differs from helpers.models.Block's by up to"),
     (lambda self, x: x[:, 0], "return a tensor of the same shape"),
+    (lambda self, x: Block.forward(self, x).double(), "return torch.float32, not torch.float64"),
     (stub, "NotImplementedError"),
 ])
 def test_block_checker_names_the_mistake(forward, says, capsys):
@@ -178,7 +179,8 @@ def test_block_checker_explains_parts_it_cannot_copy(capsys):
             return self.inner(x)
 
     assert not check_block_forward(Renamed)
-    assert "keep the parts as given" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "keep the parts as given" in out and 'Missing key(s) in state_dict: "norm1.weight"' in out
 
 
 def in_place_residuals(self, x):

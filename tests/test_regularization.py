@@ -387,6 +387,10 @@ def test_schedule_checker(capsys):
     assert "survival" in capsys.readouterr().out
     assert not ex.check_drop_path_schedule(lambda d, p: drop_path_rates(d, p)[::-1])
     assert "reversed" in capsys.readouterr().out
+    assert not ex.check_drop_path_schedule(lambda d, p: [p * (i + 1) / d for i in range(d)])
+    assert "Huang et al.'s rule" in capsys.readouterr().out
+    assert not ex.check_drop_path_schedule(lambda d, p: [None] * d)
+    assert "not list holding None." in capsys.readouterr().out
 
 
 def test_mask_question_checker(capsys):

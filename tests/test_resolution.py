@@ -281,12 +281,22 @@ def test_the_checker_accepts_right_answers(capsys):
     assert check_resample_pos_embed(resample_pos_embed)
     assert check_resample_pos_embed(written_resample)
     assert check_resample_pos_embed(lambda p, g, n: written_resample(p, g, n).double())   # any float dtype
+    assert check_resample_pos_embed(lambda p, g, n: written_resample(p, g, n).half())  # to its precision
     def in_place(p, g, n):   # editing its own copy of the input does no harm
         out = written_resample(p, g, n)
         p.zero_()
         return out
     assert check_resample_pos_embed(in_place)
-    assert capsys.readouterr().out.count("Correct!") == 4
+    assert capsys.readouterr().out.count("Correct!") == 5
+
+
+def test_the_checker_explains_a_reshape_that_takes_the_prefix_tokens_in(capsys):
+    from helpers.exercises_fast import check_resample_pos_embed
+
+    def one_prefix_token(pos, grid, prefix):  # [:, 1:] written for [CLS] alone: a distilled ViT has two
+        return written_resample(pos, grid, 1)
+    assert not check_resample_pos_embed(one_prefix_token)
+    assert "set the first num_prefix_tokens rows aside before the reshape" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("slip, says", [

@@ -267,13 +267,25 @@ def test_schedule_checker_accepts_correct_schedules(capsys):
 
 @pytest.mark.parametrize("mistake, hint", [
     (dict(warmup=False), "there is no warmup"),
-    (dict(floor=False), "should have lr"),  # decays to 0 instead of min_lr: wrong endpoint
+    (dict(floor=False), "the cosine decays towards 0; it should end at min_lr"),
 ])
 def test_schedule_checker_rejects_a_wrong_schedule(capsys, mistake, hint):
     from helpers.exercises_fast import check_warmup_cosine
     assert not check_warmup_cosine(lambda *args: written_schedule(*args, **mistake))
     out = capsys.readouterr().out
     assert out.startswith("Not yet:") and hint in out
+
+
+def test_schedule_checker_names_a_cosine_that_ends_a_step_early(capsys):
+    from helpers.exercises_fast import check_warmup_cosine
+
+    def one_step_early(step, total_steps, warmup_steps, peak, warmup_lr, min_lr):  # off by a hair at first
+        if step < warmup_steps:
+            return warmup_lr + (peak - warmup_lr) * step / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - 1 - warmup_steps))
+        return min_lr + (peak - min_lr) * (1 + math.cos(math.pi * progress)) / 2
+    assert not check_warmup_cosine(one_step_early)
+    assert "progress reaches 1 one step early" in capsys.readouterr().out
 
 
 def test_schedule_checker_names_the_wrong_endpoint(capsys):

@@ -197,8 +197,10 @@ def test_the_decay_checker_accepts_right_answers(capsys):
 
     def written(total_steps, decay, reference_steps):   # the notebook's solution
         return 1 - 1 / max(1.0, 1 / (1 - decay) * total_steps / reference_steps)
-    assert check_scaled_decay(written) and check_scaled_decay(scaled_decay)
-    assert capsys.readouterr().out.count("Correct!") == 2
+    def power_rule(total_steps, decay, reference_steps):  # keeps decay ** steps: near enough
+        return decay ** (reference_steps / total_steps) if total_steps / (1 - decay) >= reference_steps else 0.0
+    assert check_scaled_decay(written) and check_scaled_decay(scaled_decay) and check_scaled_decay(power_rule)
+    assert capsys.readouterr().out.count("Correct!") == 3
 
 
 @pytest.mark.parametrize("slip, says", [
@@ -206,7 +208,8 @@ def test_the_decay_checker_accepts_right_answers(capsys):
     (lambda t, d, r: 1 - 1 / max(1.0, r / (t * (1 - d))), "upside down"),
     (lambda t, d, r: 1 - (1 - d) * r / t, "under one: the average can be no shorter"),
     (lambda t, d, r: d, "expected 0.991929, got 0.999960"),
-    (lambda t, d, r: "0.99", "expected"),
+    (lambda t, d, r: "0.99", "not the string '0.99'"),
+    (lambda t, d, r: (lambda m: m / (1 + m) if m >= 1 else 0.0)(d / (1 - d) * t / r), "expected 0.991929"),  # a step off
     (lambda t, d, r: [d], "return one number"),
     (lambda t, d, r: 1 / 0, "raised ZeroDivisionError"),
 ])
