@@ -31,6 +31,7 @@ from pathlib import Path
 
 from helpers.cli import output_file, positive_float
 from helpers.constants import NOTEBOOKS, REPO
+from helpers.notebooks import pythonpath_with_this_checkout
 from helpers.profiles import PROFILES
 
 NEEDED = ("nbval", "ipykernel", "ipywidgets", "nbclient")  # importable in this Python, for the kernel too
@@ -75,7 +76,7 @@ def run_notebook(path: Path, runs: Path, timeout_s: float, profile: str = "ci", 
         # them as they come.
         env = {**os.environ, "DEIT_PROFILE": profile, "DEIT_RUNS": str(runs), "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1",
                "PYTHONIOENCODING": "utf-8",  # what the pipe is read as, whatever the system's code page
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": pythonpath_with_this_checkout()}
         # -c: the repository's pytest settings (nbval's lax mode, sanitizers), for a notebook anywhere;
         # --noconftest: the tests' conftest.py would set the ci profile
         command = [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--noconftest", "-q", str(path),

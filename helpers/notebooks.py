@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from helpers.constants import NOTEBOOKS, RUNS_ENV
+from helpers.constants import NOTEBOOKS, REPO, RUNS_ENV
 from helpers.errors import CourseError, reports_errors
 
 TAG = "Notebooks:"  # the docstring line naming the notebooks that use a helper
@@ -43,12 +43,20 @@ def strip_widget_state(nb) -> None:
                 data["text/plain"] = RUN_TO_SHOW
 
 
+def pythonpath_with_this_checkout() -> str:
+    """PYTHONPATH with this checkout first, for the kernels this process starts: they then import
+    its helpers, not another copy's that the editable install may point at (a clone's own
+    `pip install -e .`, such as CI's, moves it there)."""
+    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+
 def execute(path: Path, timeout: int = 600) -> float:
     """Run one notebook top to bottom under DEIT_PROFILE=ci; save it; return seconds taken."""
     import nbformat
     from nbclient import NotebookClient
 
     os.environ["DEIT_PROFILE"] = "ci"  # the kernel inherits this environment
+    os.environ["PYTHONPATH"] = pythonpath_with_this_checkout()
     nb = read_notebook(path)
     for cell in nb.cells:  # nbformat 4.5 wants an id on every cell (a cell pasted in by hand may lack one)
         cell.setdefault("id", uuid.uuid4().hex[:8])

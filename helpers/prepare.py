@@ -143,7 +143,7 @@ def main(argv=None) -> int:
 def prepare(args) -> int:
     from helpers.data import DATA_ENV, check_data
     from helpers.files import write_json_atomically
-    from helpers.notebooks import notebook_files
+    from helpers.notebooks import notebook_files, pythonpath_with_this_checkout
     from helpers.profiles import ENV_VAR
 
     notebooks = notebook_files(args.notebooks)
@@ -156,6 +156,7 @@ def prepare(args) -> int:
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).expanduser().absolute())
     os.environ[ENV_VAR] = args.profile
+    os.environ["PYTHONPATH"] = pythonpath_with_this_checkout()
     runs = RUNS.expanduser().absolute()
     sizes = check_data()
     copies = make_folder(runs / args.profile / "notebooks", f"Set {RUNS_ENV} to a folder that can be written")

@@ -87,3 +87,22 @@ def test_the_repository_command_writes_notebooks_without_widget_state(tmp_path):
     assert widget_state_problems(executed) == []
     data = executed["cells"][0]["outputs"][0]["data"]
     assert list(data) == ["text/plain"] and "".join(data["text/plain"]) == RUN_TO_SHOW
+
+
+def test_kernels_import_this_checkouts_helpers_whatever_else_is_on_the_path(tmp_path, monkeypatch):
+    """`pip install -e .` in another clone (CI's, say) moves the editable install there; stored
+    outputs made with that copy's helpers would not be this checkout's. A `helpers` earlier on
+    PYTHONPATH stands in for it here."""
+    import nbformat
+
+    from helpers.constants import REPO
+    other = tmp_path / "other-copy" / "helpers"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('the other copy was imported')\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    path = tmp_path / "which.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import helpers\nprint(helpers.__file__)")]),
+                   path)
+    execute(path, timeout=120)
+    printed = nbformat.read(path, as_version=4).cells[0].outputs[0]["text"].strip()
+    assert printed == str(REPO / "helpers" / "__init__.py")
