@@ -13,13 +13,16 @@ def attempt(fn, *args):
     """(result, None), or (None, a not-yet message) when the student's function fails. Tensors are
     passed as copies: a student's in-place edit (`logits /= tau`) must not change the checker's
     cases or its expected values."""
-    args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
-        return fn(*args), None
+        return fn(*_copies(args)), None
     except NotImplementedError:
         return None, "the function still raises NotImplementedError; replace the TODO with your code."
     except Exception as err:  # a student's bug should become a hint, not a traceback
         return None, f"calling it raised {type(err).__name__}: {err}"
+
+
+def _copies(args) -> list:
+    return [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
 
 
 def check_choice(answer, right: str, praise: str, hints: dict) -> bool:
@@ -38,8 +41,7 @@ def gradient_problem(fn, reference, args, trained: dict[int, str]) -> str | None
     def grads(loss_fn):
         leaves = {k: args[k].clone().requires_grad_() for k in trained}
         with torch.enable_grad():  # copies of the leaves: a student's in-place `logits /= tau` is fine
-            loss = loss_fn(*[leaves[k].clone() if k in leaves else a.clone() if isinstance(a, torch.Tensor) else a
-                             for k, a in enumerate(args)])
+            loss = loss_fn(*_copies([leaves.get(k, a) for k, a in enumerate(args)]))
             if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
                 return None
             found = torch.autograd.grad(loss.sum(), list(leaves.values()), allow_unused=True)

@@ -40,18 +40,16 @@ def _schedule_hint(step: int, got: float, total: int, warmup: int, peak: float, 
 def _cosine_slips(total: int, warmup: int, peak: float, warmup_lr: float, min_lr: float):
     """(schedule over steps 0..total, hint) for slips that are right at the first steps after the
     warmup, so that only the whole run tells them apart."""
-    def cosine(step, start, end, floor):
-        if step < warmup:
-            return lr_at(step, total, warmup, peak, warmup_lr, min_lr)
-        progress = min(1.0, (step - start) / max(1, end - start))
-        return floor + (peak - floor) * (1 + math.cos(math.pi * progress)) / 2
-    slips = [((warmup, total, 0.0), "the cosine decays towards 0; it should end at min_lr: "
-                                     "min_lr + (peak - min_lr) * (1 + cos(pi * progress)) / 2."),
-             ((warmup, total - 1, min_lr), "progress reaches 1 one step early: divide by total_steps - "
-                                           "warmup_steps, so that it is 1 at step total_steps."),
-             ((0, total, min_lr), "progress counts from step 0; it should count from warmup_steps: "
-                                  "(step - warmup_steps) / (total_steps - warmup_steps).")]
-    return [([cosine(step, *args) for step in range(total + 1)], hint) for args, hint in slips]
+    steps = range(total + 1)
+    return [([lr_at(s, total, warmup, peak, warmup_lr, 0.0) for s in steps],
+             "the cosine decays towards 0; it should end at min_lr: "
+             "min_lr + (peak - min_lr) * (1 + cos(pi * progress)) / 2."),
+            ([lr_at(s, total - 1, warmup, peak, warmup_lr, min_lr) for s in steps],
+             "progress reaches 1 one step early: divide by total_steps - warmup_steps, so that it is 1 at "
+             "step total_steps."),
+            ([lr_at(s, total, warmup if s < warmup else 0, peak, warmup_lr, min_lr) for s in steps],
+             "progress counts from step 0; it should count from warmup_steps: "
+             "(step - warmup_steps) / (total_steps - warmup_steps).")]
 
 
 def check_warmup_cosine(fn) -> bool:
