@@ -35,7 +35,7 @@ DEIT_TINY_32 = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_head
 def vit_config(**overrides) -> dict:
     """A ViT config: DeiT-Tiny at 32 px, with any field overridden (e.g. a profile's model).
 
-    Notebooks: used in 00, 04.
+    Notebooks: used in 00, 03, 04.
     """
     unknown = set(overrides) - set(DEIT_TINY_32) - {"num_classes", "drop_path_rate", "drop_rate", "distilled"}
     if unknown:
@@ -90,14 +90,29 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        q, k, v = self._queries_keys_values(x)
         if self.fused:
             out = F.scaled_dot_product_attention(q, k, v)  # fused kernel where the device has one
         else:  # the same, spelled out (helpers.together: vmap on CUDA breaks the fused kernels)
-            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
-            out = scores.float().softmax(dim=-1).to(v.dtype) @ v  # softmax in float32, as the kernels do
+            out = self._weights(q, k).to(v.dtype) @ v
         return dropped(self.proj_drop, self.proj(out.transpose(1, 2).reshape(B, N, D)))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(QK^T / sqrt(d)) of every head, in float32: (B, heads, N, N); row i is how much
+        token i takes from each token. The fused kernel never shows them, so they are computed here
+        (helpers.distill.attention_maps)."""
+        q, k, _ = self._queries_keys_values(x)
+        return self._weights(q, k)
+
+    def _queries_keys_values(self, x: torch.Tensor):
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
+        return qkv.permute(2, 0, 3, 1, 4)  # q, k, v: each (B, heads, N, head_dim)
+
+    @staticmethod
+    def _weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+        return scores.float().softmax(dim=-1)  # in float32, as the fused kernels do
 
 
 def set_fused_attention(model: nn.Module, fused: bool) -> nn.Module:

@@ -1,9 +1,9 @@
 """Numbers from the DeiT paper that the course compares itself with, each with where it stands.
 
 Touvron et al., "Training data-efficient image transformers & distillation through attention",
-ICML 2021 (arXiv 2012.12877 v2). Table 8 of the arXiv version (Table 7 in the ICML version):
-"Ablation study on training methods on ImageNet", DeiT-B, hyper-parameters of Table 9 (300
-epochs), top-1 accuracy (%) after training at 224x224 and after fine-tuning at 384x384.
+ICML 2021, numbered as in arXiv 2012.12877 v2 (the ICML version may number its tables otherwise).
+Table 8, "Ablation study on training methods on ImageNet": DeiT-B, hyper-parameters of Table 9
+(300 epochs), top-1 accuracy (%) after training at 224x224 and after fine-tuning at 384x384.
 """
 from __future__ import annotations
 

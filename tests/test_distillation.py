@@ -474,6 +474,64 @@ def test_token_similarity_runs_in_eval_mode_ends_after_the_norm_and_keeps_the_mo
     assert sims[-1] == pytest.approx(after_norm, abs=1e-5)
 
 
+def test_attention_maps_are_timms_attention_weights_and_keep_the_mode():
+    from timm.utils import AttentionExtract
+
+    torch.manual_seed(0)
+    ours, reference = build_vit(distilled=True, **TINY_STUDENT), timm_distilled(**TINY_STUDENT)
+    reference.load_state_dict(ours.state_dict())
+    for module in reference.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False  # the fused kernel never forms the weights the hooks read
+    x = torch.randn(3, 3, 32, 32)
+    ours.train()
+    maps = distill.attention_maps(ours, x)
+    assert ours.training  # measured in eval mode, left in train mode
+    theirs = list(AttentionExtract(reference, method="hook")(x).values())
+    assert len(maps) == len(theirs) == TINY_STUDENT["depth"]
+    for a, b in zip(maps, theirs):
+        assert a.shape == (3, TINY_STUDENT["num_heads"], 66, 66)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:-1]))
+
+
+def test_the_attention_weights_give_what_the_fused_attention_computes():
+    torch.manual_seed(0)
+    attention = build_vit(**TINY_STUDENT).blocks[0].attn
+    x = torch.randn(2, 10, 24)
+    weights = attention.attention_weights(x)
+    v = attention.qkv(x).reshape(2, 10, 3, 2, 12).permute(2, 0, 3, 1, 4)[2]
+    by_hand = attention.proj((weights @ v).transpose(1, 2).reshape(2, 10, 24))
+    torch.testing.assert_close(by_hand, attention(x), rtol=1e-4, atol=1e-6)
+
+
+def _two_rows(cls_row, dist_row, tokens=6):
+    """Maps of one block, one image, one head, whose [CLS] and [DIST] rows are given."""
+    a = torch.full((1, 1, tokens, tokens), 1 / tokens)
+    a[0, 0, 0], a[0, 0, 1] = torch.tensor(cls_row), torch.tensor(dist_row)
+    return [a]
+
+
+def test_attention_overlap_is_one_for_equal_rows_zero_for_disjoint_ones():
+    half = [0.0, 0.0, 0.5, 0.5, 0.0, 0.0]
+    assert distill.attention_overlap(_two_rows(half, half)) == pytest.approx([1.0])
+    assert distill.attention_overlap(_two_rows(half, [0.0, 0.0, 0.0, 0.0, 0.5, 0.5])) == pytest.approx([0.0])
+    assert distill.attention_overlap(_two_rows(half, [0.0, 0.0, 0.5, 0.0, 0.5, 0.0])) == pytest.approx([0.5])
+    with pytest.raises(ValueError, match="no \\[DIST\\] row"):
+        distill.attention_overlap([torch.full((1, 1, 2, 2), 0.5)])
+
+
+def test_patch_attention_is_each_tokens_row_over_the_patch_grid_without_the_prefix():
+    cls_row = [0.2, 0.0, 0.8, 0.0, 0.0, 0.0]   # [CLS] reads itself and the top-left patch
+    dist_row = [0.0, 0.5, 0.0, 0.0, 0.0, 0.5]  # [DIST] reads itself and the bottom-right patch
+    maps = _two_rows(cls_row, dist_row) * 2    # two blocks
+    patches = distill.patch_attention(maps, block=0)
+    torch.testing.assert_close(patches["[CLS]"], torch.tensor([[[0.8, 0.0], [0.0, 0.0]]]))
+    torch.testing.assert_close(patches["[DIST]"], torch.tensor([[[0.0, 0.0], [0.0, 0.5]]]))
+    with pytest.raises(ValueError, match="square grid"):
+        distill.patch_attention(_two_rows([1.0] + [0.0] * 6, [1.0] + [0.0] * 6, tokens=7))
+
+
 def test_head_logits_are_the_cls_and_dist_heads_of_the_model():
     torch.manual_seed(0)
     model, x = build_vit(distilled=True, **TINY_STUDENT).train(), torch.randn(4, 3, 32, 32)
