@@ -105,7 +105,8 @@ def read_result(path) -> dict:
 
 def seed_results(folder) -> list[dict]:
     """A per-seed benchmark's results, folder/seed<k>.json, in seed order (none yet: an empty list)."""
-    return [read_result(p) for p in sorted(Path(folder).glob("seed*.json"))]
+    # by length first: seed2 before seed10, which a plain sort of the names puts first
+    return [read_result(p) for p in sorted(Path(folder).glob("seed*.json"), key=lambda p: (len(p.name), p.name))]
 
 
 def write_missing_seeds(seeds, folder, run_seed, check_finished=None) -> None:

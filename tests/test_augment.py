@@ -649,3 +649,19 @@ def test_sampler_checker_wants_config_mmax_and_names_replacement_only_when_it_ca
     check_rand_augment_sampler(lambda c, rng: _sampler(c, rng, slots=c.n - 1))  # one slot short
     out = capsys.readouterr().out
     assert out.startswith("Not right yet.") and "with replacement" not in out
+
+
+def test_mixup_of_an_odd_batch_mixes_every_pair_and_leaves_the_middle_image():
+    x = torch.randn(5, 3, 4, 4)
+    mixed = A.mixup(x, 0.7)
+    for i in range(5):
+        torch.testing.assert_close(mixed[i], 0.7 * x[i] + 0.3 * x[4 - i])
+    torch.testing.assert_close(mixed[2], x[2])
+
+
+def test_the_defaults_are_deits():
+    """A bare RandAugment() or RandomErasing() is DeiT's (main.py: --aa rand-m9-mstd0.5-inc1, --reprob 0.25)."""
+    bare, deits = A.RandAugment(), A.RandAugment.from_string(A.STARTER_RAND_AUGMENT)
+    assert (bare.n, bare.m, bare.mstd, bare.mmax, bare.p, bare.ops) == \
+           (deits.n, deits.m, deits.mstd, deits.mmax, deits.p, deits.ops)
+    assert A.RandomErasing().p == 0.25

@@ -580,6 +580,22 @@ def test_collect_predictions_gives_both_heads_and_the_teacher_on_normalized_imag
     assert torch.equal(preds["labels"], arrays.labels)
 
 
+def test_collect_predictions_runs_the_student_in_eval_mode():
+    """With stochastic depth, train mode would drop blocks at random: the heads must be eval mode's."""
+    from helpers.data import CIFAR10Arrays
+
+    torch.manual_seed(0)
+    student = build_vit(distilled=True, drop_path_rate=0.5, **TINY_STUDENT).train()
+    arrays = CIFAR10Arrays(torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8), torch.arange(6))
+    teacher = losses.FrozenTeacher(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
+    first, second = (distill.collect_predictions(student, teacher, arrays, batch_size=3) for _ in range(2))
+    assert student.training
+    torch.testing.assert_close(first["cls"], second["cls"])
+    student.eval()
+    images = next(distill.eval_batches(arrays, batch_size=6))[0]
+    torch.testing.assert_close(first["cls"], distill.head_logits(student, images)[0])
+
+
 def test_reference_teacher_is_the_one_the_distilled_runs_recorded():
     teacher = {"test_acc": 49.55, "epochs": 15, "config": {"layers": [1, 1, 1, 1]}}
     runs = [{"variant": "plain", "teacher": None}, {"variant": "full+hard-distillation", "teacher": teacher},

@@ -165,3 +165,21 @@ def test_the_new_copy_is_on_the_disk_before_it_replaces_the_old(tmp_path, monkey
     monkeypatch.setattr(files.os, "replace", lambda a, b: events.append("replace") or replace(a, b))
     files.save_atomically({"epoch": 1}, tmp_path / "last.pt")
     assert events == ["fsync", "replace"]
+
+
+def test_seed_results_come_in_seed_order_and_finished_seeds_are_not_run_again(tmp_path, capsys):
+    from helpers.files import seed_results, write_missing_seeds
+
+    ran = []
+
+    def run_seed(seed):
+        ran.append(seed)
+        return {"seed": seed}
+
+    write_missing_seeds([10, 2], tmp_path, run_seed)
+    before = (tmp_path / "seed2.json").read_bytes()
+    write_missing_seeds([0, 2, 1, 10], tmp_path, run_seed)
+    assert ran == [10, 2, 0, 1]  # 2 and 10 were not run a second time
+    assert (tmp_path / "seed2.json").read_bytes() == before
+    assert "seed 2:" in capsys.readouterr().out
+    assert [r["seed"] for r in seed_results(tmp_path)] == [0, 1, 2, 10]

@@ -322,3 +322,24 @@ def test_the_checker_explains_other_mistakes_without_raising(answer, says, capsy
     from helpers.exercises_fast import check_resample_pos_embed
     assert not check_resample_pos_embed(answer)
     assert says in capsys.readouterr().out
+
+
+def test_the_same_grid_gives_a_copy_of_the_position_embeddings():
+    from helpers.resolution import resample_pos_embed
+
+    pos = torch.randn(1, 1 + 16, 8)
+    same = resample_pos_embed(pos, 4, 1)
+    torch.testing.assert_close(same, pos)
+    same.add_(1.0)  # changing the copy leaves the model it came from as it was
+    assert not torch.equal(same, pos)
+
+
+def test_the_teacher_sees_antialiased_bicubic_downsamples():
+    from helpers.resolution import ResizeInputs
+
+    images = torch.rand(2, 3, 48, 48)
+    seen = ResizeInputs(torch.nn.Identity(), 32)(images)
+    torch.testing.assert_close(seen, torch.nn.functional.interpolate(images, size=(32, 32), mode="bicubic",
+                                                                     align_corners=False, antialias=True))
+    assert not torch.allclose(seen, torch.nn.functional.interpolate(images, size=(32, 32), mode="bicubic",
+                                                                    align_corners=False))

@@ -424,3 +424,18 @@ def test_schedule_checker_prints_two_different_rates(capsys):
     assert not check_warmup_cosine(pi_is_3_1416)
     want, got = re.search(r"should have lr (\S+), not (\S+);", capsys.readouterr().out).groups()
     assert want != got
+
+
+def test_the_default_config_is_deits_table_9():
+    """lr 5e-4 per 512 images, weight decay 0.05, 5 warmup epochs from 1e-6, cosine to main.py's
+    --min-lr 1e-5, label smoothing 0.1; clipping at 1.0 is the course's (DeiT does not clip)."""
+    c = TrainConfig()
+    assert (c.lr, c.weight_decay, c.warmup_epochs, c.warmup_lr, c.min_lr, c.smoothing, c.clip_grad, c.opt) == \
+           (5e-4, 0.05, 5, 1e-6, 1e-5, 0.1, 1.0, "adamw")
+
+
+def test_sgd_uses_the_configured_momentum():
+    config = TrainConfig(opt="sgd", momentum=0.5)
+    optimizer = make_optimizer(build_vit(embed_dim=24, depth=1, num_heads=2), config, 0.1, torch.device("cpu"))
+    assert {g["momentum"] for g in optimizer.param_groups} == {0.5}
+    assert all(g["nesterov"] for g in optimizer.param_groups)

@@ -240,3 +240,11 @@ def test_close_decays_keep_apart_in_records_and_checkpoints(small_data, tmp_path
     assert len(torch.load(tmp_path / "last.pt", weights_only=False)["averages"]) == 2
     with pytest.raises(ValueError, match="make this one with the saved decay"):
         WeightAverage(nn.Linear(2, 2), 0.5).load_state_dict(WeightAverage(nn.Linear(2, 2), 0.6).state_dict())
+
+
+def test_fit_updates_the_average_after_every_step_the_last_one_included(small_data):
+    """At decay 0 the average is the latest weights: equal to the model only if the last step counted."""
+    train, _ = small_data
+    model, averages, _ = run(small_data, decays=(0.0,), epochs=1, batches=TensorBatches(train, 60))  # 2 steps
+    for a, b in zip(averages[0].module.parameters(), model.parameters()):
+        assert torch.equal(a, b)
