@@ -665,3 +665,13 @@ def test_the_defaults_are_deits():
     assert (bare.n, bare.m, bare.mstd, bare.mmax, bare.p, bare.ops) == \
            (deits.n, deits.m, deits.mstd, deits.mmax, deits.p, deits.ops)
     assert A.RandomErasing().p == 0.25
+
+
+def test_the_per_image_transform_erases_after_normalizing():
+    """Erased pixels are N(0, 1) in normalized units (timm's pixel mode): erasing comes last."""
+    from torchvision import transforms as T
+
+    steps = A.deit_train_transform().transforms
+    assert isinstance(steps[-2], T.Normalize) and isinstance(steps[-1], A.RandomErasing)
+    assert steps[-1].p == 0.25
+    assert not any(isinstance(s, A.RandomErasing) for s in A.deit_train_transform(reprob=0).transforms)

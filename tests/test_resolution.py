@@ -325,8 +325,6 @@ def test_the_checker_explains_other_mistakes_without_raising(answer, says, capsy
 
 
 def test_the_same_grid_gives_a_copy_of_the_position_embeddings():
-    from helpers.resolution import resample_pos_embed
-
     pos = torch.randn(1, 1 + 16, 8)
     same = resample_pos_embed(pos, 4, 1)
     torch.testing.assert_close(same, pos)
@@ -343,3 +341,8 @@ def test_the_teacher_sees_antialiased_bicubic_downsamples():
                                                                      align_corners=False, antialias=True))
     assert not torch.allclose(seen, torch.nn.functional.interpolate(images, size=(32, 32), mode="bicubic",
                                                                     align_corners=False))
+
+
+def test_fine_tuning_takes_a_tenth_of_the_epochs_rounded_not_cut():
+    epochs = {n: finetune_overrides(dataclasses.replace(PROFILES["cpu"], epochs=n))["epochs"] for n in (3, 15, 60, 300)}
+    assert epochs == {3: 1, 15: 2, 60: 6, 300: 30}  # DeiT: 30 fine-tuning epochs after 300
