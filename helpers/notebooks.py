@@ -47,7 +47,8 @@ def pythonpath_with_this_checkout() -> str:
     """PYTHONPATH with this checkout first, for the kernels this process starts: they then import
     its helpers, not another copy's that the editable install may point at (a clone's own
     `pip install -e .`, such as CI's, moves it there)."""
-    return os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    others = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    return os.pathsep.join([str(REPO), *others])  # REPO once, however often a process calls it
 
 
 def execute(path: Path, timeout: int = 600) -> float:
